@@ -1,0 +1,169 @@
+"""Exact linear (zero-padded, non-circular) long convolutions computed with the FFT.
+
+Conventions follow the published HyenaPixel models: the kernel is centred on the output
+position, ``y[i] = sum_p u[p] * k[i - p + K//2]`` (a true, flipped convolution), and the
+output has the size of the input.
+
+FFT size. A circular convolution of length ``N`` equals the linear one at the output
+indices ``[K//2, K//2 + n)`` as soon as ``N >= n + K//2`` (aliased terms land outside
+that window), where ``n`` is the input length and ``K`` the (odd) kernel length.
+Kernel taps further than ``n - 1`` from the centre can never meet the input, so the
+kernel is first cropped to at most ``2n - 1`` taps. The FFT length is the smallest
+7-smooth integer that satisfies both; this is never larger than ``n + K - 1`` and is
+usually much smaller than the blanket ``2n`` of the published code (e.g. 320 instead of
+512 for a 256 px feature map and a 111 tap kernel).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "next_fast_len",
+    "crop_kernel",
+    "fft_size",
+    "fft_conv1d",
+    "fft_conv2d",
+    "causal_fft_conv1d",
+    "direct_conv1d",
+    "direct_conv2d",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def next_fast_len(n: int) -> int:
+    """Smallest integer >= n whose prime factors are 2, 3, 5 or 7 (fast for cuFFT/pocketfft)."""
+    if n <= 1:
+        return 1
+    best = None
+    p7 = 1
+    while p7 < 2 * n:
+        p5 = p7
+        while p5 < 2 * n:
+            p3 = p5
+            while p3 < 2 * n:
+                m = p3
+                while m < n:
+                    m *= 2
+                if best is None or m < best:
+                    best = m
+                p3 *= 3
+            p5 *= 5
+        p7 *= 7
+    return best
+
+
+def crop_kernel(k: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """Crop the trailing dims of a centred, odd-sized kernel to the taps that can reach an
+    input of the given sizes (at most ``2n - 1`` taps per axis)."""
+    slices = [slice(None)] * (k.ndim - len(sizes))
+    for n, K in zip(sizes, k.shape[-len(sizes):]):
+        keep = min(K, 2 * n - 1)
+        start = K // 2 - keep // 2
+        slices.append(slice(start, start + keep))
+    return k[tuple(slices)]
+
+
+def fft_size(n: int, kernel_len: int) -> int:
+    """FFT length for an exact centred convolution of n samples with a kernel of
+    ``kernel_len`` taps (already cropped, see :func:`crop_kernel`)."""
+    return next_fast_len(max(n + kernel_len // 2, kernel_len))
+
+
+def _check_odd(k: torch.Tensor, ndim: int) -> None:
+    for K in k.shape[-ndim:]:
+        if K % 2 != 1:
+            raise ValueError(f"centred long convolutions need odd kernel sizes, got {tuple(k.shape[-ndim:])}")
+
+
+def fft_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None,
+               k_spec: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel centred 2D convolution ``u (B, C, h, w) * k (C, kh, kw)`` plus ``u * bias``.
+
+    Computed in float32 (as the published models do) and returned in ``u``'s dtype.
+    ``k_spec`` may pass a precomputed spectrum from :func:`kernel_spectrum2d`.
+    """
+    h, w = u.shape[-2:]
+    out_dtype = u.dtype
+    u32 = u.float()
+    if k_spec is None:
+        k_spec, _ = kernel_spectrum2d(k, (h, w))
+    kh, kw = _cropped_sizes(k.shape[-2:], (h, w))
+    nh, nw = fft_size(h, kh), fft_size(w, kw)
+    u_f = torch.fft.rfft2(u32, s=(nh, nw))
+    y = torch.fft.irfft2(u_f * k_spec, s=(nh, nw))
+    y = y[..., kh // 2: kh // 2 + h, kw // 2: kw // 2 + w]
+    if bias is not None:
+        y = y + u32 * bias.float().reshape(1, -1, 1, 1)
+    return y.to(out_dtype)
+
+
+def _cropped_sizes(kernel_sizes, input_sizes) -> tuple[int, ...]:
+    return tuple(min(K, 2 * n - 1) for K, n in zip(kernel_sizes, input_sizes))
+
+
+def kernel_spectrum2d(k: torch.Tensor, input_size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The rfft2 of a (C, kh, kw) kernel laid out for inputs of ``input_size``."""
+    _check_odd(k, 2)
+    h, w = input_size
+    kc = crop_kernel(k.float(), (h, w))
+    kh, kw = kc.shape[-2:]
+    nh, nw = fft_size(h, kh), fft_size(w, kw)
+    return torch.fft.rfft2(kc, s=(nh, nw)), (nh, nw)
+
+
+def kernel_spectrum1d(k: torch.Tensor, n: int) -> tuple[torch.Tensor, int]:
+    """The rfft of a (C, K) centred kernel laid out for sequences of length n."""
+    _check_odd(k, 1)
+    kc = crop_kernel(k.float(), (n,))
+    N = fft_size(n, kc.shape[-1])
+    return torch.fft.rfft(kc, n=N), N
+
+
+def fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None,
+               k_spec: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel centred 1D convolution ``u (B, C, n) * k (C, K)`` plus ``u * bias``."""
+    n = u.shape[-1]
+    out_dtype = u.dtype
+    u32 = u.float()
+    if k_spec is None:
+        k_spec, _ = kernel_spectrum1d(k, n)
+    K = min(k.shape[-1], 2 * n - 1)
+    N = fft_size(n, K)
+    y = torch.fft.irfft(torch.fft.rfft(u32, n=N) * k_spec, n=N)[..., K // 2: K // 2 + n]
+    if bias is not None:
+        y = y + u32 * bias.float().reshape(1, -1, 1)
+    return y.to(out_dtype)
+
+
+def causal_fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel causal convolution ``y[i] = sum_{j<=i} u[j] k[i-j]`` plus ``u * bias``."""
+    n = u.shape[-1]
+    out_dtype = u.dtype
+    k = k[..., :n].float()
+    N = next_fast_len(n + k.shape[-1] - 1)
+    y = torch.fft.irfft(torch.fft.rfft(u.float(), n=N) * torch.fft.rfft(k, n=N), n=N)[..., :n]
+    if bias is not None:
+        y = y + u.float() * bias.float().reshape(1, -1, 1)
+    return y.to(out_dtype)
+
+
+def direct_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference: the same centred convolution by ``F.conv2d`` (cross-correlation with the
+    flipped kernel). Slow for long kernels; for tests and small inputs."""
+    C, kh, kw = k.shape
+    y = F.conv2d(u, k.flip(-1, -2).unsqueeze(1), padding=(kh // 2, kw // 2), groups=C)
+    if bias is not None:
+        y = y + u * bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def direct_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference centred 1D convolution by ``F.conv1d``."""
+    C, K = k.shape
+    y = F.conv1d(u, k.flip(-1).unsqueeze(1), padding=K // 2, groups=C)
+    if bias is not None:
+        y = y + u * bias.reshape(1, -1, 1)
+    return y

@@ -1,0 +1,134 @@
+"""Small building blocks of the MetaFormer backbone (channels-last tensors, (B, H, W, C))."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "LayerNormNoBias",
+    "LayerNormNoBiasGeneral",
+    "StarReLU",
+    "SquaredReLU",
+    "Scale",
+    "Sin",
+    "Mlp",
+    "MlpHead",
+    "Downsampling",
+]
+
+
+class LayerNormNoBias(nn.Module):
+    """Layer norm over the last axis with a weight and no bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, None, self.eps)
+
+
+class LayerNormNoBiasGeneral(LayerNormNoBias):
+    """The same normalisation written out (mean, biased variance, rsqrt), as the
+    published down-sampling layers compute it; differs from ``F.layer_norm`` only in
+    rounding."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x - x.mean(-1, keepdim=True)
+        s = c.pow(2).mean(-1, keepdim=True)
+        return c / torch.sqrt(s + self.eps) * self.weight
+
+
+class StarReLU(nn.Module):
+    """``scale * relu(x)**2 + bias`` with learnable scalars."""
+
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1,), scale_value))
+        self.bias = nn.Parameter(torch.full((1,), bias_value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.relu(x) ** 2 + self.bias
+
+
+class SquaredReLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.square(F.relu(x))
+
+
+class Scale(nn.Module):
+    """Per-channel scaling (MetaFormer's res scale)."""
+
+    def __init__(self, dim: int, init_value: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((dim,), init_value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class Sin(nn.Module):
+    """``sin(freq * x)`` with a learnable frequency per channel; ``shape`` is the
+    broadcast shape of ``freq`` (``(1, C)`` for token-major, ``(1, C, 1, 1)`` for maps)."""
+
+    def __init__(self, shape: tuple[int, ...], init_value: float = 1.0):
+        super().__init__()
+        self.freq = nn.Parameter(torch.full(shape, init_value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.freq * x)
+
+
+class Mlp(nn.Module):
+    """MetaFormer channel MLP: fc1 (C -> rC) -> StarReLU -> fc2, no biases."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0):
+        super().__init__()
+        hidden = int(mlp_ratio * dim)
+        self.fc1 = nn.Linear(dim, hidden, bias=False)
+        self.act = StarReLU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden, dim, bias=False)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class MlpHead(nn.Module):
+    """Classifier head: fc1 (C -> 4C) -> SquaredReLU -> LayerNorm -> dropout -> fc2."""
+
+    def __init__(self, dim: int, num_classes: int = 1000, mlp_ratio: float = 4.0, head_dropout: float = 0.0):
+        super().__init__()
+        hidden = int(mlp_ratio * dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = SquaredReLU()
+        self.norm = nn.LayerNorm(hidden)
+        self.head_dropout = nn.Dropout(head_dropout)
+        self.fc2 = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_dropout(self.norm(self.act(self.fc1(x))))
+        return x if pre_logits else self.fc2(x)
+
+
+class Downsampling(nn.Module):
+    """Stem or between-stage down-sampling conv; input and output are channels-last
+    (the stem takes the (B, 3, H, W) image)."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int,
+                 pre_norm: bool = False, post_norm: bool = False):
+        super().__init__()
+        self.is_stem = not pre_norm
+        self.pre_norm = LayerNormNoBiasGeneral(in_chs, eps=1e-6) if pre_norm else nn.Identity()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=padding)
+        self.post_norm = LayerNormNoBiasGeneral(out_chs, eps=1e-6) if post_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre_norm(x)
+        if not self.is_stem:
+            x = x.permute(0, 3, 1, 2)
+        x = self.conv(x).permute(0, 2, 3, 1)
+        return self.post_norm(x)
