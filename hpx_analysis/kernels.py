@@ -1,0 +1,210 @@
+"""Learned long-convolution kernels per stage (the paper's Fig. 4), as arrays.
+
+For every stage with long-convolution mixers, one block is picked (``block``, default the
+first block of the stage) and two maps are produced:
+
+- ``mean``: the effective kernel (after the decay window and any truncation) averaged
+  over all channels and divided by its largest absolute value (values in [-1, 1]); this
+  is the paper's "normalized mean kernel weights";
+- ``picked``: the normalized kernel of one hand-picked channel (``channel``), or, by
+  default, of the channel with the most energy (largest sum of squared taps) in that
+  block.
+
+Orientation (H_px, 2D kernels). The mixers compute a true (flipped) convolution
+``y[i, j] = sum_{p, q} u[p, q] * K[i - p + kh//2, j - q + kw//2]``. So the kernel value at
+array index ``[a, b]`` multiplies the input pixel at
+``(i - (a - kh//2), j - (b - kw//2))``: a tap at offset ``(da, db)`` right/below the
+kernel centre weights the input pixel at ``(-da, -db)``, i.e. above/left of the output
+pixel. The 2D maps are the kernel arrays themselves (row index down, column index
+right), so they are point-mirrored with respect to the input pixels they weight.
+
+H_b (1D kernels of ``Lf`` taps on the raster-flattened token sequence of the ``h x w``
+feature map the kernel was trained for). Tap ``k[Lf//2 + (i - j)]`` links input token
+``j`` to output token ``i``. For one evaluation position ``(r, c)`` (default the centre
+``(h//2, w//2)``) the wrapped map holds, at ``[r', c']``, the weight of input pixel
+``(r', c')`` for that output pixel: ``k[Lf//2 + (r*w + c) - (r'*w + c')]``. Unlike the
+2D maps, wrapped maps are therefore in input-pixel orientation. Causal Hyena kernels
+(``Lf = L`` taps, ``y[i] = sum_{j <= i} k[i - j] v[j]``) wrap with ``k[i - j]`` and zero
+for ``j > i``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import long_conv_mixers
+
+__all__ = [
+    "StageKernels", "KernelResult", "kernel_maps", "wrap_1d_kernel", "normalize_map",
+    "top_energy_channel", "ORIENTATION_2D", "ORIENTATION_WRAPPED", "NoLongKernelsError",
+]
+
+ORIENTATION_2D = ("kernel array K[a,b]: output (i,j) takes input (i-(a-kh//2), j-(b-kw//2)); "
+                  "point-mirrored w.r.t. the inputs it weights")
+ORIENTATION_WRAPPED = "map[r',c'] = weight of input pixel (r',c') for the marked output pixel"
+
+
+class NoLongKernelsError(ValueError):
+    """The model has no long-convolution mixers (nothing to show or truncate)."""
+
+
+@dataclass
+class StageKernels:
+    """The kernels shown for one stage (all maps normalized to max |value| = 1)."""
+
+    stage: int
+    block: int
+    mixer: str                      # mixer class name
+    kernel_ndim: int                # 2 (H_px) or 1 (H_b / causal Hyena)
+    feature_size: tuple[int, int]
+    mean: np.ndarray                # 2D: (kh, kw) kernel; 1D: (h, w) wrapped map
+    picked: np.ndarray              # same layout as ``mean``, one channel
+    channel: int                    # the picked channel
+    channel_auto: bool              # True when picked by top energy
+    kernel1d_mean: np.ndarray | None = None   # 1D only: the normalized mean kernel (Lf,)
+    at: tuple[int, int] | None = None         # 1D only: evaluation position (row, col)
+
+    @property
+    def orientation(self) -> str:
+        return ORIENTATION_2D if self.kernel_ndim == 2 else ORIENTATION_WRAPPED
+
+
+@dataclass
+class KernelResult:
+    model: str
+    stages: list[StageKernels] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every plotted array (plus the raw 1D means), keyed for ``np.savez``."""
+        out: dict[str, np.ndarray] = {}
+        for sk in self.stages:
+            p = f"stage{sk.stage}"
+            out[f"{p}_mean"] = sk.mean
+            out[f"{p}_picked"] = sk.picked
+            out[f"{p}_block"] = np.array(sk.block)
+            out[f"{p}_channel"] = np.array(sk.channel)
+            out[f"{p}_feature_size"] = np.array(sk.feature_size)
+            if sk.kernel1d_mean is not None:
+                out[f"{p}_kernel1d_mean"] = sk.kernel1d_mean
+            if sk.at is not None:
+                out[f"{p}_at"] = np.array(sk.at)
+        return out
+
+
+def normalize_map(a: np.ndarray) -> np.ndarray:
+    """Divide by the largest absolute value (an all-zero map stays zero)."""
+    a = np.asarray(a, dtype=np.float64)
+    m = float(np.abs(a).max()) if a.size else 0.0
+    return a / m if m > 0 else a.copy()
+
+
+def top_energy_channel(kernel: torch.Tensor) -> int:
+    """Index of the channel with the largest sum of squared taps (ties: lowest index)."""
+    energy = kernel.double().flatten(1).pow(2).sum(1)
+    return int(torch.argmax(energy))
+
+
+def wrap_1d_kernel(kernel: torch.Tensor | np.ndarray, feature_size: Sequence[int],
+                   at: Sequence[int] | None = None, bidirectional: bool = True) -> np.ndarray:
+    """Wrap 1D kernel(s) ``(..., Lf)`` onto the ``h x w`` grid for output pixel ``at``.
+
+    Returns ``(..., h, w)`` where ``[r', c']`` is the weight of input pixel ``(r', c')``
+    for output pixel ``at = (r, c)`` under raster flattening: bidirectional
+    ``k[Lf//2 + (r*w + c) - (r'*w + c')]``; causal ``k[(r*w + c) - (r'*w + c')]`` (zero
+    for inputs after the output). Taps that fall outside the kernel give zero.
+    """
+    k = np.asarray(kernel.detach().cpu() if isinstance(kernel, torch.Tensor) else kernel, dtype=np.float64)
+    h, w = (int(n) for n in feature_size)
+    r, c = (h // 2, w // 2) if at is None else (int(at[0]), int(at[1]))
+    if not (0 <= r < h and 0 <= c < w):
+        raise ValueError(f"evaluation position ({r}, {c}) is outside the {h}x{w} feature map")
+    lf = k.shape[-1]
+    out_tok = r * w + c
+    in_tok = np.arange(h * w).reshape(h, w)
+    idx = (lf // 2 if bidirectional else 0) + out_tok - in_tok
+    valid = (idx >= 0) & (idx < lf)
+    out = np.zeros(k.shape[:-1] + (h, w), dtype=np.float64)
+    out[..., valid] = k[..., idx[valid]]
+    return out
+
+
+def _position(at: Sequence[int], feature_size: Sequence[int]) -> tuple[int, int]:
+    """``(row, col)`` with negative values counted from the bottom/right edge."""
+    pos = []
+    for v, n in zip(at, feature_size):
+        v = int(v)
+        pos.append(v + n if v < 0 else v)
+    if len(pos) != 2:
+        raise ValueError(f"evaluation position needs row,col; got {tuple(at)}")
+    return pos[0], pos[1]
+
+
+def _per_stage(values: int | Sequence[int] | None, stage_ids: list[int], what: str) -> dict[int, int | None]:
+    if values is None or isinstance(values, (int, np.integer)):
+        return {s: values for s in stage_ids}
+    values = list(values)
+    if len(values) == 1:
+        return {s: values[0] for s in stage_ids}
+    if len(values) != len(stage_ids):
+        raise ValueError(f"--{what} takes one value or one per stage with long kernels "
+                         f"({len(stage_ids)}: stages {stage_ids}), got {len(values)}")
+    return dict(zip(stage_ids, values))
+
+
+def kernel_maps(model: nn.Module, *, name: str = "", block: int | Sequence[int] | None = 0,
+                channel: int | Sequence[int] | None = None,
+                at: Sequence[int] | None = None) -> KernelResult:
+    """Per-stage normalized kernels of ``model`` (see the module docstring).
+
+    ``block``: block index within each stage (negative counts from the end), one for all
+    stages or one per stage with long kernels. ``channel``: the hand-picked channel, same
+    rules; ``None`` picks the top-energy channel. ``at``: evaluation position
+    ``(row, col)`` for wrapping 1D kernels (default the centre of each stage's map;
+    negative values count from the bottom/right, so ``(-1, -1)`` is the last pixel).
+    Raises :class:`NoLongKernelsError` for models without long convolutions and
+    ``ValueError`` for out-of-range picks.
+    """
+    by_stage: dict[int, list[tuple[int, nn.Module]]] = {}
+    for s, b, m in long_conv_mixers(model):
+        by_stage.setdefault(s, []).append((b, m))
+    if not by_stage:
+        raise NoLongKernelsError(f"{name or type(model).__name__} has no long-convolution token mixers "
+                                 "(no H_px / H_b kernels to show)")
+    stage_ids = sorted(by_stage)
+    blocks = _per_stage(block, stage_ids, "block")
+    channels = _per_stage(channel, stage_ids, "channel")
+    result = KernelResult(model=name)
+    for s in stage_ids:
+        mixers = dict(by_stage[s])
+        depth = max(mixers) + 1
+        b = 0 if blocks[s] is None else int(blocks[s])
+        b_idx = b + depth if b < 0 else b
+        if b_idx not in mixers:
+            raise ValueError(f"stage {s} has blocks 0..{depth - 1} with long kernels; block {b} does not exist")
+        mixer = mixers[b_idx]
+        k = mixer.effective_kernel()
+        n_ch = k.shape[0]
+        ch = channels[s]
+        auto = ch is None
+        ch = top_energy_channel(k) if auto else int(ch)
+        if not 0 <= ch < n_ch:
+            raise ValueError(f"stage {s} has {n_ch} channels; channel {ch} does not exist")
+        fs = tuple(int(n) for n in mixer.feature_size)
+        mean_k = k.double().mean(0)
+        pick_k = k[ch].double()
+        if mixer.kernel_ndim == 2:
+            sk = StageKernels(s, b_idx, type(mixer).__name__, 2, fs, normalize_map(mean_k.numpy()),
+                              normalize_map(pick_k.numpy()), ch, auto)
+        else:
+            bidir = bool(getattr(mixer, "bidirectional", True))
+            pos = (fs[0] // 2, fs[1] // 2) if at is None else _position(at, fs)
+            sk = StageKernels(s, b_idx, type(mixer).__name__, 1, fs,
+                              normalize_map(wrap_1d_kernel(mean_k, fs, pos, bidir)),
+                              normalize_map(wrap_1d_kernel(pick_k, fs, pos, bidir)), ch, auto,
+                              kernel1d_mean=normalize_map(mean_k.numpy()), at=pos)
+        result.stages.append(sk)
+    return result

@@ -1,0 +1,103 @@
+"""Figures for the kernel, coverage and truncation analyses (Figs. 4, 6, 7).
+
+Each function draws into the given axes (or a new figure) and returns the figure; the
+numbers come from :mod:`.kernels`, :mod:`.coverage` and :mod:`.truncation`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .kernels import ORIENTATION_2D, ORIENTATION_WRAPPED, KernelResult
+from .truncation import BASELINE_STAGE
+
+__all__ = ["plot_kernels", "plot_coverage", "plot_truncation"]
+
+METRIC_LABELS = {"top1": "top-1 accuracy (%)", "top5": "top-5 accuracy (%)",
+                 "agreement": "top-1 agreement with untruncated (%)", "kl": "mean KL(untruncated || truncated)"}
+
+
+def plot_kernels(result: KernelResult, axes: Sequence | np.ndarray | None = None,
+                 picked: bool = True):
+    """One panel per stage: the normalized mean kernel (top row) and, with ``picked``,
+    the picked channel (bottom row). ``axes``: as many axes as panels (any shape)."""
+    n = len(result.stages)
+    rows = 2 if picked else 1
+    if axes is None:
+        fig, axes = plt.subplots(rows, n, figsize=(3.1 * n, 3.2 * rows + 0.6), squeeze=False)
+    axes = np.asarray(axes, dtype=object).reshape(-1)
+    if len(axes) < rows * n:
+        raise ValueError(f"plot_kernels needs {rows * n} axes, got {len(axes)}")
+    axes = axes[: rows * n].reshape(rows, n)
+    fig = axes[0, 0].figure
+    im = None
+    for j, sk in enumerate(result.stages):
+        maps = [("mean over channels", sk.mean)]
+        if picked:
+            how = "top energy" if sk.channel_auto else "picked"
+            maps.append((f"channel {sk.channel} ({how})", sk.picked))
+        for i, (title, arr) in enumerate(maps):
+            ax = axes[i, j]
+            im = ax.imshow(arr, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+            ax.set_title(f"stage {sk.stage + 1}, block {sk.block}\n{title}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if sk.kernel_ndim == 2:
+                ax.plot([arr.shape[1] // 2], [arr.shape[0] // 2], "k+", ms=6)
+            else:
+                ax.plot([sk.at[1]], [sk.at[0]], "k*", ms=7)
+                ax.set_xlabel(f"{sk.feature_size[0]}x{sk.feature_size[1]} map, output at {sk.at}", fontsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes.reshape(-1)), shrink=0.6, label="normalized weight")
+    nd = {sk.kernel_ndim for sk in result.stages}
+    note = ORIENTATION_2D if nd == {2} else ORIENTATION_WRAPPED if nd == {1} else f"{ORIENTATION_2D}; {ORIENTATION_WRAPPED}"
+    fig.suptitle(f"{result.model}: normalized kernels per stage\n{note}", fontsize=9)
+    return fig
+
+
+def plot_coverage(df: pd.DataFrame, ax=None):
+    """Coverage against block depth, one line per model, stage boundaries dashed."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    fig = ax.figure
+    for model, g in df.groupby("model", sort=False):
+        g = g.sort_values("depth")
+        ax.plot(g["depth"] + 1, g["coverage"], marker="o", ms=3, label=model)
+    if len(df):
+        first = df.sort_values("depth").drop_duplicates("model")["model"].iloc[0]
+        g = df[df["model"] == first].sort_values("depth")
+        starts = g.groupby("stage")["depth"].min().sort_index()
+        for s, d in starts.items():
+            if d > 0:
+                ax.axvline(d + 0.5, color="grey", ls="--", lw=0.8)
+            ax.text(d + 1, 1.0, f"S{s + 1}", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
+    ax.set_xlabel("block depth")
+    ax.set_ylabel("relative feature-map coverage")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_truncation(df: pd.DataFrame, ax=None, metric: str | None = None):
+    """Metric against relative filter size, one curve per stage, the untruncated value
+    as a horizontal reference. ``metric`` defaults to top-1 when present, else agreement."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    fig = ax.figure
+    if metric is None:
+        metric = "top1" if (df["metric"] == "top1").any() else "agreement"
+    d = df[df["metric"] == metric]
+    for model, gm in d.groupby("model", sort=False):
+        prefix = f"{model} " if d["model"].nunique() > 1 else ""
+        base = gm[gm["stage"] == BASELINE_STAGE]["value"]
+        if len(base):
+            ax.axhline(float(base.iloc[0]), color="k", ls=":", lw=1, label=f"{prefix}untruncated")
+        for s, g in gm[gm["stage"] != BASELINE_STAGE].groupby("stage"):
+            g = g.sort_values("rel_size")
+            ax.plot(g["rel_size"], g["value"], marker="o", ms=3, label=f"{prefix}S{int(s) + 1}")
+    ax.set_xlabel("relative filter size")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.legend(fontsize=8)
+    return fig

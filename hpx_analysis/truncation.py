@@ -1,0 +1,223 @@
+"""Truncating the long kernels of one stage at a time (the paper's Fig. 7), as a table.
+
+For each stage ``s`` and relative size ``r``, every long-convolution mixer of stage ``s``
+keeps only the taps inside a centred window whose side is ``r`` times the feature-map
+size the kernel was built for (``set_truncation(r, shape)``; square by default, disk as
+an option; H_b kernels on their 1D token axis, ``r`` times ``L = h * w``); all other
+stages stay untouched. The model is evaluated on the given batches and compared with
+the untruncated model:
+
+- ``agreement``: % of images whose top-1 class equals the untruncated model's;
+- ``kl``: mean KL divergence ``KL(p_untruncated || p_truncated)`` in nats;
+- ``top1``, ``top5``: % accuracy, only when the batches carry labels (IN-1k indices).
+
+Stage-prefix reuse: truncating stage ``s`` changes nothing before it, so each batch's
+features entering every swept stage are computed once (one pass through the stages,
+continued from one to the next exactly as ``HyenaMetaFormer.forward_to_stage`` does) and
+every setting of stage ``s`` runs only ``forward_from_stage(features, s)``.
+
+Sharding: under ``torchrun`` every process evaluates its own share of the batches and the
+per-setting counts and sums are summed over processes (see :mod:`.sharding`); every
+process returns the same table.
+
+The table (``model, stage, rel_size, metric, value``) also holds the untruncated model's
+values in rows with ``stage == -1`` and an empty ``rel_size``.
+The caller's model is left as found: truncations and train/eval mode are restored even
+when the sweep fails.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernels import NoLongKernelsError
+from .models import long_conv_mixers
+from .sharding import all_reduce_sum
+
+__all__ = [
+    "DEFAULT_REL_SIZES", "TruncationResult", "truncation_sweep", "full_rel_sizes", "swept_stages",
+    "restore_truncations", "stage_prefixes", "BASELINE_STAGE",
+]
+
+DEFAULT_REL_SIZES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
+BASELINE_STAGE = -1
+# accumulator columns: images, top-1 agreement, KL sum, labelled images, top-1 hits, top-5 hits
+_N, _AGREE, _KL, _NLAB, _TOP1, _TOP5 = range(6)
+
+
+@dataclass
+class TruncationResult:
+    table: pd.DataFrame
+    n_images: int
+    n_labelled: int
+    full_rel_size: dict[int, float] = field(default_factory=dict)  # per stage: K / n (whole kernel)
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_model(model: nn.Module, name: str) -> dict[int, list[nn.Module]]:
+    if not (hasattr(model, "forward_to_stage") and hasattr(model, "forward_from_stage")):
+        raise NoLongKernelsError(
+            f"{name or type(model).__name__} is not a HyenaPixel-family model: it has no long-convolution "
+            "kernels to truncate")
+    by_stage: dict[int, list[nn.Module]] = {}
+    for s, _, m in long_conv_mixers(model):
+        by_stage.setdefault(s, []).append(m)
+    if not by_stage:
+        raise NoLongKernelsError(f"{name or type(model).__name__} has no long-convolution token mixers to truncate")
+    return by_stage
+
+
+def swept_stages(model: nn.Module, stages: Sequence[int] | None = None, name: str = "") -> list[int]:
+    """The stages to sweep: ``stages`` (checked) or every stage with long kernels."""
+    by_stage = _check_model(model, name)
+    if stages is None:
+        return sorted(by_stage)
+    out = []
+    for s in stages:
+        if int(s) not in by_stage:
+            raise ValueError(f"stage {s} of {name or type(model).__name__} has no long-convolution kernels "
+                             f"(stages with long kernels: {sorted(by_stage)})")
+        out.append(int(s))
+    return sorted(set(out))
+
+
+def full_rel_sizes(model: nn.Module) -> dict[int, float]:
+    """Per stage the relative size that keeps the whole kernel (``K / n``; 1D: ``Lf / L``)."""
+    out = {}
+    for s, _, m in long_conv_mixers(model):
+        k = m.effective_kernel().shape[1:]
+        n = m.feature_size if m.kernel_ndim == 2 else (m.feature_size[0] * m.feature_size[1],)
+        out[s] = max(out.get(s, 0.0), max(kk / nn_ for kk, nn_ in zip(k, n)))
+    return out
+
+
+class restore_truncations:
+    """Context manager: clear every long mixer's truncation on entry (so that the sweep's
+    reference is the untruncated model) and put back what was there, and the model's
+    train/eval mode, on exit, also on error."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.mixers = [m for _, _, m in long_conv_mixers(model)]
+
+    def __enter__(self):
+        self.saved = [m.truncation for m in self.mixers]
+        self.training = self.model.training
+        for m in self.mixers:
+            m.set_truncation(None)
+        self.model.eval()
+        return self
+
+    def __exit__(self, *exc):
+        for m, t in zip(self.mixers, self.saved):
+            if t is None:
+                m.set_truncation(None)
+            else:
+                m.set_truncation(t.rel_size, t.shape)
+        self.model.train(self.training)
+        return False
+
+
+def stage_prefixes(model: nn.Module, x: torch.Tensor, stages: Sequence[int]) -> dict[int, torch.Tensor]:
+    """Channels-last features entering each of ``stages`` (before its down-sampling), in
+    one pass: equal to ``model.forward_to_stage(x, s)`` for every ``s``."""
+    out = {}
+    h = x
+    last = max(stages)
+    for i in range(last + 1):
+        if i in stages:
+            out[i] = h
+        if i < last:
+            h = model.stages[i](model.downsample_layers[i](h))
+    return out
+
+
+def _accumulate(acc: torch.Tensor, row: int, logits: torch.Tensor, ref_logp: torch.Tensor,
+                ref_top1: torch.Tensor, labels: torch.Tensor | None) -> None:
+    logp = F.log_softmax(logits.double(), dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    acc[row, _N] += logits.shape[0]
+    acc[row, _AGREE] += (logits.argmax(-1) == ref_top1).sum().item()
+    acc[row, _KL] += kl.sum().item()
+    if labels is not None:
+        top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+        acc[row, _NLAB] += labels.numel()
+        acc[row, _TOP1] += (top5[:, 0] == labels).sum().item()
+        acc[row, _TOP5] += (top5 == labels[:, None]).any(-1).sum().item()
+
+
+def truncation_sweep(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+    *,
+    name: str = "",
+    rel_sizes: Sequence[float] = DEFAULT_REL_SIZES,
+    stages: Sequence[int] | None = None,
+    shape: str = "square",
+    on_batch: Callable[[int], None] | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = all_reduce_sum,
+) -> TruncationResult:
+    """Sweep ``rel_sizes`` for each of ``stages`` (default: all stages with long kernels).
+
+    ``batches`` yields ``(images, labels)``: images already transformed ``(B, 3, H, W)``
+    on the model's device, labels an int tensor of IN-1k indices or ``None``. Under
+    ``torchrun`` pass this process's share; ``reduce`` sums the accumulators over
+    processes. ``on_batch(n)`` is called after each batch with its size (progress bars).
+    """
+    stage_ids = swept_stages(model, stages, name)
+    rel_sizes = [float(r) for r in rel_sizes]
+    if not rel_sizes or any(not r > 0 for r in rel_sizes):
+        raise ValueError(f"relative sizes must be positive numbers, got {rel_sizes}")
+    if shape not in ("square", "disk"):
+        raise ValueError(f"truncation shape must be 'square' or 'disk', got {shape!r}")
+    by_stage = _check_model(model, name)
+    settings = [(s, r) for s in stage_ids for r in rel_sizes]
+    acc = torch.zeros(len(settings) + 1, 6, dtype=torch.float64)
+    notes: list[str] = []
+    with restore_truncations(model), torch.no_grad():
+        for x, labels in batches:
+            if labels is not None:
+                labels = labels.to(x.device)
+            prefixes = stage_prefixes(model, x, stage_ids)
+            last = max(stage_ids)
+            ref = model.forward_from_stage(prefixes[last], last)
+            ref_logp = F.log_softmax(ref.double(), dim=-1)
+            ref_top1 = ref.argmax(-1)
+            _accumulate(acc, 0, ref, ref_logp, ref_top1, labels)
+            for row, (s, r) in enumerate(settings, start=1):
+                try:
+                    for m in by_stage[s]:
+                        m.set_truncation(r, shape)
+                    logits = model.forward_from_stage(prefixes[s], s)
+                finally:
+                    for m in by_stage[s]:
+                        m.set_truncation(None)
+                _accumulate(acc, row, logits, ref_logp, ref_top1, labels)
+            if on_batch is not None:
+                on_batch(x.shape[0])
+    acc = reduce(acc)
+    n_images, n_lab = int(acc[0, _N]), int(acc[0, _NLAB])
+    if n_images == 0:
+        raise ValueError("no images were evaluated")
+    if n_lab == 0:
+        notes.append("no labels: top-1/top-5 accuracy not computed (only agreement and KL)")
+    elif n_lab < n_images:
+        notes.append(f"accuracy over the {n_lab} labelled of {n_images} images")
+    rows = []
+    for row, (s, r) in enumerate([(BASELINE_STAGE, float("nan"))] + settings):
+        a = acc[row]
+        vals = {"agreement": 100.0 * a[_AGREE].item() / a[_N].item(), "kl": a[_KL].item() / a[_N].item()}
+        if n_lab:
+            vals["top1"] = 100.0 * a[_TOP1].item() / a[_NLAB].item()
+            vals["top5"] = 100.0 * a[_TOP5].item() / a[_NLAB].item()
+        for metric, value in vals.items():
+            rows.append(dict(model=name, stage=s, rel_size=r, metric=metric, value=value))
+    table = pd.DataFrame(rows, columns=["model", "stage", "rel_size", "metric", "value"])
+    full = {s: v for s, v in full_rel_sizes(model).items() if s in stage_ids}
+    return TruncationResult(table, n_images, n_lab, full, notes)
+
