@@ -1,0 +1,187 @@
+"""Image input shared by the analyses: listing image folders, safe RGB loading, transforms.
+
+Without a folder, the analyses use real colour photographs that ship inside the
+scikit-image wheel (astronaut, chelsea, coffee, ...), never synthetic noise.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "ImageItem", "ImageInputError", "ImageLoadError", "IMAGE_EXTENSIONS", "BUNDLED_PHOTOS",
+    "MIN_SIDE", "bundled_photo_dir", "imagenet_synset_index", "list_images", "labels_available",
+    "load_rgb", "erf_transform", "model_eval_transform",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm", ".pbm", ".pnm")
+# Colour photographs of real scenes shipped with scikit-image (its synthetic, binary and
+# grayscale samples are left out).
+BUNDLED_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+                  "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg",
+                  "ihc.png", "retina.jpg")
+MIN_SIDE = 8
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One input image; ``label`` is the IN-1k class index when its class folder is a synset id."""
+
+    path: str
+    label: int | None = None
+    class_name: str | None = None
+
+
+class ImageInputError(Exception):
+    """The image input as a whole is unusable (missing folder, no images, ...)."""
+
+
+class ImageLoadError(Exception):
+    """One image file could not be used; the message is the reason."""
+
+
+def bundled_photo_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+@lru_cache(maxsize=1)
+def imagenet_synset_index() -> dict[str, int]:
+    """Synset id -> class index in the standard IN-1k order (timm's ImageNet info)."""
+    from timm.data import ImageNetInfo
+
+    return {synset: i for i, synset in enumerate(ImageNetInfo().label_names())}
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _bundled_items() -> list[ImageItem]:
+    root = bundled_photo_dir()
+    items = [ImageItem(str(root / name)) for name in BUNDLED_PHOTOS if (root / name).is_file()]
+    if not items:
+        raise ImageInputError(f"the bundled photographs are missing from {root} "
+                              f"(is scikit-image installed completely?)")
+    return items
+
+
+def list_images(images_dir: str | Path | None, num_images: int | None = None) -> list[ImageItem]:
+    """Images of a folder (ImageFolder tree or flat, recursive, sorted), or the bundled
+    photographs when ``images_dir`` is None; the first ``num_images`` of them (None = all)."""
+    if num_images is not None and num_images < 1:
+        raise ImageInputError(f"--num-images must be at least 1, got {num_images}")
+    if images_dir is None:
+        items = _bundled_items()
+    else:
+        root = Path(images_dir).expanduser()
+        if not root.exists():
+            raise ImageInputError(f"image folder not found: {root}")
+        if not root.is_dir():
+            raise ImageInputError(f"not a folder: {root} (--images expects a folder of images)")
+        files = sorted((p for p in root.rglob("*") if _is_image_file(p)),
+                       key=lambda p: p.relative_to(root).parts)
+        if not files:
+            raise ImageInputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+        synsets = imagenet_synset_index()
+        items = []
+        for path in files:
+            parts = path.relative_to(root).parts
+            class_name = parts[0] if len(parts) > 1 else None
+            items.append(ImageItem(str(path), synsets.get(class_name) if class_name else None,
+                                   class_name))
+    return items if num_images is None else items[:num_images]
+
+
+def labels_available(items: Iterable[ImageItem]) -> tuple[bool, str]:
+    """(True, "") when every item has an IN-1k label, else (False, why not)."""
+    items = list(items)
+    if not items:
+        return False, "no images"
+    if all(item.label is not None for item in items):
+        return True, ""
+    bundled = str(bundled_photo_dir())
+    if all(item.class_name is None and item.path.startswith(bundled) for item in items):
+        return False, "the bundled photographs have no ImageNet labels"
+    if all(item.class_name is None for item in items):
+        return False, "images are in a flat folder (no class subfolders)"
+    unlabeled = sorted({item.class_name or "(top level)" for item in items if item.label is None})
+    shown = ", ".join(repr(c) for c in unlabeled[:3]) + (", ..." if len(unlabeled) > 3 else "")
+    return False, f"class folders are not IN-1k synset ids (e.g. {shown})"
+
+
+def _to_uint8(array: np.ndarray, bit_depth: int) -> np.ndarray:
+    scale = (2 ** bit_depth - 1) / 255.0
+    return np.clip(np.rint(array.astype(np.float64) / scale), 0, 255).astype(np.uint8)
+
+
+def _as_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode.startswith("I;16") or mode == "I":
+        array = np.asarray(img)
+        depth = 16 if mode.startswith("I;16") or array.max(initial=0) > 255 else 8
+        return Image.fromarray(_to_uint8(np.clip(array, 0, 2 ** depth - 1), depth)).convert("RGB")
+    if mode == "F":
+        array = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        if array.max(initial=0.0) <= 1.0:
+            array = array * 255.0
+        return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str) -> Image.Image:
+    """An 8-bit RGB image; grayscale, alpha, palette, 16-bit and CMYK inputs are converted.
+    Raises ImageLoadError for unreadable, corrupt or tiny (< 8 px side) files."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.seek(0)
+                img.load()
+                rgb = _as_rgb(img)
+                rgb.load()
+    except FileNotFoundError:
+        raise ImageLoadError("file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning, EOFError) as err:
+        raise ImageLoadError(f"unreadable image ({type(err).__name__}: {err})") from None
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageLoadError(f"image too small ({rgb.size[0]}x{rgb.size[1]} px; "
+                             f"at least {MIN_SIDE} px per side needed)")
+    return rgb
+
+
+def erf_transform(size: int) -> Callable:
+    """The ERF protocol's input (RepLKNet): bicubic resize to size x size, ImageNet mean/std."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+    ])
+
+
+def model_eval_transform(model, crop_pct: float | None = None) -> Callable:
+    """The model's own evaluation transform from its timm data config."""
+    from timm.data import create_transform, resolve_data_config
+
+    config = resolve_data_config(model=model)
+    if crop_pct is not None:
+        if not 0.0 < crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        config["crop_pct"] = crop_pct
+    return create_transform(**config, is_training=False)

@@ -1,0 +1,369 @@
+"""Model + weights from a ``NAME[=WEIGHTS]`` spec (the command-line contract of DESIGN.md).
+
+WEIGHTS is ``auto`` (published weights when cached or downloadable, else a seeded random
+init with a warning), ``pretrained`` (published weights or an error), ``random`` (seeded
+init) or a path to a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file. Local files are
+read without executing pickled code.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+
+from .models import resolve_name, unwrap_state_dict
+from .models.metaformer import HyenaMetaFormer, checkpoint_filter_fn
+
+__all__ = [
+    "WeightsError", "DeviceError", "ModelSpec", "LoadedModel", "parse_model_spec", "load_model",
+    "published_weights_cached", "resolve_device", "WEIGHT_MODES",
+]
+
+log = logging.getLogger(__name__)
+
+WEIGHT_MODES = ("auto", "pretrained", "random")
+SAFETENSORS_SUFFIXES = (".safetensors",)
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
+HUB_PROBE_TIMEOUT_S = 4.0
+_LIST_LIMIT = 5
+
+
+class WeightsError(Exception):
+    """A model or its weights could not be set up; the message is meant for the user."""
+
+
+class DeviceError(WeightsError):
+    """The requested device is not available."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A canonical timm model name and where its weights come from."""
+
+    name: str
+    weights: str = "auto"
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.weights}"
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode on its device, with a record of the weights it carries."""
+
+    name: str
+    model: torch.nn.Module
+    weights: str
+    weights_kind: str
+
+    def as_dict(self) -> dict:
+        return {"model": self.name, "weights": self.weights, "weights_kind": self.weights_kind}
+
+
+# ----------------------------------------------------------------------------- spec parsing
+def parse_model_spec(text: str) -> ModelSpec:
+    """``"hpx_s18"``, ``"hpx_s18=random"``, ``"hb_s18=/p/ckpt.safetensors"`` -> ModelSpec with
+    the canonical name. Unknown names raise WeightsError with close matches."""
+    name, sep, weights = str(text).strip().partition("=")
+    name, weights = name.strip(), weights.strip()
+    if not name:
+        raise WeightsError(f"model spec {text!r} has no model name (expected NAME[=WEIGHTS])")
+    if sep and not weights:
+        raise WeightsError(f"model spec {text!r} has an empty WEIGHTS part "
+                           f"(use one of {', '.join(WEIGHT_MODES)} or a checkpoint path)")
+    try:
+        canonical = resolve_name(name)
+    except KeyError as err:
+        raise WeightsError(err.args[0] if err.args else f"unknown model {name!r}") from None
+    if not weights or weights.lower() in WEIGHT_MODES:
+        return ModelSpec(canonical, (weights or "auto").lower())
+    return ModelSpec(canonical, str(Path(weights).expanduser().resolve()))
+
+
+# ----------------------------------------------------------------------------- devices
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``; ``cuda`` / ``cuda:N`` (checked)."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    text = str(device).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available here "
+                              f"(use --device cpu or --device auto)")
+        dev = torch.device(text)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r} requested but only "
+                              f"{torch.cuda.device_count()} CUDA device(s) exist")
+        return dev
+    raise DeviceError(f"unknown device {device!r} (expected auto, cpu or cuda)")
+
+
+# ----------------------------------------------------------------------------- hub helpers
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as set now (huggingface_hub reads it only once, at import)."""
+    from huggingface_hub import constants
+
+    return _env_flag("HF_HUB_OFFLINE") or bool(constants.HF_HUB_OFFLINE)
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return constants.HF_HUB_CACHE
+
+
+def _hf_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
+
+
+def _pretrained_cfg(name: str):
+    try:
+        return timm.models.get_pretrained_cfg(name)
+    except (RuntimeError, KeyError, ValueError):
+        return None
+
+
+def _hub_location(name: str) -> tuple[str, str | None, tuple[str, ...]] | None:
+    """(repo id, revision, candidate file names) of a model's published weights, or None."""
+    cfg = _pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return None
+    repo, _, revision = hub_id.partition("@")
+    filename = getattr(cfg, "hf_hub_filename", None)
+    return repo, revision or None, (filename,) if filename else HUB_FILENAMES
+
+
+def _cached_hub_file(location) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, revision, filenames = location
+    for filename in filenames:
+        path = try_to_load_from_cache(repo, filename, cache_dir=_hf_cache_dir(), revision=revision)
+        if isinstance(path, str) and os.path.isfile(path):
+            return path
+    return None
+
+
+def published_weights_cached(name: str) -> bool:
+    """Whether the published weights of ``name`` (name or alias) are in the local HF cache.
+    Never touches the network."""
+    try:
+        location = _hub_location(resolve_name(name))
+    except KeyError:
+        return False
+    return location is not None and _cached_hub_file(location) is not None
+
+
+def _probe_hub(location, timeout: float) -> tuple[str | None, str]:
+    """Which candidate file exists on the hub: (filename, "") or (None, reason). Bounded by a
+    hard time limit so a black-holed network cannot stall the caller."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError
+
+    repo, revision, filenames = location
+    endpoint = _hf_endpoint()
+    result: dict = {}
+
+    def probe() -> None:
+        for filename in filenames:
+            url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
+            try:
+                get_hf_file_metadata(url, timeout=timeout, endpoint=endpoint)
+            except EntryNotFoundError:
+                continue
+            except Exception as err:  # network and hub errors all mean "not available now"
+                result["reason"] = f"hub not reachable ({type(err).__name__}: {_first_line(err)})"
+                return
+            result["filename"] = filename
+            return
+        result["reason"] = f"no weights file ({', '.join(filenames)}) in hub repo {repo}"
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 2.0)
+    if worker.is_alive():
+        return None, f"hub did not answer within {timeout + 2.0:.0f} s"
+    return result.get("filename"), result.get("reason", "")
+
+
+def _download_hub_file(location, filename: str) -> str:
+    from huggingface_hub import hf_hub_download
+
+    repo, revision, _ = location
+    return hf_hub_download(repo, filename, revision=revision, cache_dir=_hf_cache_dir(),
+                           endpoint=_hf_endpoint(), etag_timeout=HUB_PROBE_TIMEOUT_S)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _find_published_file(name: str) -> tuple[str | None, str, str]:
+    """(local path or None, hub id, reason when None): cache first, then a bounded download."""
+    location = _hub_location(name)
+    if location is None:
+        return None, "", f"timm has no published weights for {name}"
+    hub_id = location[0] + (f"@{location[1]}" if location[1] else "")
+    cached = _cached_hub_file(location)
+    if cached:
+        return cached, hub_id, ""
+    if hub_offline():
+        return None, hub_id, f"HF_HUB_OFFLINE is set and {hub_id} is not in the local cache"
+    filename, reason = _probe_hub(location, HUB_PROBE_TIMEOUT_S)
+    if filename is None:
+        return None, hub_id, f"{hub_id}: {reason}"
+    try:
+        return _download_hub_file(location, filename), hub_id, ""
+    except Exception as err:  # a failed download means the weights are unavailable
+        return None, hub_id, f"download of {hub_id} failed ({type(err).__name__}: {_first_line(err)})"
+
+
+# ----------------------------------------------------------------------------- model building
+def _create(name: str, seed: int, num_classes: int | None, **kwargs) -> torch.nn.Module:
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(name, **kwargs)
+
+
+def _create_published(name: str, path: str, hub_id: str, seed: int,
+                      num_classes: int | None) -> tuple[torch.nn.Module, str]:
+    overlay = {"file": path, "source": ""}
+    try:
+        model = _create(name, seed, num_classes, pretrained=True, pretrained_cfg_overlay=overlay)
+    except Exception as err:  # a corrupt cache entry or a checkpoint that no longer fits
+        raise WeightsError(f"published weights {hub_id} for {name} could not be loaded from "
+                           f"{path}: {_first_line(err)}") from None
+    description = f"published ({hub_id})"
+    default_classes = getattr(_pretrained_cfg(name), "num_classes", None)
+    if num_classes is not None and default_classes and num_classes != default_classes:
+        description += f"; classifier re-initialised for {num_classes} classes (seed {seed})"
+    return model, description
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A file's tensors, without executing pickled code."""
+    if not path.exists():
+        raise WeightsError(f"checkpoint file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"checkpoint path is not a file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as err:  # safetensors raises its own error types for bad headers
+            raise WeightsError(f"cannot read safetensors file {path}: {_first_line(err)}") from None
+    if suffix in TORCH_SUFFIXES:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise WeightsError(
+                f"refused to load {path}: it needs to execute pickled code, which is never done "
+                f"here (save a plain state dict or a .safetensors file). "
+                f"Detail: {_first_line(err)}") from None
+        except Exception as err:  # zip/EOF/format errors: the file is not a torch checkpoint
+            raise WeightsError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
+        try:
+            return unwrap_state_dict(obj)
+        except TypeError as err:
+            raise WeightsError(f"checkpoint {path}: {err}") from None
+    raise WeightsError(f"unsupported checkpoint type {path.suffix or '(no suffix)'!r} for {path} "
+                       f"(expected .safetensors, .pth, .pt or .bin)")
+
+
+def _listing(label: str, items: list[str]) -> str:
+    shown = ", ".join(items[:_LIST_LIMIT])
+    more = f", ... (+{len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else ""
+    return f"{len(items)} {label}: {shown}{more}"
+
+
+def checkpoint_mismatch(state_dict: dict, model_state: dict) -> str:
+    """One line describing how a state dict fails to fit a model ("" when it fits)."""
+    missing = sorted(k for k in model_state if k not in state_dict)
+    unexpected = sorted(k for k in state_dict if k not in model_state)
+    mismatched = [
+        f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(model_state[k].shape)})"
+        for k in sorted(model_state) if k in state_dict
+        and tuple(state_dict[k].shape) != tuple(model_state[k].shape)
+    ]
+    parts = [_listing(label, items) for label, items in (
+        ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+        if items]
+    return "; ".join(parts)
+
+
+def _load_file_into(model: torch.nn.Module, name: str, path: Path) -> None:
+    state_dict = unwrap_state_dict(_read_checkpoint(path))
+    if not state_dict:
+        raise WeightsError(f"checkpoint {path} holds no tensors")
+    if isinstance(model, HyenaMetaFormer):
+        state_dict = checkpoint_filter_fn(state_dict, model)
+    problem = checkpoint_mismatch(state_dict, model.state_dict())
+    if problem:
+        raise WeightsError(f"checkpoint {path} does not fit {name}: {problem}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_model(spec: str | ModelSpec, *, device: str | torch.device = "cpu", seed: int = 0,
+               num_classes: int | None = None) -> LoadedModel:
+    """Build a model with the weights its spec asks for, in eval mode on ``device``."""
+    if not isinstance(spec, ModelSpec):
+        spec = parse_model_spec(spec)
+    target = resolve_device(device)
+    name, mode = spec.name, spec.weights
+
+    if mode == "random":
+        model = _create(name, seed, num_classes)
+        loaded = LoadedModel(name, model, f"random init (seed {seed})", "random")
+    elif mode in ("auto", "pretrained"):
+        path, hub_id, reason = _find_published_file(name)
+        if path is not None:
+            model, description = _create_published(name, path, hub_id, seed, num_classes)
+            loaded = LoadedModel(name, model, description, "published")
+        elif mode == "pretrained":
+            raise WeightsError(f"published weights for {name} are not available: {reason}")
+        else:
+            model = _create(name, seed, num_classes)
+            if hub_id:
+                note = f"published weights unavailable: {reason}"
+                warnings.warn(f"{name}: {note}; using a random init (seed {seed})",
+                              RuntimeWarning, stacklevel=2)
+            else:
+                note = f"no published weights for {name}"
+                log.info("%s: no published weights; using a random init (seed %d)", name, seed)
+            loaded = LoadedModel(name, model, f"random init (seed {seed}; {note})", "random")
+    else:
+        path = Path(mode)
+        model = _create(name, seed, num_classes)
+        _load_file_into(model, name, path)
+        loaded = LoadedModel(name, model, f"file {path}", "file")
+
+    loaded.model.eval().to(target)
+    return loaded
