@@ -1,0 +1,69 @@
+"""Plot of token-mixer runtime against input resolution (the paper's Fig. 2), log-log."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+from .runtime import MIXER_LABELS, MIXERS
+
+__all__ = ["plot_runtime"]
+
+MODE_STYLES = {"forward": "-", "forward_backward": "--"}
+MODE_LABELS = {"forward": "forward", "forward_backward": "forward + backward"}
+
+
+def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
+    """Draw median runtime (ms) against resolution (px) for each mixer and mode.
+
+    One colour per mixer, solid for forward and dashed for forward + backward; rows whose
+    status starts with ``"oom"`` are marked with an ``x`` at the top edge of the axes at
+    their resolution. Returns the figure.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8.0, 4.8))
+    else:
+        fig = ax.figure
+    if df.empty:
+        raise ValueError("no runtime rows to plot")
+    names = [m for m in MIXERS if m in set(df["mixer"])] + sorted(set(df["mixer"]) - set(MIXERS))
+    colours = {m: f"C{i}" for i, m in enumerate(names)}
+    top = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    any_oom = False
+    for name in names:
+        for mode, style in MODE_STYLES.items():
+            sub = df[(df["mixer"] == name) & (df["mode"] == mode)].sort_values("resolution")
+            if sub.empty:
+                continue
+            ok = sub[sub["status"] == "ok"]
+            if not ok.empty:
+                ax.plot(ok["resolution"], ok["median_ms"], style, marker="o", ms=3.5, color=colours[name])
+            oom = sub[sub["status"].str.startswith("oom")]
+            if not oom.empty:
+                any_oom = True
+                y = 0.96 if mode == "forward" else 0.91
+                ax.scatter(oom["resolution"], [y] * len(oom), marker="x", s=30, color=colours[name],
+                           transform=top, clip_on=False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    resolutions = sorted(set(df["resolution"]))
+    ax.xaxis.set_major_locator(FixedLocator(resolutions))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=45 if len(resolutions) > 6 else 0)
+    ax.set_xlabel("input resolution (px, patch size 4)")
+    ax.set_ylabel("median runtime per layer (ms)")
+    ax.grid(True, which="both", alpha=0.3)
+    if title is None:
+        devices = ", ".join(sorted(set(df["device"].astype(str))))
+        title = f"Token mixer runtime ({devices})"
+    ax.set_title(title)
+    handles = [Line2D([], [], color=colours[n], lw=2, label=MIXER_LABELS.get(n, n)) for n in names]
+    handles += [Line2D([], [], color="0.3", ls=MODE_STYLES[m], label=MODE_LABELS[m])
+                for m in MODE_STYLES if (df["mode"] == m).any()]
+    if any_oom:
+        handles.append(Line2D([], [], color="0.3", marker="x", ls="", label="out of memory"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,346 @@
+"""Runtime of one token-mixer layer against input resolution (the paper's Fig. 2).
+
+An input resolution ``R`` px with patch size 4 gives an ``R/4 x R/4`` feature map; one
+mixer layer with ``dim`` channels (64, the first stage of the S18 models) is timed on it
+with batch ``batch``. Global long-convolution mixers are built so that their kernel
+covers the whole map: H_px with ``kernel_size = 2 * (R/4) - 1``, H_b with a 1D kernel for
+``(R/4)^2`` tokens (``2 * (R/4)^2 - 1`` taps).
+
+What is timed:
+
+- Construction of the mixer and its input is never timed.
+- ``forward``: eval mode, gradients off. The long-convolution mixers then cache their
+  kernel and its FFT spectrum per input size, so after the untimed priming call a
+  forward is the per-image cost of applying the layer (filter generation excluded).
+- ``forward_backward``: train mode, parameters and input require grad; every call
+  regenerates the filter through its implicit network and back-propagates through it,
+  as in training.
+
+Every (mixer, mode, resolution) gets one untimed priming call, ``warmup`` further
+untimed calls, then ``repeats`` timed calls; the median and the minimum are reported.
+On CUDA each call is timed with CUDA events around a synchronised launch.
+
+Memory: a real out-of-memory error is recorded as status ``"oom"`` and the sweep goes
+on. With a memory budget (always on CPU, default :data:`CPU_MEMORY_BUDGET_GIB`), the
+attention layer is not run where its ``(H*W) x (H*W)`` score matrix alone
+(``batch * heads * (H*W)^2`` elements, as the published unfused implementation
+materialises it) would exceed the budget; such rows read
+``"oom (estimated X GiB > budget Y GiB)"``.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import platform
+import statistics
+import time
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .models.mixers import Attention, BidirectionalHyena, HyenaPixel, HyenaPixelSeparable, SepConv
+
+__all__ = [
+    "MIXERS",
+    "MIXER_LABELS",
+    "MODES",
+    "COLUMNS",
+    "PATCH_SIZE",
+    "CPU_RESOLUTIONS",
+    "CUDA_RESOLUTIONS",
+    "CPU_MEMORY_BUDGET_GIB",
+    "feature_size_for",
+    "build_mixer",
+    "attention_score_bytes",
+    "time_calls",
+    "device_description",
+    "measure_mixer_runtime",
+]
+
+PATCH_SIZE = 4
+MIXERS = ("attention", "hb", "hpx", "hpx_sep", "sepconv")
+MIXER_LABELS = {
+    "attention": "Attention",
+    "hb": "H_b",
+    "hpx": "H_px",
+    "hpx_sep": "H_px SC",
+    "sepconv": "SepConv 7x7 (local)",
+}
+MODES = ("forward", "forward_backward")
+COLUMNS = ["mixer", "resolution", "feature_size", "mode", "device", "median_ms", "min_ms", "repeats", "status"]
+
+CPU_RESOLUTIONS = (224, 448, 672, 896)
+CUDA_RESOLUTIONS = tuple(224 * i for i in range(1, 11))  # 224 .. 2240
+CPU_MEMORY_BUDGET_GIB = 4.0
+DEFAULT_WARMUP = {"cpu": 1, "cuda": 5}
+DEFAULT_REPEATS = {"cpu": 3, "cuda": 20}
+
+# first-stage settings of the S18 models (paper Sec. 4: K = 16 -> 2K + 1 embedding
+# channels and 4K filter channels for H_b; H_px stage 1 uses 32 embedding channels)
+HB_EMB_DIM, HB_FILTER_ORDER = 33, 64
+HPX_EMB_DIM = 32
+
+
+def feature_size_for(resolution: int) -> int:
+    """Side of the feature map that a ``resolution`` px input gives with patch size 4."""
+    resolution = int(resolution)
+    if resolution < PATCH_SIZE or resolution % PATCH_SIZE:
+        raise ValueError(f"resolution must be a positive multiple of the patch size {PATCH_SIZE}, got {resolution}")
+    return resolution // PATCH_SIZE
+
+
+def build_mixer(name: str, resolution: int, dim: int = 64) -> nn.Module:
+    """One token-mixer layer for a ``resolution`` px input; global mixers cover the whole map."""
+    f = feature_size_for(resolution)
+    if name == "attention":
+        return Attention(dim)
+    if name == "hb":
+        return BidirectionalHyena(dim, (f, f), emb_dim=HB_EMB_DIM, filter_order=HB_FILTER_ORDER)
+    if name == "hpx":
+        return HyenaPixel(dim, kernel_size=2 * f - 1, emb_dim=HPX_EMB_DIM, feature_size=(f, f))
+    if name == "hpx_sep":
+        return HyenaPixelSeparable(dim, kernel_size=2 * f - 1, feature_size=(f, f))
+    if name == "sepconv":
+        return SepConv(dim)
+    raise ValueError(f"unknown mixer {name!r}; choose from {', '.join(MIXERS)}")
+
+
+def attention_score_bytes(resolution: int, dim: int = 64, batch: int = 1,
+                          dtype: torch.dtype = torch.float32, head_dim: int = 32) -> int:
+    """Bytes of the ``batch x heads x N x N`` attention score matrix (``N = (R/4)^2`` tokens)."""
+    n = feature_size_for(resolution) ** 2
+    heads = max(dim // head_dim, 1)
+    return batch * heads * n * n * torch.empty((), dtype=dtype).element_size()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], object], repeats: int, device: torch.device | str = "cpu",
+               before: Callable[[], object] | None = None) -> list[float]:
+    """Milliseconds of ``repeats`` calls of ``fn`` (``before`` runs untimed ahead of each)."""
+    device = torch.device(device)
+    times = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        _synchronize(device)
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(float(start.elapsed_time(end)))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def device_description(device: torch.device | str) -> str:
+    """Human-readable name of the device (GPU model, or CPU model and thread count)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU: {model}, {torch.get_num_threads()} threads"
+
+
+def _is_oom(err: BaseException) -> bool:
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
+    if isinstance(err, oom_types):
+        return True
+    return isinstance(err, RuntimeError) and (
+        "can't allocate memory" in str(err) or "out of memory" in str(err).lower())
+
+
+def _resolve_device(device) -> torch.device:
+    from .weights import resolve_device  # shared device policy of the toolbench
+
+    return torch.device(resolve_device(device))
+
+
+def _as_tuple(value, name: str) -> tuple:
+    if isinstance(value, str):
+        value = (value,)
+    value = tuple(value)
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _measure_one(name: str, resolution: int, mode: str, device: torch.device, dim: int, batch: int,
+                 warmup: int, repeats: int, seed: int) -> list[float]:
+    f = feature_size_for(resolution)
+    torch.manual_seed(seed)
+    module = build_mixer(name, resolution, dim).to(device)
+    x = torch.randn(batch, f, f, dim, device=device)
+    try:
+        if mode == "forward":
+            module.eval()
+
+            def call():
+                with torch.no_grad():
+                    return module(x)
+
+            before = None
+        else:
+            module.train()
+            x.requires_grad_(True)
+            grad_out = torch.randn(batch, f, f, dim, device=device)
+            params = list(module.parameters())
+
+            def call():
+                module(x).backward(grad_out)
+
+            def before():
+                x.grad = None
+                for p in params:
+                    p.grad = None
+
+        for _ in range(1 + warmup):  # priming call (lazy init, kernel cache) + warm-up
+            if before is not None:
+                before()
+            call()
+        _synchronize(device)
+        return time_calls(call, repeats, device, before)
+    finally:
+        del module, x
+
+
+def _release(device: torch.device, collect: bool) -> None:
+    if collect:  # an exception's traceback keeps the failed call's tensors in reference cycles
+        gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure_mixer_runtime(
+    mixers: Iterable[str] = MIXERS,
+    resolutions: Sequence[int] | None = None,
+    mode: str | Iterable[str] = MODES,
+    device: str | torch.device = "auto",
+    dim: int = 64,
+    batch: int = 1,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    memory_budget_gib: float | None = None,
+    seed: int = 0,
+    max_call_s: float | None = None,
+    num_threads: int | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> pd.DataFrame:
+    """Time one token-mixer layer per (mixer, mode, resolution); see the module docstring.
+
+    Args:
+        mixers: names from :data:`MIXERS`.
+        resolutions: input sizes in px (multiples of 4); default :data:`CPU_RESOLUTIONS`
+            on CPU, :data:`CUDA_RESOLUTIONS` on CUDA.
+        mode: ``"forward"``, ``"forward_backward"`` or several of them.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        warmup, repeats: untimed warm-up and timed calls (defaults 1 and 3 on CPU, 5 and 20
+            on CUDA); one more untimed priming call always comes first.
+        memory_budget_gib: skip attention where its score matrix alone would exceed this;
+            default :data:`CPU_MEMORY_BUDGET_GIB` on CPU, none on CUDA (real OOMs are caught).
+        seed: seed for the mixer's initialisation and its input.
+        max_call_s: once a (mixer, mode) takes longer than this per call (median), its
+            larger resolutions are skipped (status ``"skipped: ..."``); default no limit.
+        num_threads: CPU threads for the sweep (``torch.set_num_threads``, restored
+            afterwards); default: leave torch's setting. On a busy machine, fewer threads
+            than cores avoid large synchronisation stalls.
+        progress: called with each finished row (a dict).
+
+    Returns:
+        DataFrame with :data:`COLUMNS`; ``median_ms``/``min_ms`` are NaN and ``repeats`` 0
+        where the row was not measured (``status`` says why).
+    """
+    mixers = _as_tuple(mixers, "mixers")
+    modes = _as_tuple(mode, "mode")
+    for m in mixers:
+        if m not in MIXERS:
+            raise ValueError(f"unknown mixer {m!r}; choose from {', '.join(MIXERS)}")
+    for m in modes:
+        if m not in MODES:
+            raise ValueError(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
+    dev = _resolve_device(device)
+    kind = "cuda" if dev.type == "cuda" else "cpu"
+    if resolutions is None:
+        resolutions = CUDA_RESOLUTIONS if kind == "cuda" else CPU_RESOLUTIONS
+    resolutions = sorted({int(r) for r in _as_tuple(resolutions, "resolutions")})
+    for r in resolutions:
+        feature_size_for(r)
+    warmup = DEFAULT_WARMUP[kind] if warmup is None else int(warmup)
+    repeats = DEFAULT_REPEATS[kind] if repeats is None else int(repeats)
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if dim < 1 or batch < 1:
+        raise ValueError("dim and batch must be positive")
+    if memory_budget_gib is None and kind == "cpu":
+        memory_budget_gib = CPU_MEMORY_BUDGET_GIB
+    if memory_budget_gib is not None and not memory_budget_gib > 0:
+        raise ValueError(f"memory budget must be positive, got {memory_budget_gib}")
+    if max_call_s is not None and not max_call_s > 0:
+        raise ValueError(f"max_call_s must be positive, got {max_call_s}")
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    threads_before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        rows = _sweep(mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed,
+                      max_call_s, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _sweep(mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed,
+           max_call_s, progress) -> list[dict]:
+    rows = []
+    for name in mixers:
+        for m in modes:
+            too_slow = None  # (resolution, seconds) that crossed max_call_s
+            for r in resolutions:
+                row = dict(mixer=name, resolution=r, feature_size=feature_size_for(r), mode=m, device=str(dev),
+                           median_ms=math.nan, min_ms=math.nan, repeats=0, status="ok")
+                need = attention_score_bytes(r, dim, batch) / 2 ** 30 if name == "attention" else 0.0
+                if memory_budget_gib is not None and need > memory_budget_gib:
+                    row["status"] = f"oom (estimated {need:.3g} GiB > budget {memory_budget_gib:g} GiB)"
+                elif too_slow is not None:
+                    row["status"] = (f"skipped: {too_slow[0]} px already took {too_slow[1]:.1f} s per call"
+                                     f" (> max_call_s {max_call_s:g} s)")
+                else:
+                    failed = False
+                    try:
+                        times = _measure_one(name, r, m, dev, dim, batch, warmup, repeats, seed)
+                        row.update(median_ms=statistics.median(times), min_ms=min(times), repeats=len(times))
+                        if max_call_s is not None and row["median_ms"] / 1e3 > max_call_s:
+                            too_slow = (r, row["median_ms"] / 1e3)
+                    except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded
+                        failed = True
+                        if not _is_oom(err):
+                            raise
+                        row["status"] = "oom"
+                    finally:
+                        _release(dev, collect=failed)
+                rows.append(row)
+                if progress is not None:
+                    progress(row)
+    return rows

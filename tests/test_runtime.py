@@ -1,0 +1,170 @@
+"""Token-mixer runtime sweep (Fig. 2): library, plot and `hpx-analyze runtime`."""
+from __future__ import annotations
+
+import math
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+import torch
+
+from hpx_analysis import runtime as rt
+from hpx_analysis.models.mixers.filters import ImplicitFilter1d
+from hpx_analysis.plot_runtime import plot_runtime
+
+TINY = dict(resolutions=(32, 64), device="cpu", warmup=0, repeats=2, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def sweep() -> pd.DataFrame:
+    return rt.measure_mixer_runtime(**TINY)
+
+
+def test_sweep_rows_and_columns(sweep):
+    assert list(sweep.columns) == rt.COLUMNS
+    assert len(sweep) == len(rt.MIXERS) * len(rt.MODES) * 2
+    keys = set(zip(sweep["mixer"], sweep["mode"], sweep["resolution"]))
+    assert keys == {(m, md, r) for m in rt.MIXERS for md in rt.MODES for r in (32, 64)}
+    assert (sweep["feature_size"] == sweep["resolution"] // 4).all()
+    assert (sweep["status"] == "ok").all()
+    assert (sweep["device"] == "cpu").all()
+    assert (sweep["repeats"] == 2).all()
+    assert (sweep["min_ms"] > 0).all()
+    assert (sweep["median_ms"] >= sweep["min_ms"]).all()
+
+
+def test_attention_over_budget_is_recorded_and_sweep_continues():
+    # 64 px -> 16x16 = 256 tokens, 2 heads: 2 * 256^2 * 4 B = 0.5 MiB > 0.1 MiB budget;
+    # 32 px -> 64 tokens: 32 KiB, fits
+    df = rt.measure_mixer_runtime(mixers=("attention", "sepconv"), mode="forward",
+                                  memory_budget_gib=0.1 / 1024, **{**TINY, "repeats": 1})
+    att = df[df["mixer"] == "attention"].set_index("resolution")
+    assert att.loc[32, "status"] == "ok" and att.loc[32, "median_ms"] > 0
+    assert att.loc[64, "status"].startswith("oom (estimated")
+    assert math.isnan(att.loc[64, "median_ms"]) and att.loc[64, "repeats"] == 0
+    sep = df[df["mixer"] == "sepconv"]
+    assert len(sep) == 2 and (sep["status"] == "ok").all()
+
+
+def test_attention_score_bytes_match_a_materialised_score_matrix():
+    mixer = rt.build_mixer("attention", 64)
+    q = torch.randn(1, mixer.num_heads, 16 * 16, mixer.head_dim)
+    scores = q @ q.transpose(-1, -2)
+    assert rt.attention_score_bytes(64) == scores.nelement() * scores.element_size()
+    # 896 px, 64 channels (2 heads), float32: 2 * 50176^2 * 4 bytes
+    assert rt.attention_score_bytes(896) == 2 * 50176 ** 2 * 4
+
+
+@pytest.mark.parametrize("name", rt.MIXERS)
+@pytest.mark.parametrize("resolution", (32, 64))
+def test_built_mixers_map_the_feature_map_to_itself(name, resolution):
+    f = resolution // 4
+    mixer = rt.build_mixer(name, resolution).eval()
+    with torch.no_grad():
+        y = mixer(torch.randn(2, f, f, 64))
+    assert y.shape == (2, f, f, 64)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("resolution", (32, 64))
+def test_hpx_kernel_covers_the_whole_map(resolution):
+    f = resolution // 4
+    mixer = rt.build_mixer("hpx", resolution)
+    kernel = mixer.effective_kernel()
+    assert kernel.shape == (64, 2 * f - 1, 2 * f - 1)
+    # an impulse in one corner reaches the opposite corner through the corner tap
+    u = torch.zeros(1, 64, f, f)
+    u[..., 0, 0] = 1.0
+    with torch.no_grad():
+        y = mixer.long_convolution(u)
+    torch.testing.assert_close(y[0, :, f - 1, f - 1], kernel[:, -1, -1], rtol=1e-4, atol=1e-6)
+    assert kernel[:, -1, -1].abs().max() > 0
+    sep = rt.build_mixer("hpx_sep", resolution)
+    assert sep.effective_kernel().shape == (64, 2 * f - 1, 2 * f - 1)
+
+
+def test_hb_kernel_spans_all_token_pairs():
+    mixer = rt.build_mixer("hb", 64)
+    assert mixer.effective_kernel().shape == (64, 2 * 16 ** 2 - 1)
+
+
+def test_forward_timing_excludes_filter_generation(monkeypatch):
+    calls = []
+    original = ImplicitFilter1d.untruncated_kernel
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(ImplicitFilter1d, "untruncated_kernel", counting)
+    rt.measure_mixer_runtime(mixers=("hb",), resolutions=(32,), mode="forward", device="cpu", warmup=1, repeats=3,
+                             num_threads=1)
+    assert len(calls) == 1  # generated once, in the untimed priming call, then cached
+    calls.clear()
+    rt.measure_mixer_runtime(mixers=("hb",), resolutions=(32,), mode="forward_backward", device="cpu",
+                             warmup=1, repeats=3, num_threads=1)
+    assert len(calls) == 5  # as in training: every call (priming + warm-up + 3 timed)
+
+
+def test_time_calls_measures_wall_time():
+    times = rt.time_calls(lambda: time.sleep(0.005), repeats=3)
+    assert len(times) == 3
+    assert all(5.0 <= t < 500.0 for t in times)
+
+
+def test_slow_mixers_skip_larger_resolutions():
+    df = rt.measure_mixer_runtime(mixers=("hpx",), mode="forward_backward", max_call_s=1e-9,
+                                  **{**TINY, "resolutions": (32, 64, 128), "repeats": 1})
+    assert list(df["status"][:1]) == ["ok"]
+    assert all(s.startswith("skipped: 32 px") for s in df["status"][1:])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mixers=("conv",)), "unknown mixer"),
+    (dict(resolutions=(30,)), "multiple of the patch size"),
+    (dict(mode="backward"), "unknown mode"),
+    (dict(repeats=0), "repeats"),
+])
+def test_bad_arguments_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        rt.measure_mixer_runtime(**{**TINY, **kwargs})
+
+
+def test_plot_draws_lines_and_marks_oom(sweep):
+    df = sweep.copy()
+    df.loc[(df["mixer"] == "attention") & (df["resolution"] == 64), ["median_ms", "min_ms"]] = math.nan
+    df.loc[(df["mixer"] == "attention") & (df["resolution"] == 64), "status"] = "oom"
+    fig = plot_runtime(df)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert len(ax.lines) == len(rt.MIXERS) * len(rt.MODES)
+    assert len(ax.collections) == 2  # one OOM marker set per attention mode
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "out of memory" in labels and "H_px" in labels
+
+
+def test_real_out_of_memory_is_recorded_and_sweep_continues(monkeypatch):
+    build = rt.build_mixer
+
+    def build_or_fail(name, resolution, dim=64):
+        if name == "hpx" and resolution == 64:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+        return build(name, resolution, dim)
+
+    monkeypatch.setattr(rt, "build_mixer", build_or_fail)
+    df = rt.measure_mixer_runtime(mixers=("hpx", "sepconv"), mode="forward", **{**TINY, "repeats": 1})
+    assert list(df["status"]) == ["ok", "oom", "ok", "ok"]
+    assert df["repeats"].tolist() == [1, 0, 1, 1]
+
+
+def test_other_errors_are_not_hidden_as_oom(monkeypatch):
+    def broken(name, resolution, dim=64):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(rt, "build_mixer", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        rt.measure_mixer_runtime(mixers=("hpx",), **TINY)
