@@ -1,0 +1,408 @@
+"""Effective receptive fields (ERF) after Luo et al. (2016) and RepLKNet/SLaK's scripts.
+
+For every image (resized to ``size`` x ``size``, ImageNet-normalized):
+
+1. take the last feature map of the model (``forward_features``: the output of the last
+   stage, before pooling and the final norm), at the centre-most position
+   ``(H // 2, W // 2)``;
+2. ReLU, then sum over channels: one scalar per image;
+3. gradient of that scalar w.r.t. the input image; ReLU; sum over the colour channels;
+4. mean of these maps over all images (accumulated in float64).
+
+The model runs in eval mode with its parameters frozen (no weight gradients; this also
+lets long-convolution mixers reuse their kernel spectrum). The caller's model is left as
+found: requires_grad flags and train/eval flags are restored, no hooks are added.
+
+Batching is exact: the per-image scalars of a batch are summed before the backward pass,
+and since images in a batch do not interact in eval mode, the gradient w.r.t. image ``i``
+is the gradient of scalar ``i`` alone. A batch of N gives N single-image maps (bit-equal
+up to the last bits of the backend's float arithmetic; exactly equal in float64 models up
+to rounding).
+
+``method`` selects what is accumulated per image, always for the same output unit:
+
+- ``"grad"`` (default, the protocol above): ``sum_c ReLU(d unit / d x_c)``;
+- ``"saliency"``: captum's ``Saliency`` (absolute gradient), ``sum_c |d unit / d x_c|``;
+- ``"integrated_gradients"``: captum's ``IntegratedGradients`` from an all-zero baseline
+  (the dataset mean image after normalization) with ``ig_steps`` steps,
+  ``sum_c |attribution_c|``.
+
+Images whose map has non-finite values (NaN or inf) are excluded from the mean, counted
+(``nonfinite_values``) and listed among the skipped images with the reason.
+
+On CUDA, ``precision="bf16"`` or ``"fp16"`` runs forward and backward under autocast;
+the first batch is also computed in float32 and the deviation of the reduced-precision
+maps from it is stated in the result (``precision_deviation``).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .erf_state import ErfAccumulator
+
+__all__ = [
+    "METHODS", "PRECISIONS", "ErfError", "ErfResult", "compute_erf", "last_feature_map", "centre_unit",
+    "contribution_maps", "frozen_for_erf", "image_key", "KeyedInput", "accumulate_erf", "erf_result",
+]
+
+METHODS = ("grad", "saliency", "integrated_gradients")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ErfError(ValueError):
+    """The ERF cannot be computed for these inputs (clear message, no traceback needed)."""
+
+
+@dataclass
+class ErfResult:
+    """Mean contribution matrix (float64, H x W, before any scaling) and how it was made."""
+
+    matrix: np.ndarray
+    used: list[str]
+    skipped: list[dict]
+    nonfinite_values: int
+    seconds: float
+    method: str
+    precision: str
+    input_size: tuple[int, int]
+    device: str
+    precision_deviation: dict | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.used)
+
+    def as_dict(self) -> dict:
+        """Everything except the matrix, JSON-ready."""
+        return {
+            "method": self.method, "precision": self.precision, "input_size": list(self.input_size),
+            "device": self.device, "num_images": self.num_images, "images_used": list(self.used),
+            "images_skipped": list(self.skipped), "nonfinite_values": self.nonfinite_values,
+            "nonfinite_policy": "images with non-finite gradient values are excluded from the mean",
+            "seconds": self.seconds,
+            "seconds_per_image": self.seconds / max(1, self.num_images + len(self.skipped)),
+            "precision_deviation": self.precision_deviation, "settings": dict(self.settings),
+        }
+
+
+# ----------------------------------------------------------------------------- output unit
+def last_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's last feature map as ``(B, C, H, W)``.
+
+    ``forward_features`` gives NCHW for our models and timm's CNNs; NHWC models (timm's
+    ``output_fmt == "NHWC"``, e.g. Swin) are permuted; token outputs ``(B, N, C)`` (ViTs)
+    drop the prefix tokens and are laid back onto the patch grid.
+    """
+    if not hasattr(model, "forward_features"):
+        raise ErfError(f"{type(model).__name__} has no forward_features(); the ERF needs timm's model API")
+    f = model.forward_features(x)
+    if isinstance(f, (list, tuple)):
+        f = f[-1]
+    if f.ndim == 4:
+        return f.permute(0, 3, 1, 2) if getattr(model, "output_fmt", "NCHW") == "NHWC" else f
+    if f.ndim == 3:
+        return _tokens_to_grid(model, f, x.shape[-2:])
+    raise ErfError(f"forward_features returned a tensor of shape {tuple(f.shape)}; expected a spatial feature map")
+
+
+def _tokens_to_grid(model: nn.Module, tokens: torch.Tensor, image_size) -> torch.Tensor:
+    prefix = int(getattr(model, "num_prefix_tokens", 0))
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    n = tokens.shape[1] - prefix
+    if patch is None:
+        side = math.isqrt(n)
+        grid = (side, side) if side * side == n else None
+    else:
+        grid = (image_size[0] // patch[0], image_size[1] // patch[1])
+        grid = grid if grid[0] * grid[1] == n else None
+    if grid is None:
+        raise ErfError(f"cannot lay {n} tokens of {type(model).__name__} onto a 2D grid for the ERF")
+    return tokens[:, prefix:].transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
+
+
+def centre_unit(fmap: torch.Tensor) -> torch.Tensor:
+    """Per-image scalar: ReLU of the feature map at ``(H // 2, W // 2)``, summed over channels."""
+    h, w = fmap.shape[-2:]
+    return torch.relu(fmap[:, :, h // 2, w // 2]).sum(1)
+
+
+def _unit_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        u = centre_unit(last_feature_map(model, x))
+        return u if u.dtype == torch.float64 else u.float()
+    return unit
+
+
+# ----------------------------------------------------------------------------- one batch
+def contribution_maps(model: nn.Module, x: torch.Tensor, method: str = "grad", precision: str = "fp32",
+                      ig_steps: int = 32) -> torch.Tensor:
+    """Per-image contribution maps ``(B, H, W)`` (detached; float32, or float64 for a float64
+    model) for a batch ``(B, 3, H, W)``.
+
+    The model should already be in eval mode with frozen parameters (see
+    :func:`frozen_for_erf`); :func:`compute_erf` does that.
+    """
+    if method not in METHODS:
+        raise ErfError(f"unknown ERF method {method!r}; choose one of {', '.join(METHODS)}")
+    unit = _unit_fn(model)
+    with _autocast(x.device, precision):
+        if method == "grad":
+            xg = x.detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(unit(xg).sum(), xg)
+            maps = torch.relu(grad).sum(1)
+        elif method == "saliency":
+            from captum.attr import Saliency
+
+            maps = Saliency(unit).attribute(x.detach().clone().requires_grad_(True), abs=True).sum(1)
+        else:
+            from captum.attr import IntegratedGradients
+
+            xi = x.detach().clone()
+            attr = IntegratedGradients(unit).attribute(xi, baselines=torch.zeros_like(xi), n_steps=ig_steps,
+                                                       internal_batch_size=xi.shape[0])
+            maps = attr.abs().sum(1)
+    maps = maps.detach()
+    return maps if maps.dtype == torch.float64 else maps.float()
+
+
+@contextlib.contextmanager
+def _autocast(device: torch.device, precision: str):
+    if precision not in PRECISIONS:
+        raise ErfError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        yield
+        return
+    if device.type != "cuda":
+        raise ErfError(f"reduced precision ({precision}) is only supported on CUDA; use fp32 on {device.type}")
+    with torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[precision]):
+        yield
+
+
+@contextlib.contextmanager
+def frozen_for_erf(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and frozen parameters for the duration; the caller's flags are restored."""
+    params = list(model.parameters())
+    grad_flags = [p.requires_grad for p in params]
+    train_flags = [(m, m.training) for m in model.modules()]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        model.eval()
+        yield model
+    finally:
+        for p, flag in zip(params, grad_flags):
+            p.requires_grad_(flag)
+        for m, flag in train_flags:
+            m.training = flag
+
+
+# ----------------------------------------------------------------------------- images
+@dataclass(frozen=True)
+class KeyedInput:
+    """An input (tensor or image item) with an explicit resume key."""
+
+    item: object
+    key: str
+
+
+def image_key(item, index: int) -> str:
+    """Resume key of an input: the image path, or ``tensor:<index>`` for a tensor."""
+    if isinstance(item, KeyedInput):
+        return item.key
+    if isinstance(item, torch.Tensor):
+        return f"tensor:{index}"
+    return str(getattr(item, "path", item))
+
+
+def _load_input(item, size: int | None) -> torch.Tensor:
+    """A (3, H, W) tensor for a tensor or an image item; raises ImageLoadError for bad files."""
+    if isinstance(item, KeyedInput):
+        item = item.item
+    if isinstance(item, torch.Tensor):
+        t = item[0] if item.ndim == 4 and item.shape[0] == 1 else item
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise ErfError(f"image tensors must be (3, H, W), got {tuple(item.shape)}")
+        return t
+    from .images import erf_transform, load_rgb
+
+    if size is None:
+        raise ErfError("image files need a size (the side length they are resized to)")
+    return erf_transform(size)(load_rgb(getattr(item, "path", item)))
+
+
+def _batches(items: Sequence, keys: Sequence[str], batch_size: int, size: int | None, state: ErfAccumulator):
+    """Yield ``(keys, tensor)`` batches of loadable images; unreadable ones go to ``state.skip``."""
+    keys_out, tensors = [], []
+    for item, key in zip(items, keys):
+        try:
+            t = _load_input(item, size)
+        except ErfError:
+            raise
+        except Exception as exc:
+            if not _is_image_load_error(exc):
+                raise
+            state.skip(key, f"unreadable image: {getattr(exc, 'reason', exc)}")
+            yield [], None  # lets the caller count the image as handled
+            continue
+        keys_out.append(key)
+        tensors.append(t)
+        if len(tensors) == batch_size:
+            yield keys_out, torch.stack(tensors)
+            keys_out, tensors = [], []
+    if tensors:
+        yield keys_out, torch.stack(tensors)
+
+
+def _is_image_load_error(exc: Exception) -> bool:
+    from .images import ImageLoadError
+
+    return isinstance(exc, ImageLoadError)
+
+
+# ----------------------------------------------------------------------------- the run
+def _check_options(method: str, precision: str, batch_size: int) -> None:
+    if method not in METHODS:
+        raise ErfError(f"unknown ERF method {method!r}; choose one of {', '.join(METHODS)}")
+    if precision not in PRECISIONS:
+        raise ErfError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if batch_size < 1:
+        raise ErfError(f"batch size must be at least 1, got {batch_size}")
+
+
+def accumulate_erf(
+    model: nn.Module,
+    images: Iterable,
+    state: ErfAccumulator,
+    *,
+    size: int | None = None,
+    batch_size: int = 1,
+    method: str = "grad",
+    precision: str = "fp32",
+    device: str | torch.device | None = None,
+    ig_steps: int = 32,
+    progress: Callable[[int], None] | None = None,
+    on_batch: Callable[[ErfAccumulator], None] | None = None,
+) -> dict:
+    """Add the contribution maps of ``images`` to ``state`` (in place), skipping images
+    whose key ``state`` already holds. Returns ``{"device", "precision_deviation"}``.
+    An empty ``images`` is fine here (a rank of a distributed run may get no image).
+    See :func:`compute_erf` for the arguments."""
+    _check_options(method, precision, batch_size)
+    param = next(iter(model.parameters()), None)
+    model_device = param.device if param is not None else torch.device("cpu")
+    device = torch.device(device) if device is not None else model_device
+    if device.type != model_device.type or (device.index is not None and device != model_device):
+        raise ErfError(f"the model is on {model_device}, the ERF was asked for on {device}; move the model first")
+    if precision != "fp32" and device.type != "cuda":
+        raise ErfError(f"reduced precision ({precision}) is only supported on CUDA; use fp32 on {device.type}")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+
+    items = list(images)
+    keys = [image_key(item, i) for i, item in enumerate(items)]
+    if len(set(keys)) != len(keys):
+        raise ErfError("the same image is listed more than once")
+    done = state.done_keys()
+    todo = [(item, key) for item, key in zip(items, keys) if key not in done]
+
+    deviation = None
+    input_size = tuple(state.total.shape) if state.total is not None else None
+    start = time.perf_counter()
+    try:
+        with frozen_for_erf(model):
+            batches = _batches([t[0] for t in todo], [t[1] for t in todo], batch_size, size, state)
+            for batch_keys, batch in batches:
+                if batch is None:
+                    _report(progress, on_batch, state, 1)
+                    continue
+                if input_size is None:
+                    input_size = tuple(batch.shape[-2:])
+                elif tuple(batch.shape[-2:]) != input_size:
+                    raise ErfError(f"all images must have the same size for one ERF: got "
+                                   f"{tuple(batch.shape[-2:])} after {input_size}")
+                x = batch.to(device=device, dtype=dtype)
+                maps = contribution_maps(model, x, method, precision, ig_steps)
+                if precision != "fp32" and deviation is None:
+                    deviation = _precision_deviation(maps, contribution_maps(model, x, method, "fp32", ig_steps))
+                for key, m in zip(batch_keys, maps.double().cpu().numpy()):
+                    bad = int(np.count_nonzero(~np.isfinite(m)))
+                    if bad:
+                        state.skip(key, f"non-finite gradient ({bad} values); excluded from the mean", bad)
+                    else:
+                        state.add(key, m)
+                _report(progress, on_batch, state, len(batch_keys))
+    finally:
+        state.seconds += time.perf_counter() - start
+    return {"device": str(device), "precision_deviation": deviation}
+
+
+def erf_result(state: ErfAccumulator, *, method: str, precision: str, device: str,
+               precision_deviation: dict | None = None) -> ErfResult:
+    """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used."""
+    if state.count == 0:
+        reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in state.skipped[:5])
+        raise ErfError("no image could be used for the ERF" + (f" ({reasons})" if reasons else ""))
+    return ErfResult(matrix=state.mean(), used=list(state.used), skipped=list(state.skipped),
+                     nonfinite_values=state.nonfinite_values, seconds=state.seconds, method=method,
+                     precision=precision, input_size=tuple(state.total.shape), device=device,
+                     precision_deviation=precision_deviation, settings=dict(state.settings))
+
+
+def compute_erf(
+    model: nn.Module,
+    images: Iterable,
+    *,
+    size: int | None = None,
+    batch_size: int = 1,
+    method: str = "grad",
+    precision: str = "fp32",
+    device: str | torch.device | None = None,
+    ig_steps: int = 32,
+    progress: Callable[[int], None] | None = None,
+    state: ErfAccumulator | None = None,
+    on_batch: Callable[[ErfAccumulator], None] | None = None,
+) -> ErfResult:
+    """Mean ERF contribution matrix of ``model`` over ``images``.
+
+    ``images``: ``(3, H, W)`` tensors (already normalized) and/or image items with a
+    ``path`` (loaded, resized to ``size`` x ``size`` and normalized; unreadable files are
+    skipped and listed). ``device``: where to compute (default: the model's device; the
+    model is not moved). ``state``: an accumulator to continue (images whose key it holds
+    are not computed again); it is updated in place. ``progress(n)`` is called with the
+    number of images handled after every batch; ``on_batch(state)`` after every batch
+    (e.g. to save the state). ``ig_steps``: integration steps of integrated gradients.
+    """
+    state = state if state is not None else ErfAccumulator()
+    info = accumulate_erf(model, images, state, size=size, batch_size=batch_size, method=method,
+                          precision=precision, device=device, ig_steps=ig_steps, progress=progress,
+                          on_batch=on_batch)
+    return erf_result(state, method=method, precision=precision, device=info["device"],
+                      precision_deviation=info["precision_deviation"])
+
+
+def _report(progress, on_batch, state, n: int) -> None:
+    if on_batch is not None:
+        on_batch(state)
+    if progress is not None:
+        progress(n)
+
+
+def _precision_deviation(reduced: torch.Tensor, reference: torch.Tensor) -> dict:
+    """How far reduced-precision maps are from float32 maps of the same batch."""
+    r, f = reduced.double(), reference.double()
+    diff = (r - f).abs()
+    return {
+        "images": int(f.shape[0]),
+        "relative_l1": float(diff.sum() / f.abs().sum().clamp_min(1e-300)),
+        "max_abs_relative_to_max": float(diff.max() / f.abs().max().clamp_min(1e-300)),
+        "reference": "float32 maps of the first batch",
+    }

@@ -1,0 +1,371 @@
+"""ERF computation: closed-form cases, exact batching, caller's model untouched, non-finite
+gradients, captum methods, resume and the two-process gloo run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from torch import nn
+
+import hpx_analysis  # noqa: F401  (registers the models)
+from hpx_analysis.erf import (ErfError, KeyedInput, centre_unit, compute_erf, contribution_maps,
+                              frozen_for_erf, last_feature_map)
+from hpx_analysis.erf_run import partial_files, run_erf
+from hpx_analysis.erf_state import ErfAccumulator, ErfStateError
+
+HERE = Path(__file__).parent
+
+
+class ConvFeatures(nn.Module):
+    """``forward_features`` = one convolution (odd kernel, 'same' padding)."""
+
+    def __init__(self, out_ch: int = 4, k: int = 5, seed: int = 0, dtype=torch.float64):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(3, out_ch, k, padding=k // 2, bias=True).to(dtype)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g, dtype=dtype))
+            self.conv.bias.copy_(torch.randn(out_ch, generator=g, dtype=dtype))
+
+    def forward_features(self, x):
+        return self.conv(x)
+
+
+class LinearFeatures(nn.Module):
+    """``forward_features`` = a linear map of the flattened image onto a (C, 1, 1) map."""
+
+    def __init__(self, size: int, out_ch: int = 3, seed: int = 1):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(out_ch, 3 * size * size, generator=g, dtype=torch.float64))
+
+    def forward_features(self, x):
+        return (x.flatten(1) @ self.weight.T)[:, :, None, None]
+
+
+class SmallNet(nn.Module):
+    """A nonlinear float64 CNN with batch norm and dropout (eval mode makes them per-image)."""
+
+    def __init__(self, seed: int = 2):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.GELU(), nn.Dropout(0.5),
+                                  nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                  nn.Conv2d(8, 6, 3, padding=2, dilation=2)).double()
+        with torch.no_grad():
+            self.body[1].running_mean.uniform_(-0.5, 0.5)
+            self.body[1].running_var.uniform_(0.5, 2.0)
+        self.calls = 0
+
+    def forward_features(self, x):
+        self.calls += x.shape[0]
+        return self.body(x)
+
+
+class SquareThenConv(ConvFeatures):
+    """Gradient 2 x w: a NaN pixel in the receptive field makes the map non-finite."""
+
+    def forward_features(self, x):
+        return self.conv(x * x)
+
+
+def images(n: int, size: int = 9, seed: int = 0, dtype=torch.float64) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, size, size, generator=g, dtype=dtype) for _ in range(n)]
+
+
+def expected_conv_map(model: ConvFeatures, x: torch.Tensor) -> np.ndarray:
+    """Closed form: the centre unit is sum_c ReLU(y_c); its gradient is the sum of the
+    kernels of the active channels, placed around the centre (cross-correlation)."""
+    w = model.conv.weight.detach().numpy()
+    b = model.conv.bias.detach().numpy()
+    k = w.shape[-1]
+    h, wd = x.shape[-2:]
+    ci, cj = h // 2, wd // 2
+    xp = np.pad(x.numpy(), ((0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+    patch = xp[:, ci: ci + k, cj: cj + k]  # the input window seen by the centre unit
+    y = (w * patch[None]).sum((1, 2, 3)) + b
+    grad_window = w[y > 0].sum(0)  # (3, k, k)
+    grad = np.zeros((3, h + 2 * (k // 2), wd + 2 * (k // 2)))
+    grad[:, ci: ci + k, cj: cj + k] = grad_window
+    grad = grad[:, k // 2: k // 2 + h, k // 2: k // 2 + wd]
+    return np.maximum(grad, 0).sum(0)
+
+
+def test_single_convolution_matches_closed_form():
+    model = ConvFeatures()
+    xs = images(4, size=11)
+    res = compute_erf(model, xs)
+    expected = np.mean([expected_conv_map(model, x) for x in xs], axis=0)
+    assert res.matrix.dtype == np.float64 and res.matrix.shape == (11, 11)
+    np.testing.assert_allclose(res.matrix, expected, rtol=1e-12, atol=1e-14)
+    # only the 5 x 5 window around the centre can contribute
+    outside = res.matrix.copy()
+    outside[3:8, 3:8] = 0
+    assert np.all(outside == 0) and res.matrix[3:8, 3:8].sum() > 0
+
+
+def test_even_sized_map_uses_h_over_2():
+    model = ConvFeatures(k=3)
+    xs = images(2, size=8)
+    res = compute_erf(model, xs)
+    expected = np.mean([expected_conv_map(model, x) for x in xs], axis=0)
+    np.testing.assert_allclose(res.matrix, expected, rtol=1e-12, atol=1e-14)
+    assert res.matrix[3:6, 3:6].sum() == pytest.approx(res.matrix.sum())
+
+
+def test_linear_map_gradient_is_the_weights():
+    size = 6
+    model = LinearFeatures(size)
+    xs = images(3, size=size, seed=5)
+    res = compute_erf(model, xs)
+    w = model.weight.detach().numpy().reshape(-1, 3, size, size)
+    maps = []
+    for x in xs:
+        active = (model.weight.detach().numpy() @ x.numpy().ravel()) > 0
+        maps.append(np.maximum(w[active].sum(0), 0).sum(0))
+    np.testing.assert_allclose(res.matrix, np.mean(maps, axis=0), rtol=1e-12)
+
+
+def test_batching_is_exact_float64():
+    model = SmallNet()
+    xs = images(5, size=16, seed=3)
+    single = compute_erf(model, xs, batch_size=1).matrix
+    batched = compute_erf(model, xs, batch_size=3).matrix  # batches of 3 and 2
+    assert np.abs(single).max() > 0
+    np.testing.assert_allclose(batched, single, rtol=1e-12, atol=1e-15)
+
+
+def test_batching_hyenapixel_float32():
+    torch.manual_seed(0)
+    model = timm.create_model("hpx_former_s4")
+    xs = images(3, size=64, seed=4, dtype=torch.float32)
+    single = contribution_maps(model.eval(), torch.stack(xs[:1]))[0]
+    with frozen_for_erf(model):
+        batch = contribution_maps(model, torch.stack(xs))
+        one = contribution_maps(model, torch.stack(xs[:1]))[0]
+    np.testing.assert_allclose(batch[0].numpy(), one.numpy(), rtol=1e-4, atol=1e-6 * float(one.abs().max()))
+    np.testing.assert_allclose(one.numpy(), single.numpy(), rtol=1e-4, atol=1e-6 * float(one.abs().max()))
+
+
+def _hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def test_callers_model_left_as_found():
+    model = SmallNet()
+    model.train()
+    model.body[0].weight.requires_grad_(False)
+    model.body[3].training = False  # a mixed train/eval state must come back as it was
+    flags = [p.requires_grad for p in model.parameters()]
+    modes = [m.training for m in model.modules()]
+    hooks = _hooks(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for method in ("grad", "saliency", "integrated_gradients"):
+        compute_erf(model, images(2, size=16), method=method, ig_steps=4)
+        assert [p.requires_grad for p in model.parameters()] == flags
+        assert [m.training for m in model.modules()] == modes
+        assert _hooks(model) == hooks
+        assert all(p.grad is None for p in model.parameters())
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, state[k]), k
+
+
+def test_model_runs_in_eval_mode():
+    model = SmallNet()
+    model.train()
+    xs = images(2, size=16, seed=7)
+    a = compute_erf(model, xs).matrix
+    b = compute_erf(model.eval(), xs).matrix
+    np.testing.assert_array_equal(a, b)  # dropout and batch statistics were off
+
+
+def test_saliency_and_integrated_gradients():
+    model = ConvFeatures()
+    xs = images(3, size=11)
+    sal = compute_erf(model, xs, method="saliency")
+    # saliency: sum over colour channels of |gradient|
+    w = model.conv.weight.detach().numpy()
+    expected = []
+    for x in xs:
+        xp = np.pad(x.numpy(), ((0, 0), (2, 2), (2, 2)))
+        y = (w * xp[None, :, 5:10, 5:10]).sum((1, 2, 3)) + model.conv.bias.detach().numpy()
+        m = np.zeros((11, 11))
+        m[3:8, 3:8] = np.abs(w[y > 0].sum(0)).sum(0)
+        expected.append(m)
+    np.testing.assert_allclose(sal.matrix, np.mean(expected, axis=0), rtol=1e-10)
+    # integrated gradients of a linear model = input x weights (exact for any step count)
+    lin = LinearFeatures(5, out_ch=1)
+    xs = [x.abs() for x in images(2, size=5, seed=9)]
+    xs = [x if float(lin.weight.detach() @ x.ravel()) > 0 else -x for x in xs]  # unit active along the path
+    ig = compute_erf(lin, xs, method="integrated_gradients", ig_steps=8)
+    wt = lin.weight.detach().numpy().reshape(3, 5, 5)
+    exp_ig = np.mean([np.abs(x.numpy() * wt).sum(0) for x in xs], axis=0)
+    np.testing.assert_allclose(ig.matrix, exp_ig, rtol=1e-6)
+
+
+def test_nonfinite_gradients_counted_and_excluded():
+    model = SquareThenConv(k=3)
+    xs = images(3, size=7)
+    bad = xs[1].clone()
+    bad[0, 3, 3] = float("nan")
+    res = compute_erf(model, [xs[0], bad, xs[2]], batch_size=3)
+    assert res.num_images == 2 and res.nonfinite_values > 0
+    assert res.skipped[0]["key"] == "tensor:1" and "non-finite" in res.skipped[0]["reason"]
+    clean = compute_erf(model, [xs[0], xs[2]]).matrix
+    np.testing.assert_allclose(res.matrix, clean, rtol=1e-12)
+    assert res.as_dict()["nonfinite_values"] == res.nonfinite_values
+
+
+def test_bad_arguments():
+    model = ConvFeatures()
+    with pytest.raises(ErfError, match="method"):
+        compute_erf(model, images(1), method="occlusion")
+    with pytest.raises(ErfError, match="CUDA"):
+        compute_erf(model, images(1), precision="bf16")
+    with pytest.raises(ErfError, match="same size"):
+        compute_erf(model, images(1, size=9) + images(1, size=11))
+    with pytest.raises(ErfError, match="no image"):
+        compute_erf(model, [])
+    with pytest.raises(ErfError, match=r"\(3, H, W\)"):
+        compute_erf(model, [torch.zeros(1, 9, 9)])
+
+
+def test_feature_map_layouts():
+    x = torch.randn(2, 3, 32, 32)
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=0).eval()
+    fmap = last_feature_map(vit, x)
+    assert fmap.shape == (2, vit.embed_dim, 2, 2)
+    tokens = vit.forward_features(x)
+    assert torch.equal(fmap[:, :, 1, 0], tokens[:, vit.num_prefix_tokens + 2])
+
+    class NHWC(nn.Module):
+        output_fmt = "NHWC"
+
+        def forward_features(self, x):
+            return x.permute(0, 2, 3, 1)
+
+    assert torch.equal(last_feature_map(NHWC(), x), x)
+    assert torch.equal(centre_unit(x), torch.relu(x[:, :, 16, 16]).sum(1))
+
+
+def test_image_files_loaded_and_bad_ones_skipped(tmp_path):
+    from PIL import Image
+
+    from hpx_analysis.images import ImageItem
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.png"
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(good)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(rng.integers(0, 255, (20, 20, 4), dtype=np.uint8), mode="RGBA").save(rgba)
+    deep = tmp_path / "deep.png"
+    Image.fromarray(rng.integers(0, 65535, (20, 20), dtype=np.uint16)).save(deep)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((3, 3, 3), dtype=np.uint8)).save(tiny)
+    items = [ImageItem(str(p)) for p in (good, corrupt, rgba, tiny, deep)]
+    model = ConvFeatures(dtype=torch.float32)
+    res = compute_erf(model, items, size=16, batch_size=2)
+    assert res.used == [str(good), str(rgba), str(deep)]
+    skipped = {s["key"]: s["reason"] for s in res.skipped}
+    assert set(skipped) == {str(corrupt), str(tiny)}
+    assert "unreadable" in skipped[str(corrupt)] and "small" in skipped[str(tiny)]
+    assert res.matrix.shape == (16, 16)
+
+
+# ----------------------------------------------------------------------------- resume
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    xs = images(7, size=16, seed=11)
+    settings = {"model": "small", "size": 16}
+    full = run_erf(SmallNet(), xs, settings=settings, batch_size=2)
+
+    model = SmallNet()
+    stem = tmp_path / "erf_small.partial"
+    seen = []
+
+    def stop_after_two_batches(n):
+        seen.append(n)
+        if len(seen) == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_erf(model, xs, settings=settings, state_stem=stem, batch_size=2, progress=stop_after_two_batches)
+    saved = ErfAccumulator.load(partial_files(stem)[0])
+    assert saved.used == ["tensor:0", "tensor:1", "tensor:2", "tensor:3"]
+    calls_before = model.calls
+    resumed = run_erf(model, xs, settings=settings, state_stem=stem, resume=True, batch_size=2)
+    assert model.calls - calls_before == 3  # only the three missing images were computed
+    assert sorted(resumed.used) == sorted(full.used) and len(set(resumed.used)) == 7
+    np.testing.assert_allclose(resumed.matrix, full.matrix, rtol=1e-13)
+
+    # resuming a finished run adds nothing and counts nothing twice
+    again = run_erf(model, xs, settings=settings, state_stem=stem, resume=True, batch_size=2)
+    assert again.num_images == 7
+    np.testing.assert_allclose(again.matrix, full.matrix, rtol=1e-13)
+
+    # without --resume the partial state is discarded; other settings refuse to resume
+    with pytest.raises(ErfStateError, match="other settings"):
+        run_erf(model, xs, settings={**settings, "size": 32}, state_stem=stem, resume=True)
+
+
+def test_accumulator_refuses_double_counting(tmp_path):
+    acc = ErfAccumulator(settings={"a": 1})
+    acc.add("x", np.ones((2, 2)))
+    with pytest.raises(ErfStateError):
+        acc.add("x", np.ones((2, 2)))
+    acc.save(tmp_path / "s")
+    loaded = ErfAccumulator.load(tmp_path / "s")
+    assert loaded.used == ["x"] and loaded.total.dtype == np.float64
+    with pytest.raises(ErfStateError, match="overlap"):
+        loaded.merge(acc)
+    other = ErfAccumulator(settings={"a": 1})
+    other.add("y", 3 * np.ones((2, 2)))
+    np.testing.assert_array_equal(loaded.merge(other).mean(), 2 * np.ones((2, 2)))
+
+
+def test_keyed_inputs_are_resumed_by_key():
+    model = ConvFeatures()
+    xs = images(3)
+    state = ErfAccumulator()
+    compute_erf(model, [KeyedInput(xs[0], "a"), KeyedInput(xs[1], "b")], state=state)
+    res = compute_erf(model, [KeyedInput(x, k) for x, k in zip(xs, "abc")], state=state)
+    assert res.used == ["a", "b", "c"]
+    np.testing.assert_allclose(res.matrix, compute_erf(model, xs).matrix, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------- two processes
+def test_two_gloo_processes_equal_single_process(tmp_path):
+    out = tmp_path / "dist"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(HERE / "erf_dist_worker.py"), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("erf_dist_worker", HERE / "erf_dist_worker.py")
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    worker_model, worker_images = worker.worker_model, worker.worker_images
+    single = compute_erf(worker_model(), worker_images())
+    dist_matrix = np.load(out / "matrix.npy")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["world_size"] == 2
+    assert sorted(meta["used"]) == sorted(single.used)
+    np.testing.assert_allclose(dist_matrix, single.matrix, rtol=1e-12)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("erf_worker.partial")) == \
+        ["matrix.npy", "meta.json"]
