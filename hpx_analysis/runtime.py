@@ -51,6 +51,8 @@ __all__ = [
     "CPU_RESOLUTIONS",
     "CUDA_RESOLUTIONS",
     "CPU_MEMORY_BUDGET_GIB",
+    "DEFAULT_WARMUP",
+    "DEFAULT_REPEATS",
     "feature_size_for",
     "build_mixer",
     "attention_score_bytes",
@@ -143,8 +145,9 @@ def time_calls(fn: Callable[[], object], repeats: int, device: torch.device | st
     return times
 
 
-def device_description(device: torch.device | str) -> str:
-    """Human-readable name of the device (GPU model, or CPU model and thread count)."""
+def device_description(device: torch.device | str, threads: int | None = None) -> str:
+    """Human-readable name of the device (GPU model, or CPU model and thread count;
+    ``threads`` defaults to torch's current setting)."""
     device = torch.device(device)
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
@@ -157,7 +160,7 @@ def device_description(device: torch.device | str) -> str:
                     break
     except OSError:
         pass
-    return f"CPU: {model}, {torch.get_num_threads()} threads"
+    return f"CPU: {model}, {threads or torch.get_num_threads()} threads"
 
 
 def _is_oom(err: BaseException) -> bool:

@@ -168,3 +168,44 @@ def test_other_errors_are_not_hidden_as_oom(monkeypatch):
     monkeypatch.setattr(rt, "build_mixer", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         rt.measure_mixer_runtime(mixers=("hpx",), **TINY)
+
+
+def test_cli_writes_csv_png_and_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from hpx_analysis.cli.main import app
+
+    out = tmp_path / "rt"
+    result = CliRunner().invoke(app, [
+        "runtime", "--mixers", "hpx,attention", "--resolutions", "32, 64", "--mode", "forward",
+        "--device", "cpu", "--repeats", "1", "--warmup", "0", "--threads", "1",
+        "--memory-budget-gb", str(0.1 / 1024), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "runtime.csv")
+    assert list(df.columns) == rt.COLUMNS
+    assert len(df) == 4 and set(df["mode"]) == {"forward"}
+    att = df[df["mixer"] == "attention"].set_index("resolution")
+    assert att.loc[64, "status"].startswith("oom") and att.loc[32, "status"] == "ok"
+    assert (df.loc[df["status"] == "ok", "median_ms"] > 0).all()
+    assert (out / "runtime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import json
+
+    settings = json.loads((out / "runtime.json").read_text())
+    assert settings["threads"] == 1 and settings["repeats"] == 1 and settings["modes"] == ["forward"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "sideways"], "--mode must be one of"),
+    (["--resolutions", "30"], "multiple of the patch size"),
+    (["--resolutions", "32,abc"], "not a whole number"),
+    (["--mixers", "conv"], "unknown mixer"),
+])
+def test_cli_rejects_bad_input_without_traceback(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from hpx_analysis.cli.main import app
+
+    result = CliRunner().invoke(app, ["runtime", "--device", "cpu", "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "x").exists()
