@@ -1,0 +1,60 @@
+"""Batches of evaluation images for sweeps: load, transform, stack, keep labels.
+
+Unreadable images are skipped and reported (``skipped``) rather than ending the sweep;
+the caller records them with the results.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from .images import ImageItem, ImageLoadError, load_rgb
+
+__all__ = ["ImageBatches"]
+
+
+@dataclass
+class ImageBatches:
+    """Iterate ``(images, labels)`` over ``items`` in order, ``batch_size`` at a time.
+
+    ``labels`` is an int64 tensor of the items' labels when ``with_labels`` (every item
+    must then have one), else ``None``. ``skipped`` collects ``(path, reason)`` of images
+    that could not be read."""
+
+    items: Sequence[ImageItem]
+    transform: Callable
+    batch_size: int = 16
+    with_labels: bool = False
+    device: torch.device | str = "cpu"
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        self.skipped.clear()
+        xs, ys = [], []
+        for item in self.items:
+            try:
+                img = load_rgb(item.path)
+            except ImageLoadError as e:
+                self.skipped.append((str(item.path), str(e)))
+                continue
+            xs.append(self.transform(img))
+            ys.append(item.label)
+            if len(xs) == self.batch_size:
+                yield self._stack(xs, ys)
+                xs, ys = [], []
+        if xs:
+            yield self._stack(xs, ys)
+
+    def _stack(self, xs, ys):
+        x = torch.stack(xs).to(self.device)
+        y = torch.tensor([int(v) for v in ys], dtype=torch.long, device=self.device) if self.with_labels else None
+        return x, y
