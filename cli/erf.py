@@ -60,7 +60,11 @@ def write_summary(out_dir: Path, rows: list[dict], results: list[ErfResult]) -> 
 
     from hpx_analysis.plot_erf import plot_erf
 
-    pd.DataFrame(rows).to_csv(out_dir / "erf_metrics.csv", index=False)
+    table = pd.DataFrame(rows)
+    for column in table.columns:
+        if column.startswith("square_side_") or column in ("r50_px", "r90_px"):
+            table[column] = table[column].astype("Int64")  # integer pixels; empty where none qualifies
+    table.to_csv(out_dir / "erf_metrics.csv", index=False)
     fig = plot_erf(results)
     fig.savefig(out_dir / "erf.png", dpi=150)
     fig.savefig(out_dir / "erf.pdf")

@@ -71,7 +71,7 @@ def replknet_squares(matrix, thresholds=THRESHOLDS) -> pd.DataFrame:
                     area = side * side / (h * w)
                     break
         rows.append({"threshold": t, "side": side, "area_ratio": area})
-    return pd.DataFrame(rows, columns=["threshold", "side", "area_ratio"]).astype(object)
+    return pd.DataFrame(rows, columns=["threshold", "side", "area_ratio"], dtype=object)
 
 
 def _distances(m: np.ndarray) -> np.ndarray:
