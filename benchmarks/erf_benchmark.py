@@ -1,0 +1,210 @@
+"""ERF speed and memory: this project's ``compute_erf`` against the published implementation.
+
+Each configuration runs in a fresh subprocess so that its peak memory is its own:
+CPU peak = ``VmHWM`` of that process (/proc/self/status), CUDA peak =
+``torch.cuda.max_memory_allocated`` during the ERF passes. Per-image time is the mean over
+``--images`` timed images after one untimed warm-up image (the bundled scikit-image
+photographs, resized to ``--size``).
+
+- ``published``: a copy of the model whose H_px mixers compute the long convolution as the
+  published code does (kernel recomputed every forward, FFT padded to 2h x 2w; see
+  ``published_hyena_pixel.py``), parameters requiring grad, one image at a time, the
+  gradient taken as in RepLKNet's ERF script.
+- ``ours``: :func:`hpx_analysis.erf.compute_erf` (frozen parameters, cached kernel
+  spectrum, minimal exact FFT sizes) at each ``--batch-sizes`` value.
+
+The two ERF matrices are compared at the end (they must agree to float32 tolerance).
+
+usage: python benchmarks/erf_benchmark.py [--model hpx_former_s18] [--size 1024] [--images 3]
+                                          [--batch-sizes 1] [--device auto]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def peak_rss_gb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024 ** 2
+    except OSError:
+        pass
+    return None
+
+
+def process_cpu_s() -> float:
+    """User + system CPU seconds of this process (all threads)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ----------------------------------------------------------------------------- worker
+def _published_erf_image(model, x):
+    """RepLKNet's get_input_grad for one image: centre unit, autograd.grad w.r.t. the input."""
+    import torch
+
+    samples = x[None].clone().requires_grad_(True)
+    outputs = model.forward_features(samples)
+    h, w = outputs.shape[-2:]
+    central_point = torch.relu(outputs[:, :, h // 2, w // 2]).sum()
+    (grad,) = torch.autograd.grad(central_point, samples)
+    return torch.relu(grad).sum((0, 1)).double().cpu().numpy()
+
+
+def worker(args) -> None:
+    import timm
+    import torch
+
+    import hpx_analysis  # noqa: F401
+    from hpx_analysis.erf import compute_erf
+    from hpx_analysis.images import erf_transform, list_images, load_rgb
+
+    sys.path.insert(0, str(HERE))
+    from published_hyena_pixel import published_copy
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    model = timm.create_model(args.model).eval()
+    if args.worker == "published":
+        model = published_copy(model)
+    model.to(device)
+    transform = erf_transform(args.size)
+    items = list_images(None, args.images + 1)
+    if len(items) < args.images + 1:
+        raise SystemExit(f"only {len(items)} bundled images; use --images {len(items) - 1} or fewer")
+    tensors = [transform(load_rgb(i.path)) for i in items]
+    warmup, timed = tensors[0], tensors[1:]
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    cpu0 = None
+    t0 = time.perf_counter()
+    if args.worker == "published":
+        _published_erf_image(model, warmup.to(device))
+        sync()
+        first = time.perf_counter() - t0
+        total = None
+        cpu0 = process_cpu_s()
+        t0 = time.perf_counter()
+        for x in timed:
+            g = _published_erf_image(model, x.to(device))
+            total = g if total is None else total + g
+        sync()
+        elapsed = time.perf_counter() - t0
+        matrix = total / len(timed)
+    else:
+        compute_erf(model, [warmup], batch_size=1, device=device)
+        sync()
+        first = time.perf_counter() - t0
+        cpu0 = process_cpu_s()
+        t0 = time.perf_counter()
+        matrix = compute_erf(model, timed, batch_size=args.batch_size, device=device).matrix
+        sync()
+        elapsed = time.perf_counter() - t0
+    record = {
+        "config": args.worker, "batch_size": args.batch_size if args.worker == "ours" else 1,
+        "model": args.model, "size": args.size, "images": len(timed), "device": str(device),
+        "per_image_s": elapsed / len(timed), "first_image_s": first,
+        "cpu_s_per_image": (process_cpu_s() - cpu0) / len(timed),
+        "peak_gb": (torch.cuda.max_memory_allocated() / 1024 ** 3) if cuda else peak_rss_gb(),
+        "peak_kind": "torch.cuda.max_memory_allocated" if cuda else "process VmHWM",
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+    }
+    np.save(args.matrix, matrix)
+    Path(args.result).write_text(json.dumps(record))
+
+
+# ----------------------------------------------------------------------------- driver
+def run_config(args, config: str, batch_size: int, tmp: Path) -> tuple[dict, np.ndarray]:
+    result, matrix = tmp / f"{config}_{batch_size}.json", tmp / f"{config}_{batch_size}.npy"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, "--model", args.model,
+           "--size", str(args.size), "--images", str(args.images), "--batch-size", str(batch_size),
+           "--device", args.device, "--result", str(result), "--matrix", str(matrix)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{config} (batch {batch_size}) failed:\n{proc.stderr[-4000:]}")
+    return json.loads(result.read_text()), np.load(matrix)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="hpx_former_s18")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--images", type=int, default=3, help="timed images (plus one warm-up image)")
+    parser.add_argument("--batch-sizes", default=None,
+                        help="comma-separated batch sizes for ours (default: 1 on CPU, 1,8 on CUDA)")
+    parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--skip-published", action="store_true", help="only time ours")
+    parser.add_argument("--worker", choices=["published", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--matrix", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+
+    import torch
+
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    batch_sizes = [int(b) for b in (args.batch_sizes or ("1,8" if cuda else "1")).split(",")]
+    device_name = torch.cuda.get_device_name(0) if cuda else f"{cpu_model()}, {os.cpu_count()} cores"
+    print(f"ERF benchmark: {args.model} at {args.size} px, {args.images} timed images (+1 warm-up), "
+          f"{device_name}, torch {torch.__version__}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        configs = ([] if args.skip_published else [("published", 1)]) + [("ours", b) for b in batch_sizes]
+        for config, b in configs:
+            rec, mat = run_config(args, config, b, tmp)
+            rows.append((rec, mat))
+            print(f"  {config:9s} batch {rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image "
+                  f"(CPU time {rec['cpu_s_per_image']:.2f} s/image, first image {rec['first_image_s']:.2f} s), peak {rec['peak_gb']:.2f} GB ({rec['peak_kind']})",
+                  flush=True)
+    if not args.skip_published:
+        base_rec, base = rows[0]
+        for rec, mat in rows[1:]:
+            diff = np.abs(mat - base)
+            print(f"ours batch {rec['batch_size']} vs published: {base_rec['per_image_s'] / rec['per_image_s']:.2f}x "
+                  f"faster per image, peak memory {rec['peak_gb'] / base_rec['peak_gb']:.2f}x; ERF max |diff| / max "
+                  f"= {diff.max() / base.max():.2e}, relative L1 = {diff.sum() / base.sum():.2e}")
+            if not np.allclose(mat, base, rtol=1e-3, atol=1e-4 * base.max()):
+                raise SystemExit("ERF matrices of ours and the published implementation disagree")
+    print(f"load average after: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
+
+
+if __name__ == "__main__":
+    main()
