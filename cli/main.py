@@ -26,6 +26,15 @@ app.command("erf")(erf_cmd.erf)
 from . import runtime as runtime_cmd  # noqa: E402
 
 app.command("runtime")(runtime_cmd.runtime)
+from . import kernels as kernels_cmd  # noqa: E402
+
+app.command("kernels")(kernels_cmd.kernels)
+from . import coverage as coverage_cmd  # noqa: E402
+
+app.command("coverage")(coverage_cmd.coverage)
+from . import truncation as truncation_cmd  # noqa: E402
+
+app.command("truncation")(truncation_cmd.truncation)
 # ---- end of command registration ---------------------------------------------------------
 
 

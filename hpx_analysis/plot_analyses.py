@@ -59,7 +59,8 @@ def plot_kernels(result: KernelResult, axes: Sequence | np.ndarray | None = None
 
 
 def plot_coverage(df: pd.DataFrame, ax=None):
-    """Coverage against block depth, one line per model, stage boundaries dashed."""
+    """Coverage against block depth (1-based), one line per model; the stage boundaries
+    (dashed) are those of the deepest model."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4))
     fig = ax.figure
@@ -67,13 +68,15 @@ def plot_coverage(df: pd.DataFrame, ax=None):
         g = g.sort_values("depth")
         ax.plot(g["depth"] + 1, g["coverage"], marker="o", ms=3, label=model)
     if len(df):
-        first = df.sort_values("depth").drop_duplicates("model")["model"].iloc[0]
-        g = df[df["model"] == first].sort_values("depth")
+        # stage boundaries of the deepest model (models of different depths cannot share them)
+        deepest = df.groupby("model", sort=False)["depth"].max().idxmax()
+        g = df[df["model"] == deepest]
         starts = g.groupby("stage")["depth"].min().sort_index()
         for s, d in starts.items():
             if d > 0:
                 ax.axvline(d + 0.5, color="grey", ls="--", lw=0.8)
-            ax.text(d + 1, 1.0, f"S{s + 1}", transform=ax.get_xaxis_transform(), va="bottom", fontsize=8)
+            ax.text(d + 1, 0.98, f"S{s + 1}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("block depth")
     ax.set_ylabel("relative feature-map coverage")
     ax.legend(fontsize=8)

@@ -1,0 +1,78 @@
+"""``hpx-analyze coverage``: relative feature-map coverage per block (the paper's Fig. 6).
+
+Writes into ``--out`` (default ``figures/coverage``): ``coverage.csv`` (model, stage,
+block, mixer, coverage, plus depth, source, diameter, feature_size and weights),
+``coverage_channels.csv`` (per-channel values of windowed mixers) and ``coverage.png``.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+import torch
+import typer
+
+from hpx_analysis.coverage import DIAMETER_READINGS, model_coverage
+from hpx_analysis.weights import load_model, resolve_device
+
+from .common import (DeviceOption, ModelOption, OutOption, SeedOption, default_out, fail, model_specs,
+                     stderr_console, user_errors)
+
+__all__ = ["coverage"]
+
+
+def coverage(
+    model: ModelOption = None,
+    out: OutOption = None,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", help="Window values below this are set to zero (the paper: 0.05).")] = 0.05,
+    diameter: Annotated[str, typer.Option(
+        "--diameter", help="Reading of 'diameter of the non-zero region'. axis (the paper's reading, default): "
+                           "extent of the non-zero taps along the row and column through the kernel centre, "
+                           "averaged; area: diameter of the disk with the same area as the non-zero "
+                           "region.")] = "axis",
+) -> None:
+    """Mean over channels of each block's relative feature-map coverage: decay window >= threshold,
+    diameter of that region / feature-map size the kernel was built for. Attention counts as 2, a
+    convolution as kernel size / feature-map size; H_b windows on their 1D token axis (extent / h*w)."""
+    import matplotlib.pyplot as plt
+
+    from hpx_analysis.plot_analyses import plot_coverage
+
+    specs = model_specs(model)
+    if diameter not in DIAMETER_READINGS:
+        fail(f"unknown --diameter {diameter!r}; choose one of {', '.join(DIAMETER_READINGS)}")
+    if not 0 < threshold < 1:
+        fail(f"--threshold must be between 0 and 1, got {threshold}")
+    out_dir = default_out("coverage", out)
+    blocks, channels = [], []
+    with user_errors():
+        dev = resolve_device(device)
+        for spec in specs:
+            torch.manual_seed(seed)
+            loaded = load_model(spec, device=dev, seed=seed)
+            res = model_coverage(loaded.model, name=loaded.name, threshold=threshold, reading=diameter)
+            for note in res.notes:
+                stderr_console.print(f"[yellow]note:[/yellow] {note}")
+            if res.blocks.empty:
+                continue
+            if not res.blocks.source.str.startswith("window").any():
+                stderr_console.print(f"[yellow]{loaded.name}:[/yellow] no long convolutions with a decay window; "
+                                     "its convolution/attention values are reported")
+            blocks.append(res.blocks.assign(weights=loaded.weights))
+            channels.append(res.channels.assign(weights=loaded.weights))
+            summary = res.blocks.groupby("stage").coverage.mean().round(3).tolist()
+            stderr_console.print(f"{loaded.name} ({loaded.weights}): mean coverage per stage {summary}")
+    if not blocks:
+        fail("none of the models has MetaFormer token mixers to measure; nothing written")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = pd.concat(blocks, ignore_index=True)
+    table.to_csv(out_dir / "coverage.csv", index=False)
+    pd.concat(channels, ignore_index=True).to_csv(out_dir / "coverage_channels.csv", index=False)
+    fig = plot_coverage(table)
+    fig.axes[0].set_title(f"window >= {threshold}, diameter: {diameter}", fontsize=9)
+    fig.savefig(out_dir / "coverage.png", dpi=150)
+    plt.close(fig)
+    stderr_console.print(f"wrote {out_dir}/coverage.csv, coverage_channels.csv and coverage.png")
