@@ -47,6 +47,10 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
                            transform=top, clip_on=False)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    measured = df.loc[df["status"] == "ok", "median_ms"]
+    if any_oom and len(measured):  # headroom so that the OOM marks sit above every line
+        low, high = measured.min(), measured.max()
+        ax.set_ylim(low / 1.5, high * 4)
     resolutions = sorted(set(df["resolution"]))
     ax.xaxis.set_major_locator(FixedLocator(resolutions))
     ax.xaxis.set_major_formatter(ScalarFormatter())
