@@ -83,6 +83,11 @@ def parse_model_spec(text: str) -> ModelSpec:
         canonical = resolve_name(name)
     except KeyError as err:
         raise WeightsError(err.args[0] if err.args else f"unknown model {name!r}") from None
+    if "." in canonical:
+        try:
+            timm.models.get_pretrained_cfg(canonical)
+        except RuntimeError as err:
+            raise WeightsError(f"model {name!r}: {_first_line(err)}") from None
     if not weights or weights.lower() in WEIGHT_MODES:
         return ModelSpec(canonical, (weights or "auto").lower())
     return ModelSpec(canonical, str(Path(weights).expanduser().resolve()))

@@ -56,6 +56,7 @@ def test_parse_resolves_aliases_and_modes(tmp_path):
     assert parse_model_spec(" hb_s18 = RANDOM ") == ModelSpec("hb_former_s18", "random")
     assert parse_model_spec("conv_s18=pretrained") == ModelSpec("convformer_s18", "pretrained")
     assert parse_model_spec("resnet18").name == "resnet18"
+    assert parse_model_spec("resnet18.tv_in1k=random").name == "resnet18.tv_in1k"
     ckpt = tmp_path / "ckpt.safetensors"
     spec = parse_model_spec(f"hpx_s4={ckpt}")
     assert spec == ModelSpec("hpx_former_s4", str(ckpt.resolve()))
@@ -65,6 +66,7 @@ def test_parse_resolves_aliases_and_modes(tmp_path):
     ("hpx_s19", "unknown model"),
     ("hpx_s18=", "empty WEIGHTS"),
     ("=random", "no model name"),
+    ("resnet18.no_such_tag", "Invalid pretrained tag"),
 ])
 def test_parse_rejects_bad_specs(text, fragment):
     with pytest.raises(WeightsError, match=fragment):
