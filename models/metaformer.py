@@ -127,7 +127,8 @@ class HyenaMetaFormer(nn.Module):
             + [Downsampling(dims[i - 1], dims[i], 3, stride=2, padding=1, pre_norm=True)
                for i in range(1, self.num_stages)]
         )
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n_blocks = sum(depths)
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
         self.stages = nn.ModuleList()
         self.feature_info = []
         cur = 0
