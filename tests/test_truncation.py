@@ -118,6 +118,9 @@ def test_prefix_reuse_equals_full_recomputation(model, data):
     batches = [(x[:3], y[:3]), (x[3:], y[3:])]
     rels, stages = [0.2, 0.5], [1, 2]
     res = truncation_sweep(model, batches, name="m", rel_sizes=rels, stages=stages)
+    # chunks of one batch (kernels rebuilt per batch) give the same table
+    per_batch = truncation_sweep(model, batches, name="m", rel_sizes=rels, stages=stages, chunk_images=1)
+    pd.testing.assert_frame_equal(res.table, per_batch.table)
     by_stage = {}
     for s, _, m in long_conv_mixers(model):
         by_stage.setdefault(s, []).append(m)
