@@ -9,23 +9,13 @@ def ln(x, w, b=None, eps=1e-6):
     return F.layer_norm(x, x.shape[-1:], w, b, eps)
 
 
-def sin_net_2d(sd, p, z, n_layers):
+def sin_net(sd, p, z, n_layers, layer):
+    """The implicit filter network: ``layer`` (1x1 conv or linear) and sin(freq * x) alternating."""
     h = z
     for i in range(n_layers):
-        idx = 2 * i
-        h = F.conv2d(h, sd[f"{p}.{idx}.weight"], sd.get(f"{p}.{idx}.bias"))
+        h = layer(h, sd[f"{p}.{2 * i}.weight"], sd.get(f"{p}.{2 * i}.bias"))
         if i < n_layers - 1:
-            h = torch.sin(sd[f"{p}.{idx + 1}.freq"] * h)
-    return h
-
-
-def sin_net_1d(sd, p, z, n_layers):
-    h = z
-    for i in range(n_layers):
-        idx = 2 * i
-        h = F.linear(h, sd[f"{p}.{idx}.weight"], sd.get(f"{p}.{idx}.bias"))
-        if i < n_layers - 1:
-            h = torch.sin(sd[f"{p}.{idx + 1}.freq"] * h)
+            h = torch.sin(sd[f"{p}.{2 * i + 1}.freq"] * h)
     return h
 
 
@@ -40,7 +30,7 @@ def hpx_mixer(sd, p, x):
     if normed:
         u = ln(u.permute(0, 2, 3, 1), sd[f"{p}.qk_norm.weight"], eps=1e-5).permute(0, 3, 1, 2)
     lc = f"{p}.long_conv"
-    K = sin_net_2d(sd, f"{lc}.implicit_filter", sd[f"{lc}.z"], 3)
+    K = sin_net(sd, f"{lc}.implicit_filter", sd[f"{lc}.z"], 3, F.conv2d)
     K = K * (torch.exp(-sd[f"{lc}.distance_map"] * sd[f"{lc}.deltas"].abs()) + sd[f"{lc}.shift"])
     K = K[0]
     # taps further than the input extent never meet an input pixel: drop them (keeps the
@@ -69,7 +59,7 @@ def hb_mixer(sd, p, x):
     if f"{p}.qk_norm.0.weight" in sd:
         v = ln(v.transpose(1, 2), sd[f"{p}.qk_norm.0.weight"], eps=1e-5).transpose(1, 2)
     ff = f"{p}.filter_fn"
-    k = sin_net_1d(sd, f"{ff}.implicit_filter", sd[f"{ff}.pos_emb.z"], 4)[0]  # (Lf, C)
+    k = sin_net(sd, f"{ff}.implicit_filter", sd[f"{ff}.pos_emb.z"], 4, F.linear)[0]  # (Lf, C)
     k = (k * torch.exp(-sd[f"{ff}.pos_emb.t"][0] * sd[f"{ff}.modulation.deltas"][0].abs())).T
     L, c = v.shape[-1], k.shape[-1] // 2
     r = min(c, L - 1)

@@ -56,7 +56,7 @@ class _HyenaPixelBase(nn.Module, LongConvMixer):
 class _LayerNormOutput:
     """qk LayerNorm and LayerNorm + Linear output (channels-last)."""
 
-    def _build_norm_output(self, dim: int) -> None:
+    def _build_output(self, dim: int) -> None:
         self.qk_norm = LayerNormNoBias(dim)
         self.out_norm = LayerNormNoBias(dim)
         self.out_proj = nn.Linear(dim, dim)
@@ -71,33 +71,30 @@ class _LayerNormOutput:
 class _ConvOutput:
     """No norms; 1x1 conv output projection."""
 
-    def _build_conv_output(self, dim: int) -> None:
+    def _build_output(self, dim: int) -> None:
         self.out_proj = nn.Conv2d(dim, dim, 1)
 
     def _output(self, x):
         return self.out_proj(x).permute(0, 2, 3, 1)
 
 
-class HyenaPixel(_LayerNormOutput, _HyenaPixelBase):
-    """H_px with the implicit windowed 2D filter and layer norms (published S18/B36)."""
+class _ImplicitHyenaPixel(_HyenaPixelBase):
+    """H_px with the implicit windowed 2D filter as ``long_conv``."""
 
     def __init__(self, dim: int, kernel_size: int, emb_dim: int, feature_size: tuple[int, int],
                  filter_order: int | None = None, **kwargs):
         super().__init__(dim, feature_size)
         self.long_conv = ImplicitWindowedFilter2d(dim, kernel_size, emb_dim, filter_order or 2 * emb_dim,
                                                   self.feature_size)
-        self._build_norm_output(dim)
+        self._build_output(dim)
 
 
-class HyenaPixelNoNorm(_ConvOutput, _HyenaPixelBase):
+class HyenaPixel(_LayerNormOutput, _ImplicitHyenaPixel):
+    """H_px with layer norms after ``q * k`` and before a linear output (published S18/B36)."""
+
+
+class HyenaPixelNoNorm(_ConvOutput, _ImplicitHyenaPixel):
     """H_px without layer norms, 1x1 conv output (H_px stages of c_hpx / hpx_a models)."""
-
-    def __init__(self, dim: int, kernel_size: int, emb_dim: int, feature_size: tuple[int, int],
-                 filter_order: int | None = None, **kwargs):
-        super().__init__(dim, feature_size)
-        self.long_conv = ImplicitWindowedFilter2d(dim, kernel_size, emb_dim, filter_order or 2 * emb_dim,
-                                                  self.feature_size)
-        self._build_conv_output(dim)
 
 
 class HyenaPixelExplicit(_ConvOutput, _HyenaPixelBase):
@@ -106,7 +103,7 @@ class HyenaPixelExplicit(_ConvOutput, _HyenaPixelBase):
     def __init__(self, dim: int, kernel_size: int, feature_size: tuple[int, int], **kwargs):
         super().__init__(dim, feature_size)
         self.long_conv = ExplicitFilter2d(dim, kernel_size, self.feature_size)
-        self._build_conv_output(dim)
+        self._build_output(dim)
 
 
 class HyenaPixelSeparable(_ConvOutput, _HyenaPixelBase):
@@ -116,7 +113,7 @@ class HyenaPixelSeparable(_ConvOutput, _HyenaPixelBase):
     def __init__(self, dim: int, kernel_size: int, feature_size: tuple[int, int], **kwargs):
         super().__init__(dim, feature_size)
         self.long_conv = _SeparableFilter2d(dim, kernel_size, self.feature_size)
-        self._build_conv_output(dim)
+        self._build_output(dim)
 
     def long_convolution(self, u: torch.Tensor) -> torch.Tensor:
         return self.long_conv(u)
