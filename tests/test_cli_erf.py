@@ -142,3 +142,28 @@ def test_cli_only_unreadable_images(tmp_path):
     result, text = invoke(BASE + ["--images", str(folder), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "no image could be used" in text and "Traceback" not in text
+
+
+def test_plot_erf_shared_scale_and_titles():
+    import matplotlib.pyplot as plt
+
+    from hpx_analysis.erf import ErfResult
+    from hpx_analysis.plot_erf import plot_erf
+
+    a = np.zeros((9, 9))
+    a[4, 4] = 99.0
+    res = ErfResult(matrix=a, used=["x"], skipped=[], nonfinite_values=0, seconds=1.0, method="grad",
+                    precision="fp32", input_size=(9, 9), device="cpu",
+                    settings={"model": "hpx_former_s4", "weights": "random init (seed 0)"})
+    fig = plot_erf([res, res])
+    axes = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in axes] == ["hpx_former_s4\nrandom init (seed 0)"] * 2
+    assert all(ax.images[0].norm.vmin == 0 and ax.images[0].norm.vmax == 1 for ax in axes)
+    assert axes[0].images[0].get_array()[4, 4] == pytest.approx(1.0)
+    plt.close(fig)
+    fig, given = plt.subplots(1, 3)
+    out = plot_erf({"a": a, "b": 2 * a}, axes=given, scale="log")
+    assert out is fig and given[0].images[0].norm.vmin == pytest.approx(1e-4)
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        plot_erf({})
