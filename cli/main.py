@@ -35,6 +35,9 @@ app.command("coverage")(coverage_cmd.coverage)
 from . import truncation as truncation_cmd  # noqa: E402
 
 app.command("truncation")(truncation_cmd.truncation)
+from . import report as report_cmd  # noqa: E402
+
+app.command("report")(report_cmd.report)
 # ---- end of command registration ---------------------------------------------------------
 
 

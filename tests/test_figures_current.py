@@ -1,0 +1,69 @@
+"""figures/ is the output of ``hpx-analyze report --quick --out figures --device cpu``, kept current.
+
+The freshness check regenerates the quick report from scratch into a temporary folder and
+compares it with the committed figures/ (:func:`hpx_analysis.report.compare_reports`):
+
+- the same files (data, figures, report.md/json);
+- data files by value, not pixels: CSV columns, JSON values and npy/npz arrays; numbers
+  within rtol = 1e-4, atol = 1e-6 (``numpy.isclose``; float32 results differ in their last
+  bits between CPUs and thread counts), text exactly (model names, weights, statuses);
+- runtime timings (``median_ms``, ``min_ms``) and everything about the run rather than the
+  analysis (seconds, versions, command line, thread count, CPU name, image paths) only for
+  their presence, since they depend on the machine.
+
+The quick report uses a seeded random init and the bundled photographs, so it is the same on
+every machine. It takes a few minutes on a 2-core CPU.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpx_analysis import report as rp
+from hpx_analysis.cli.report import build_report
+
+FIGURES = Path(__file__).resolve().parent.parent / "figures"
+REGENERATE = "hpx-analyze report --quick --out figures --device cpu"
+
+
+def test_committed_figures_are_the_quick_report():
+    manifest = json.loads((FIGURES / "report.json").read_text())
+    assert manifest["settings"] == rp.QUICK.as_dict(), f"figures/ was not made with --quick; run `{REGENERATE}`"
+    assert manifest["device"] == "cpu" and manifest["seed"] == 0
+    md = (FIGURES / "report.md").read_text()
+    for section in rp.SECTIONS:
+        assert f"]({section}/" in md
+    for link in [line[line.index("](") + 2:-1] for line in md.splitlines() if line.startswith("![")]:
+        assert (FIGURES / link).is_file(), link
+
+
+def test_compare_reports_finds_changed_values(tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(FIGURES, copy)
+    assert rp.compare_reports(FIGURES, copy) == []
+    cov = pd.read_csv(copy / "coverage" / "coverage.csv")
+    cov.loc[3, "coverage"] *= 1.001
+    cov.to_csv(copy / "coverage" / "coverage.csv", index=False)
+    erf = json.loads((copy / "erf" / "erf_hpx_former_s18.json").read_text())
+    erf["metrics"]["anisotropy"] += 1e-3
+    erf["seconds"] += 100.0  # timings are not compared
+    (copy / "erf" / "erf_hpx_former_s18.json").write_text(json.dumps(erf))
+    (copy / "truncation" / "truncation.png").unlink()
+    diffs = rp.compare_reports(FIGURES, copy)
+    assert len(diffs) == 3, diffs
+    assert any("coverage/coverage.csv: column 'coverage'" in d and "row 3" in d for d in diffs)
+    assert any("erf/erf_hpx_former_s18.json.metrics.anisotropy" in d for d in diffs)
+    assert any("truncation/truncation.png: committed but not produced" in d for d in diffs)
+
+
+@pytest.mark.slow
+def test_figures_match_a_fresh_quick_report(tmp_path):
+    fresh = tmp_path / "figures"
+    build_report(fresh, rp.QUICK, device="cpu", seed=0, command=REGENERATE, log=lambda msg: None)
+    diffs = rp.compare_reports(FIGURES, fresh)
+    shown = "\n  ".join(diffs[:20]) + (f"\n  ... and {len(diffs) - 20} more" if len(diffs) > 20 else "")
+    assert not diffs, (f"figures/ is stale: {len(diffs)} difference(s) from a fresh quick report "
+                       f"(rtol {rp.RTOL:g}, atol {rp.ATOL:g}):\n  {shown}\n"
+                       f"Regenerate it with `{REGENERATE}` and commit figures/.")
