@@ -10,7 +10,6 @@ import torch
 import typer
 from rich.console import Console
 from rich.table import Table
-from torch.overrides import TorchFunctionMode
 
 from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED, iter_token_mixers
 from hpx_analysis.weights import published_weights_cached
@@ -18,28 +17,9 @@ from hpx_analysis.weights import published_weights_cached
 __all__ = ["models", "model_rows", "mixer_summary", "count_parameters"]
 
 
-class _ShapesOnly(TorchFunctionMode):
-    """Build modules for their shapes only: tensor constructors go to the ``meta`` device
-    (``torch.linspace`` stays on the CPU, as constructors read schedules back with
-    ``.tolist()``), and in-place initialisers on meta tensors are skipped (on meta they only
-    cost time)."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        from torch.utils._device import _device_constructors
-
-        kwargs = dict(kwargs or {})
-        name = getattr(func, "__name__", "")
-        if (name.endswith("_") and not name.endswith("__") and args
-                and isinstance(args[0], torch.Tensor) and args[0].is_meta):
-            return args[0]
-        if func in _device_constructors() and kwargs.get("device") is None and func is not torch.linspace:
-            kwargs["device"] = "meta"
-        return func(*args, **kwargs)
-
-
 def _build_without_weights(name: str) -> torch.nn.Module:
-    """The model's modules with the right shapes but no real weights, so even B36 is quick."""
-    with _ShapesOnly():
+    """The model's modules with the right shapes but no storage (meta device), so even B36 is quick."""
+    with torch.device("meta"):
         return timm.create_model(name)
 
 
