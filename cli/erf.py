@@ -140,7 +140,10 @@ def erf(
         for spec in specs:
             torch.manual_seed(seed)
             loaded = load_model(spec, device=dev, seed=seed)
-            settings = {"model": loaded.name, "weights": loaded.weights, "size": size, "method": method,
+            # a stable description of the weights guards --resume (the full text, which may
+            # carry a changing download error, is in the JSON's "weights")
+            weights_key = loaded.weights if loaded.weights_kind != "random" else f"random init (seed {seed})"
+            settings = {"model": loaded.name, "weights": weights_key, "size": size, "method": method,
                         "precision": precision, "ig_steps": ig_steps if method == "integrated_gradients" else None,
                         "images": str(images) if images is not None else "bundled scikit-image photographs"}
             try:

@@ -9,6 +9,7 @@ Scaling (``scale``):
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -31,7 +32,9 @@ def erf_panel_title(result) -> str:
     settings = getattr(result, "settings", {}) or {}
     model = settings.get("model", "model")
     weights = settings.get("weights")
-    return f"{model}\n{weights}" if weights else str(model)
+    if not weights:
+        return str(model)
+    return f"{model}\n" + textwrap.shorten(str(weights), width=90, placeholder=" ...").replace("; ", ";\n")
 
 
 def _panels(results) -> list[tuple[str, np.ndarray]]:
