@@ -80,14 +80,15 @@ def _run_one(loaded: LoadedModel, items, *, out_dir: Path, settings: dict, resum
     if not ctx.is_main:
         return run_erf(loaded.model, items, **kwargs)
     with progress() as bar:
-        task = bar.add_task(f"ERF {loaded.name}", total=None)
+        shard_note = f" (rank 0's share of {ctx.world_size})" if ctx.distributed else ""
+        task = bar.add_task(f"ERF {loaded.name}{shard_note}", total=None)
 
         def on_start(done: int, todo: int) -> None:
             if done:
                 stderr_console.print(f"resuming {loaded.name}: {done} image(s) already done")
-            bar.update(task, total=todo * ctx.world_size if ctx.distributed else todo)
+            bar.update(task, total=todo)
 
-        return run_erf(loaded.model, items, progress=lambda n: bar.advance(task, n * ctx.world_size),
+        return run_erf(loaded.model, items, progress=lambda n: bar.advance(task, n),
                        on_start=on_start, **kwargs)
 
 
