@@ -32,7 +32,7 @@ def _random_init_models(out: Path) -> list[str]:
     names: dict[str, str] = {}
     for csv in (out / "erf" / "erf_metrics.csv", out / "coverage" / "coverage.csv", out / "truncation" / "truncation.csv"):
         if csv.is_file():
-            names.update(rp._weights_by_model(pd.read_csv(csv)))
+            names.update(rp.weights_by_model(pd.read_csv(csv)))
     for npz in sorted((out / "kernels").glob("kernels_*.npz")):
         data = np.load(npz)
         names[str(data["model"])] = str(data["weights"])

@@ -26,7 +26,8 @@ import pandas as pd
 
 __all__ = [
     "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "weights_chooser",
-    "versions", "retitle_figures", "write_report_md", "write_manifest", "compare_reports",
+    "versions", "weights_by_model", "markdown_table", "retitle_figures", "write_report_md", "write_manifest",
+    "compare_reports",
     "RTOL", "ATOL", "ARRAY_ATOL_REL", "VOLATILE_KEYS", "TIMING_COLUMNS",
 ]
 
@@ -136,7 +137,7 @@ def versions() -> dict:
 # ----------------------------------------------------------------------------- figure titles
 
 
-def _weights_by_model(table: pd.DataFrame) -> dict[str, str]:
+def weights_by_model(table: pd.DataFrame) -> dict[str, str]:
     return {str(m): str(w) for m, w in table[["model", "weights"]].drop_duplicates().itertuples(index=False)}
 
 
@@ -192,7 +193,7 @@ def retitle_figures(out: Path) -> None:
         df = pd.read_csv(tr_csv)
         info = json.loads((out / "truncation" / "truncation.json").read_text())["settings"]
         fig = plot_truncation(df)
-        models = "; ".join(f"{m} [{w}]" for m, w in _weights_by_model(df).items())
+        models = "; ".join(f"{m} [{w}]" for m, w in weights_by_model(df).items())
         fig.axes[0].set_title(f"{models}\n{info['shape']} truncation, {info['num_images']} images", fontsize=8)
         fig.tight_layout()
         fig.savefig(tr_csv.with_suffix(".png"), dpi=150)
@@ -265,7 +266,7 @@ def _erf_section(d: Path) -> tuple[str, str]:
             "square_area_t0.5", "r50_px", "r90_px", "anisotropy", "dead_fraction"]
     table = df[[c for c in keep if c in df.columns]]
     first = json.loads(next(iter(sorted(d.glob("erf_*.json")))).read_text())
-    how = (f"Models: {_models_line(_weights_by_model(df))}. Gradient of the centre unit of the last feature "
+    how = (f"Models: {_models_line(weights_by_model(df))}. Gradient of the centre unit of the last feature "
            f"map (Luo et al. / RepLKNet protocol, method {df['method'].iloc[0]}), averaged over "
            f"{int(df['num_images'].iloc[0])} image(s) ({first.get('images_source', '')}) resized to "
            f"{int(df['size'].iloc[0])} px. Raw matrices: `erf_<model>.npy`.")
@@ -278,7 +279,7 @@ def _coverage_section(d: Path) -> tuple[str, str]:
     table.columns = [f"S{int(c) + 1} mean" for c in table.columns]
     mixers = df.groupby("model", sort=False)["mixer"].agg(lambda s: "/".join(dict.fromkeys(s)))
     table.insert(0, "mixers", mixers)
-    how = (f"Models: {_models_line(_weights_by_model(df))}. Decay window >= 0.05, extent along the axes "
+    how = (f"Models: {_models_line(weights_by_model(df))}. Decay window >= 0.05, extent along the axes "
            f"through the kernel centre divided by the feature-map size, mean over channels; attention "
            f"counts as 2, convolutions as kernel size / feature-map size. Per block: `coverage.csv`.")
     return how, markdown_table(table.reset_index())
@@ -302,7 +303,7 @@ def _truncation_section(d: Path) -> tuple[str, str]:
                  "kl": "mean KL(untruncated || truncated) (nats)"}[m]
         parts.append(f"{label}:\n\n" + markdown_table(piv.reset_index().rename(columns={"row": "stage"})))
     labels = "IN-1k labels" if info["labels"] else f"no labels ({info['no_labels_reason']})"
-    how = (f"Models: {_models_line(_weights_by_model(df))}. {info['num_images']} image(s) "
+    how = (f"Models: {_models_line(weights_by_model(df))}. {info['num_images']} image(s) "
            f"({info['images']}; {labels}) at the model's evaluation size; one stage at a time, every "
            f"long-kernel tap outside a centred {info['shape']} window of relative size r is zeroed.")
     return how, "\n\n".join(parts)
