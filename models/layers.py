@@ -41,6 +41,29 @@ class LayerNormNoBiasGeneral(LayerNormNoBias):
         return c / torch.sqrt(s + self.eps) * self.weight
 
 
+class _StarReLUFunction(torch.autograd.Function):
+    """``scale * relu(x)**2 + bias`` with a hand-written backward that keeps only ``relu(x)``
+    (autograd's version stores the square and goes through ``pow``'s backward)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, bias):
+        r = F.relu(x)
+        ctx.save_for_backward(r, scale)
+        return torch.addcmul(bias, r * r, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        r, scale = ctx.saved_tensors
+        grad_x = grad_scale = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad * r * (2 * scale)
+        if ctx.needs_input_grad[1]:
+            grad_scale = (grad * r * r).sum().reshape(scale.shape)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum().reshape(scale.shape)
+        return grad_x, grad_scale, grad_bias
+
+
 class StarReLU(nn.Module):
     """``scale * relu(x)**2 + bias`` with learnable scalars."""
 
@@ -50,7 +73,7 @@ class StarReLU(nn.Module):
         self.bias = nn.Parameter(torch.full((1,), bias_value))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.relu(x) ** 2 + self.bias
+        return _StarReLUFunction.apply(x, self.scale, self.bias)
 
 
 class SquaredReLU(nn.Module):

@@ -183,15 +183,16 @@ def test_kernel_cache_is_used_and_invalidated():
     _, _, m = next(iter(long_conv_mixers(model)))
     y1 = model(x)
     assert len(m.long_conv._cache) == 1
-    cached_kernel = m.long_conv._cache[(16, 16)][0]
+    key = ((16, 16), None)
+    cached_kernel = m.long_conv._cache[key][0]
     model(x)
-    assert m.long_conv._cache[(16, 16)][0] is cached_kernel  # reused, not recomputed
+    assert m.long_conv._cache[key][0] is cached_kernel  # reused, not recomputed
     # editing weights in place invalidates the cache
     with torch.no_grad():
         m.long_conv.shift.add_(0.5)
     y2 = model(x)
     assert not torch.allclose(y1, y2)
-    assert m.long_conv._cache[(16, 16)][0] is not cached_kernel
+    assert m.long_conv._cache[key][0] is not cached_kernel
     # loading a state dict invalidates as well and restores the output
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -271,3 +272,29 @@ def test_causal_hyena_only_looks_back():
     per_token = x.grad[0].abs().sum(-1).flatten()
     # future tokens get only FFT round-off (~1e-9), past ones O(1)
     assert per_token[:7].sum() > 0.1 and per_token[7:].max() < 1e-6
+
+
+def test_star_relu_matches_its_formula_and_gradients():
+    from hpx_analysis.models.layers import StarReLU, _StarReLUFunction
+
+    act = StarReLU(scale_value=0.8, bias_value=-0.3).double()
+    x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(act(x), 0.8 * torch.relu(x) ** 2 - 0.3)
+    assert torch.autograd.gradcheck(_StarReLUFunction.apply, (x, act.scale, act.bias))
+
+
+def test_truncation_sweep_reuses_the_filter_network(monkeypatch):
+    from hpx_analysis.models.mixers.filters import ImplicitWindowedFilter2d
+
+    calls = []
+    original = ImplicitWindowedFilter2d.untruncated_kernel
+    monkeypatch.setattr(ImplicitWindowedFilter2d, "untruncated_kernel",
+                        lambda self: calls.append(1) or original(self))
+    model = timm.create_model("hpx_former_s4").eval()
+    _, _, m = next(iter(long_conv_mixers(model)))
+    x = torch.randn(1, 16, 16, 64)
+    with torch.no_grad():
+        for rel in (0.25, 0.5, 1.0, None):
+            m.set_truncation(rel)
+            m(x)
+    assert len(calls) == 1

@@ -108,12 +108,13 @@ class LongFilter(nn.Module, abc.ABC):
         extent = self.feature_size if self.kernel_ndim == 2 else (math.prod(self.feature_size),)
         return centred_mask(self.kernel_shape, extent, self.truncation)
 
-    def kernel(self) -> torch.Tensor:
-        k = self.untruncated_kernel()
+    def _masked(self, k: torch.Tensor) -> torch.Tensor:
         mask = self.truncation_mask()
-        if mask is not None:
-            k = k * mask.to(device=k.device, dtype=k.dtype)
-        return k
+        return k if mask is None else k * mask.to(device=k.device, dtype=k.dtype)
+
+    def kernel(self) -> torch.Tensor:
+        """The kernel after the window and the current truncation, (C, *K)."""
+        return self._masked(self.untruncated_kernel())
 
     # -- cache --------------------------------------------------------------------
     def _can_cache(self) -> bool:
@@ -123,37 +124,46 @@ class LongFilter(nn.Module, abc.ABC):
 
     def _state_key(self):
         tensors = list(self.parameters()) + list(self.buffers())
-        return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors), self.truncation
+        return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
 
     def kernel_and_spectrum(self, input_size: tuple[int, ...]):
-        """``(kernel, spectrum-or-None)`` for an input of ``input_size``; cached when allowed."""
+        """``(kernel, its spectrum or None)`` for an input of ``input_size``. Cached when
+        allowed: the untruncated kernel per weight state (so a truncation sweep does not
+        re-run the filter network) and the spectrum per weight state, truncation and input
+        size."""
         if not self._can_cache():
             self._cache.clear()
             return self.kernel(), None
-        key = self._state_key()
-        if key != self._cache_key:
+        state = self._state_key()
+        if self._cache_key is None or self._cache_key[0] != state:
             self._cache.clear()
-            self._cache_key = key
-        if input_size not in self._cache:
             with torch.no_grad():
-                k = self.kernel()
+                self._cache_key = (state, self.untruncated_kernel())
+        key = (input_size, self.truncation)
+        if key not in self._cache:
+            with torch.no_grad():
+                k = self._masked(self._cache_key[1])
                 spec = self._spectrum(k, input_size)
             if len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[input_size] = (k, spec)
-        return self._cache[input_size]
+            self._cache[key] = (k, spec)
+        return self._cache[key]
 
     def _spectrum(self, k: torch.Tensor, input_size):
         if self.kernel_ndim == 2:
             return kernel_spectrum2d(k, input_size)[0]
         return kernel_spectrum1d(k, input_size[0])[0]
 
-    def train(self, mode: bool = True):
+    def clear_cache(self) -> None:
         self._cache.clear()
+        self._cache_key = None
+
+    def train(self, mode: bool = True):
+        self.clear_cache()
         return super().train(mode)
 
     def _apply(self, fn, *args, **kwargs):
-        self._cache.clear()
+        self.clear_cache()
         return super()._apply(fn, *args, **kwargs)
 
 
