@@ -20,7 +20,7 @@ import torch
 import typer
 
 from hpx_analysis.erf import METHODS, PRECISIONS, ErfError, ErfResult
-from hpx_analysis.erf_distributed import DistContext, dist_context
+from hpx_analysis.distributed import DistContext, dist_context
 from hpx_analysis.erf_metrics import erf_metrics
 from hpx_analysis.erf_run import discard_partial, partial_stem, run_erf
 from hpx_analysis.images import list_images

@@ -20,7 +20,7 @@ import typer
 from hpx_analysis.image_batches import ImageBatches
 from hpx_analysis.images import labels_available, list_images, model_eval_transform
 from hpx_analysis.kernels import NoLongKernelsError
-from hpx_analysis.sharding import init_from_env
+from hpx_analysis.distributed import dist_context
 from hpx_analysis.truncation import DEFAULT_REL_SIZES, swept_stages, truncation_sweep
 from hpx_analysis.weights import load_model, resolve_device
 
@@ -95,9 +95,9 @@ def truncation(
     out_dir = default_out("truncation", out)
     tables, records = [], []
     with user_errors():
-        shard = init_from_env()
+        shard = dist_context("cpu")
         dev = resolve_device(device)
-        if dev.type == "cuda" and shard.world > 1:
+        if dev.type == "cuda" and shard.world_size > 1:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         items = list_images(images, num_images)
         labelled, why = labels_available(items)
@@ -122,7 +122,7 @@ def truncation(
                     task = bar.add_task(f"truncation {loaded.name}", total=len(items))
                     result = truncation_sweep(loaded.model, batches, name=loaded.name, rel_sizes=sizes,
                                               stages=stage_ids, shape=shape,
-                                              on_batch=lambda n: bar.advance(task, n * shard.world))
+                                              on_batch=lambda n: bar.advance(task, n * shard.world_size))
             else:
                 result = truncation_sweep(loaded.model, batches, name=loaded.name, rel_sizes=sizes,
                                           stages=stage_ids, shape=shape)
@@ -148,7 +148,7 @@ def truncation(
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(out_dir / "truncation.csv", index=False)
     settings = {"rel_sizes": sizes, "shape": shape, "stages": stage_ids, "batch_size": batch_size,
-                "crop_pct": crop_pct, "size": size, "seed": seed, "world_size": shard.world,
+                "crop_pct": crop_pct, "size": size, "seed": seed, "world_size": shard.world_size,
                 "images": str(images) if images is not None else "bundled scikit-image photographs",
                 "num_images": len(items), "labels": labelled, "no_labels_reason": why or None}
     (out_dir / "truncation.json").write_text(json.dumps({"settings": settings, "models": records}, indent=1))

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .erf import ErfResult, KeyedInput, accumulate_erf, erf_result, image_key
-from .erf_distributed import DistContext, broadcast_object, reduce_accumulator, shard
+from .distributed import DistContext, broadcast_object
+from .erf_distributed import reduce_accumulator
 from .erf_state import ErfAccumulator, ErfStateError
 
 __all__ = ["run_erf", "partial_stem", "partial_files", "discard_partial", "load_partial"]
@@ -107,7 +108,7 @@ def run_erf(
     done_set = set(done)
     # tensors are keyed by their position in the full list: hand the keys over explicitly
     keyed = [KeyedInput(it, image_key(it, i)) for i, it in enumerate(items)]
-    mine = shard([k for k in keyed if k.key not in done_set], ctx)
+    mine = ctx.take([k for k in keyed if k.key not in done_set])
     state = prior if ctx.is_main else ErfAccumulator(settings=dict(settings))
     if on_start is not None:
         on_start(len(done_set), len(mine))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpx_analysis.erf_distributed import dist_context
+from hpx_analysis.distributed import dist_context
 from hpx_analysis.erf_run import run_erf
 
 

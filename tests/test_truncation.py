@@ -21,7 +21,7 @@ from hpx_analysis.image_batches import ImageBatches
 from hpx_analysis.images import labels_available, list_images
 from hpx_analysis.kernels import NoLongKernelsError
 from hpx_analysis.models import long_conv_mixers
-from hpx_analysis.sharding import Shard
+from hpx_analysis.distributed import DistContext
 from hpx_analysis.truncation import BASELINE_STAGE, full_rel_sizes, stage_prefixes, truncation_sweep
 
 HERE = Path(__file__).parent
@@ -196,7 +196,7 @@ def test_two_gloo_processes_equal_one(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = WORKER.run(Shard())
+        one = WORKER.run(DistContext())
     finally:
         torch.set_num_threads(threads)
     assert len(one) == len(two) and set(one.metric) == {"agreement", "kl", "top1", "top5"}

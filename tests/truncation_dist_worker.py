@@ -10,7 +10,7 @@ import torch
 
 import hpx_analysis  # noqa: F401
 from hpx_analysis.models import long_conv_mixers
-from hpx_analysis.sharding import init_from_env
+from hpx_analysis.distributed import dist_context
 from hpx_analysis.truncation import truncation_sweep
 
 # batches of one image on one thread: every image is computed the same way in every
@@ -45,7 +45,7 @@ def run(shard) -> "pd.DataFrame":  # noqa: F821
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    shard = init_from_env()
+    shard = dist_context("cpu")
     table = run(shard)
     if shard.is_main:
         table.to_csv(sys.argv[1], index=False, float_format="%.17g")
