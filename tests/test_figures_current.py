@@ -27,25 +27,46 @@ import pytest
 from hpx_analysis import report as rp
 from hpx_analysis.cli.report import build_report
 
-FIGURES = Path(__file__).resolve().parent.parent / "figures"
+REPO = Path(__file__).resolve().parent.parent
 REGENERATE = "hpx-analyze report --quick --out figures --device cpu"
 
 
-def test_committed_figures_are_the_quick_report():
-    manifest = json.loads((FIGURES / "report.json").read_text())
+@pytest.fixture(scope="module")
+def committed_figures(tmp_path_factory) -> Path:
+    """figures/ as committed (git HEAD), so that running a single command, which writes into
+    figures/<command> by default, does not make this check fail; the working tree's
+    figures/ when this is not a git checkout."""
+    import subprocess
+    import tarfile
+
+    out = tmp_path_factory.mktemp("committed")
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "figures"],
+                                 check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return REPO / "figures"
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(out, filter="data")
+    return out / "figures"
+
+
+def test_committed_figures_are_the_quick_report(committed_figures):
+    manifest = json.loads((committed_figures / "report.json").read_text())
     assert manifest["settings"] == rp.QUICK.as_dict(), f"figures/ was not made with --quick; run `{REGENERATE}`"
     assert manifest["device"] == "cpu" and manifest["seed"] == 0
-    md = (FIGURES / "report.md").read_text()
+    md = (committed_figures / "report.md").read_text()
     for section in rp.SECTIONS:
         assert f"]({section}/" in md
     for link in [line[line.index("](") + 2:-1] for line in md.splitlines() if line.startswith("![")]:
-        assert (FIGURES / link).is_file(), link
+        assert (committed_figures / link).is_file(), link
 
 
-def test_compare_reports_finds_changed_values(tmp_path):
+def test_compare_reports_finds_changed_values(committed_figures, tmp_path):
     copy = tmp_path / "copy"
-    shutil.copytree(FIGURES, copy)
-    assert rp.compare_reports(FIGURES, copy) == []
+    shutil.copytree(committed_figures, copy)
+    assert rp.compare_reports(committed_figures, copy) == []
     cov = pd.read_csv(copy / "coverage" / "coverage.csv")
     cov.loc[3, "coverage"] *= 1.001
     cov.to_csv(copy / "coverage" / "coverage.csv", index=False)
@@ -58,10 +79,10 @@ def test_compare_reports_finds_changed_values(tmp_path):
     m = np.load(npy)
     m[0, 0] += 1e-5 * m.max()  # float noise: within tolerance
     np.save(npy, m)
-    assert len(rp.compare_reports(FIGURES, copy)) == 3
+    assert len(rp.compare_reports(committed_figures, copy)) == 3
     m[m.shape[0] // 2, 3] += 1e-3 * m.max()  # a real change
     np.save(npy, m)
-    diffs = rp.compare_reports(FIGURES, copy)
+    diffs = rp.compare_reports(committed_figures, copy)
     assert len(diffs) == 4, diffs
     assert any(d.startswith("erf/erf_hb_former_s18.npy: values differ") for d in diffs)
     assert any("coverage/coverage.csv: column 'coverage'" in d and "row 3" in d for d in diffs)
@@ -70,10 +91,10 @@ def test_compare_reports_finds_changed_values(tmp_path):
 
 
 @pytest.mark.slow
-def test_figures_match_a_fresh_quick_report(tmp_path):
+def test_figures_match_a_fresh_quick_report(committed_figures, tmp_path):
     fresh = tmp_path / "figures"
     build_report(fresh, rp.QUICK, device="cpu", seed=0, command=REGENERATE, log=lambda msg: None)
-    diffs = rp.compare_reports(FIGURES, fresh)
+    diffs = rp.compare_reports(committed_figures, fresh)
     shown = "\n  ".join(diffs[:20]) + (f"\n  ... and {len(diffs) - 20} more" if len(diffs) > 20 else "")
     assert not diffs, (f"figures/ is stale: {len(diffs)} difference(s) from a fresh quick report "
                        f"(rtol {rp.RTOL:g}, atol {rp.ATOL:g}):\n  {shown}\n"
