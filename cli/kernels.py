@@ -80,7 +80,7 @@ def kernels(
             orient = {f"stage{sk.stage}_orientation": np.array(sk.orientation) for sk in result.stages}
             np.savez(out_dir / f"kernels_{loaded.name}.npz", model=np.array(loaded.name),
                      weights=np.array(loaded.weights), **orient, **arrays)
-            fig = plot_kernels(result)
+            fig = plot_kernels(result, weights=loaded.weights)
             fig.savefig(out_dir / f"kernels_{loaded.name}.png", dpi=130)
             plt.close(fig)
             picks = ", ".join(f"S{sk.stage + 1}: block {sk.block} channel {sk.channel}"

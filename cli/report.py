@@ -90,7 +90,6 @@ def build_report(out: Path, settings: rp.ReportSettings, *, device: str = "auto"
         start = time.perf_counter()
         runs[section](out / section)
         seconds[section] = round(time.perf_counter() - start, 2)
-    rp.retitle_figures(out)
     manifest = {
         "settings": s.as_dict(),
         "command": command or "hpx-analyze report",

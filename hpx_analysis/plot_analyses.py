@@ -21,9 +21,10 @@ METRIC_LABELS = {"top1": "top-1 accuracy (%)", "top5": "top-5 accuracy (%)",
 
 
 def plot_kernels(result: KernelResult, axes: Sequence | np.ndarray | None = None,
-                 picked: bool = True):
+                 picked: bool = True, weights: str | None = None):
     """One panel per stage: the normalized mean kernel (top row) and, with ``picked``,
-    the picked channel (bottom row). ``axes``: as many axes as panels (any shape)."""
+    the picked channel (bottom row). ``axes``: as many axes as panels (any shape);
+    ``weights`` (e.g. ``LoadedModel.weights``) goes into the title."""
     n = len(result.stages)
     rows = 2 if picked else 1
     if axes is None:
@@ -54,19 +55,28 @@ def plot_kernels(result: KernelResult, axes: Sequence | np.ndarray | None = None
         fig.colorbar(im, ax=list(axes.reshape(-1)), shrink=0.6, label="normalized weight")
     nd = {sk.kernel_ndim for sk in result.stages}
     note = ORIENTATION_2D if nd == {2} else ORIENTATION_WRAPPED if nd == {1} else f"{ORIENTATION_2D}; {ORIENTATION_WRAPPED}"
-    fig.suptitle(f"{result.model}: normalized kernels per stage\n{note}", fontsize=9)
+    label = f"{result.model} [{weights}]" if weights else result.model
+    fig.suptitle(f"{label}: normalized kernels per stage\n{note}", fontsize=9)
     return fig
 
 
+def _with_weights(df: pd.DataFrame, model: str) -> str:
+    """``model [weights]`` when the table records the weights (the commands' tables do)."""
+    if "weights" not in df.columns:
+        return model
+    return f"{model} [{df.loc[df['model'] == model, 'weights'].iloc[0]}]"
+
+
 def plot_coverage(df: pd.DataFrame, ax=None):
-    """Coverage against block depth (1-based), one line per model; the stage boundaries
-    (dashed) are those of the deepest model."""
+    """Coverage against block depth (1-based), one line per model (labelled with its
+    weights when ``df`` has a ``weights`` column); the stage boundaries (dashed) are those of
+    the deepest model."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4))
     fig = ax.figure
     for model, g in df.groupby("model", sort=False):
         g = g.sort_values("depth")
-        ax.plot(g["depth"] + 1, g["coverage"], marker="o", ms=3, label=model)
+        ax.plot(g["depth"] + 1, g["coverage"], marker="o", ms=3, label=_with_weights(df, model))
     if len(df):
         # stage boundaries of the deepest model (models of different depths cannot share them)
         deepest = df.groupby("model", sort=False)["depth"].max().idxmax()
@@ -85,7 +95,9 @@ def plot_coverage(df: pd.DataFrame, ax=None):
 
 def plot_truncation(df: pd.DataFrame, ax=None, metric: str | None = None):
     """Metric against relative filter size, one curve per stage, the untruncated value
-    as a horizontal reference. ``metric`` defaults to top-1 when present, else agreement."""
+    as a horizontal reference. ``metric`` defaults to top-1 when present, else agreement.
+    The legend names the model and its weights (``weights`` column) when there are several
+    models; with one, the x label does."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))
     fig = ax.figure
@@ -93,14 +105,16 @@ def plot_truncation(df: pd.DataFrame, ax=None, metric: str | None = None):
         metric = "top1" if (df["metric"] == "top1").any() else "agreement"
     d = df[df["metric"] == metric]
     for model, gm in d.groupby("model", sort=False):
-        prefix = f"{model} " if d["model"].nunique() > 1 else ""
+        prefix = f"{_with_weights(d, model)} " if d["model"].nunique() > 1 else ""
         base = gm[gm["stage"] == BASELINE_STAGE]["value"]
         if len(base):
             ax.axhline(float(base.iloc[0]), color="k", ls=":", lw=1, label=f"{prefix}untruncated")
         for s, g in gm[gm["stage"] != BASELINE_STAGE].groupby("stage"):
             g = g.sort_values("rel_size")
             ax.plot(g["rel_size"], g["value"], marker="o", ms=3, label=f"{prefix}S{int(s) + 1}")
-    ax.set_xlabel("relative filter size")
+    models = d["model"].unique()
+    suffix = f" ({_with_weights(d, models[0])})" if len(models) == 1 else ""
+    ax.set_xlabel("relative filter size" + suffix)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.legend(fontsize=8)
     return fig

@@ -26,7 +26,7 @@ import pandas as pd
 
 __all__ = [
     "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "weights_chooser",
-    "versions", "weights_by_model", "markdown_table", "retitle_figures", "write_report_md", "write_manifest",
+    "versions", "weights_by_model", "markdown_table", "write_report_md", "write_manifest",
     "compare_reports",
     "RTOL", "ATOL", "ARRAY_ATOL_REL", "VOLATILE_KEYS", "TIMING_COLUMNS",
 ]
@@ -160,44 +160,6 @@ def _kernel_result_from_npz(path: Path):
             kernel1d_mean=data[f"{p}_kernel1d_mean"] if one_d else None,
             at=tuple(int(n) for n in data[f"{p}_at"]) if f"{p}_at" in data.files else None))
     return result, str(data["weights"])
-
-
-def retitle_figures(out: Path) -> None:
-    """Redraw the kernel, coverage and truncation PNGs from the data their commands wrote, with
-    the weights in the titles (the ERF panels and the runtime plot already name theirs)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from .plot_analyses import plot_coverage, plot_kernels, plot_truncation
-
-    for path in sorted((out / "kernels").glob("kernels_*.npz")):
-        result, weights = _kernel_result_from_npz(path)
-        fig = plot_kernels(result)
-        old = fig.get_suptitle() or result.model
-        fig.suptitle(old.replace(f"{result.model}:", f"{result.model} [{weights}]:", 1), fontsize=9)
-        fig.savefig(path.with_suffix(".png"), dpi=130)
-        plt.close(fig)
-    cov_csv = out / "coverage" / "coverage.csv"
-    if cov_csv.is_file():
-        df = pd.read_csv(cov_csv)
-        df["model"] = [f"{m} [{w}]" for m, w in zip(df["model"], df["weights"])]
-        fig = plot_coverage(df)
-        fig.axes[0].set_title("Relative feature-map coverage (window >= 0.05)", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(cov_csv.with_suffix(".png"), dpi=150)
-        plt.close(fig)
-    tr_csv = out / "truncation" / "truncation.csv"
-    if tr_csv.is_file():
-        df = pd.read_csv(tr_csv)
-        info = json.loads((out / "truncation" / "truncation.json").read_text())["settings"]
-        fig = plot_truncation(df)
-        models = "; ".join(f"{m} [{w}]" for m, w in weights_by_model(df).items())
-        fig.axes[0].set_title(f"{models}\n{info['shape']} truncation, {info['num_images']} images", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(tr_csv.with_suffix(".png"), dpi=150)
-        plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- report.md
