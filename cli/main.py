@@ -1,6 +1,8 @@
 """The ``hpx-analyze`` command-line app: one module per command, registered below."""
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 app = typer.Typer(
@@ -12,31 +14,31 @@ app = typer.Typer(
 )
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 @app.callback()
 def main() -> None:
     """Every command takes --model NAME[=WEIGHTS] (repeatable), --out, --device and --seed."""
+    warnings.formatwarning = _one_line_warning  # e.g. "published weights unavailable", without source lines
+
 
 # ---- command registration: one import and one line per command -------------------------
-from . import models as models_cmd  # noqa: E402
-
-app.command("models")(models_cmd.models)
-from . import erf as erf_cmd  # noqa: E402
-
-app.command("erf")(erf_cmd.erf)
-from . import runtime as runtime_cmd  # noqa: E402
-
-app.command("runtime")(runtime_cmd.runtime)
-from . import kernels as kernels_cmd  # noqa: E402
-
-app.command("kernels")(kernels_cmd.kernels)
 from . import coverage as coverage_cmd  # noqa: E402
-
-app.command("coverage")(coverage_cmd.coverage)
+from . import erf as erf_cmd  # noqa: E402
+from . import kernels as kernels_cmd  # noqa: E402
+from . import models as models_cmd  # noqa: E402
+from . import report as report_cmd  # noqa: E402
+from . import runtime as runtime_cmd  # noqa: E402
 from . import truncation as truncation_cmd  # noqa: E402
 
+app.command("models")(models_cmd.models)
+app.command("erf")(erf_cmd.erf)
+app.command("kernels")(kernels_cmd.kernels)
+app.command("coverage")(coverage_cmd.coverage)
 app.command("truncation")(truncation_cmd.truncation)
-from . import report as report_cmd  # noqa: E402
-
+app.command("runtime")(runtime_cmd.runtime)
 app.command("report")(report_cmd.report)
 # ---- end of command registration ---------------------------------------------------------
 
