@@ -9,8 +9,11 @@ but computes the global convolution as the published code does:
 - the FFT is padded to ``(max(2h, kh), max(2w, kw))`` for an ``h x w`` feature map and a
   ``kh x kw`` kernel, and the output is the slice ``[kh//2 : h + kh//2, kw//2 : w + kw//2]``.
 
-:func:`published_copy` returns a deep copy of a model with every H_px mixer replaced by
-this wrapper (module replacement; the library code is not touched).
+:class:`PublishedStarReLU` computes StarReLU as the published MetaFormer code does
+(``scale * relu(x) ** 2 + bias`` through autograd's ``pow``), sharing the weights.
+
+:func:`published_copy` returns a deep copy of a model with every H_px mixer and every
+StarReLU replaced by these wrappers (module replacement; the library code is not touched).
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ import torch
 from torch import nn
 
 from hpx_analysis.models import iter_token_mixers
+from hpx_analysis.models.layers import StarReLU
 from hpx_analysis.models.mixers.hyena_pixel import HyenaPixel, HyenaPixelNoNorm
 
-__all__ = ["PublishedLongConvMixer", "published_long_conv", "published_copy"]
+__all__ = ["PublishedLongConvMixer", "PublishedStarReLU", "published_long_conv", "published_copy"]
 
 
 def published_long_conv(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -55,9 +59,28 @@ class PublishedLongConvMixer(nn.Module):
         return m._output(v * published_long_conv(u, kernel, m.long_conv.bias))
 
 
+class PublishedStarReLU(nn.Module):
+    """The wrapped StarReLU's weights, computed as the published code does."""
+
+    def __init__(self, act: StarReLU):
+        super().__init__()
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act.scale * torch.relu(x) ** 2 + self.act.bias
+
+
+def _replace_star_relus(model: nn.Module) -> None:
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, StarReLU):
+                setattr(parent, name, PublishedStarReLU(child))
+
+
 def published_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose H_px mixers compute the published way."""
+    """A deep copy of ``model`` whose H_px mixers and StarReLUs compute the published way."""
     clone = copy.deepcopy(model)
+    _replace_star_relus(clone)
     replaced = 0
     for _, _, mixer in list(iter_token_mixers(clone)):
         if isinstance(mixer, (HyenaPixel, HyenaPixelNoNorm)):
