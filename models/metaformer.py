@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
@@ -139,6 +139,7 @@ class HyenaMetaFormer(nn.Module):
             self.feature_info.append(dict(num_chs=dims[i], reduction=2 ** (i + 2), module=f"stages.{i}"))
             cur += depths[i]
 
+        self.grad_checkpointing = False
         self.num_features = dims[-1]
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = MlpHead(dims[-1], num_classes, head_dropout=drop_rate)
@@ -154,6 +155,18 @@ class HyenaMetaFormer(nn.Module):
 
     # -- timm model API -------------------------------------------------------------
     @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them
+        (much less memory for gradients w.r.t. large inputs, about one extra forward)."""
+        self.grad_checkpointing = enable
+
+    def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample_layers[i](x)
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return checkpoint_seq(self.stages[i], x, use_reentrant=False)
+        return self.stages[i](x)
+
+    @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head.fc2
 
@@ -167,13 +180,13 @@ class HyenaMetaFormer(nn.Module):
         """Image -> the channels-last features entering stage ``stage`` (before its
         down-sampling). ``stage = 0`` returns ``x`` itself."""
         for i in range(stage):
-            x = self.stages[i](self.downsample_layers[i](x))
+            x = self._stage(i, x)
         return x
 
     def forward_from_stage(self, x: torch.Tensor, stage: int, pre_logits: bool = False) -> torch.Tensor:
         """Continue :meth:`forward_to_stage` from stage ``stage`` to the logits."""
         for i in range(stage, self.num_stages):
-            x = self.stages[i](self.downsample_layers[i](x))
+            x = self._stage(i, x)
         return self.forward_head(x.permute(0, 3, 1, 2), pre_logits=pre_logits)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,7 +216,7 @@ class HyenaMetaFormer(nn.Module):
         intermediates = []
         last = max_index + 1 if stop_early else self.num_stages
         for i in range(last):
-            x = self.stages[i](self.downsample_layers[i](x))
+            x = self._stage(i, x)
             if i in take:
                 intermediates.append(x.permute(0, 3, 1, 2) if output_fmt == "NCHW" else x)
         if intermediates_only:

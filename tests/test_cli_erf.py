@@ -167,3 +167,14 @@ def test_plot_erf_shared_scale_and_titles():
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_erf({})
+
+
+def test_cli_grad_checkpointing_gives_the_same_matrix(tmp_path):
+    plain, ckpt = tmp_path / "plain", tmp_path / "ckpt"
+    for out, extra in ((plain, []), (ckpt, ["--grad-checkpointing"])):
+        result, text = invoke(["erf", "--size", "64", "--model", "hpx_s4=random", "--num-images", "1",
+                               "--out", str(out)] + extra)
+        assert result.exit_code == 0, text
+    np.testing.assert_allclose(np.load(ckpt / "erf_hpx_former_s4.npy"), np.load(plain / "erf_hpx_former_s4.npy"),
+                               rtol=1e-5, atol=1e-12)
+    assert json.loads((ckpt / "erf_hpx_former_s4.json").read_text())["grad_checkpointing"] is True

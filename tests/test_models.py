@@ -298,3 +298,20 @@ def test_truncation_sweep_reuses_the_filter_network(monkeypatch):
             m.set_truncation(rel)
             m(x)
     assert len(calls) == 1
+
+
+def test_grad_checkpointing_gives_the_same_input_gradient():
+    model = timm.create_model("hpx_former_s4").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(1, 3, 64, 64)
+
+    def input_grad():
+        xi = x.clone().requires_grad_(True)
+        f = model.forward_features(xi)
+        (g,) = torch.autograd.grad(f[:, :, 1, 1].relu().sum(), xi)
+        return g
+
+    plain = input_grad()
+    model.set_grad_checkpointing(True)
+    torch.testing.assert_close(input_grad(), plain)
