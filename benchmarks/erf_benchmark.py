@@ -16,7 +16,7 @@ photographs, resized to ``--size``).
 The two ERF matrices are compared at the end (they must agree to float32 tolerance).
 
 usage: python benchmarks/erf_benchmark.py [--model hpx_former_s18] [--size 1024] [--images 3]
-                                          [--batch-sizes 1] [--device auto]
+                                          [--batch-sizes 1] [--device auto] [--grad-checkpointing]
 """
 from __future__ import annotations
 
@@ -94,6 +94,8 @@ def worker(args) -> None:
     model = timm.create_model(args.model).eval()
     if args.worker == "published":
         model = published_copy(model)
+    elif args.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     model.to(device)
     transform = erf_transform(args.size)
     items = list_images(None, args.images + 1)
@@ -133,7 +135,8 @@ def worker(args) -> None:
         sync()
         elapsed = time.perf_counter() - t0
     record = {
-        "config": args.worker, "batch_size": args.batch_size if args.worker == "ours" else 1,
+        "config": args.worker + ("+ckpt" if args.worker == "ours" and args.grad_checkpointing else ""),
+        "batch_size": args.batch_size if args.worker == "ours" else 1,
         "model": args.model, "size": args.size, "images": len(timed), "device": str(device),
         "per_image_s": elapsed / len(timed), "first_image_s": first,
         "cpu_s_per_image": (process_cpu_s() - cpu0) / len(timed),
@@ -152,6 +155,8 @@ def run_config(args, config: str, batch_size: int, tmp: Path) -> tuple[dict, np.
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, "--model", args.model,
            "--size", str(args.size), "--images", str(args.images), "--batch-size", str(batch_size),
            "--device", args.device, "--result", str(result), "--matrix", str(matrix)]
+    if args.grad_checkpointing:
+        cmd.append("--grad-checkpointing")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{config} (batch {batch_size}) failed:\n{proc.stderr[-4000:]}")
@@ -168,6 +173,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--skip-published", action="store_true", help="only time ours")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="ours with activation recomputation (less memory, about 1.5x the time)")
     parser.add_argument("--worker", choices=["published", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--matrix", help=argparse.SUPPRESS)
@@ -191,14 +198,14 @@ def main(argv=None) -> None:
         for config, b in configs:
             rec, mat = run_config(args, config, b, tmp)
             rows.append((rec, mat))
-            print(f"  {config:9s} batch {rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image "
+            print(f"  {rec['config']:10s} batch {rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image "
                   f"(CPU time {rec['cpu_s_per_image']:.2f} s/image, first image {rec['first_image_s']:.2f} s), peak {rec['peak_gb']:.2f} GB ({rec['peak_kind']})",
                   flush=True)
     if not args.skip_published:
         base_rec, base = rows[0]
         for rec, mat in rows[1:]:
             diff = np.abs(mat - base)
-            print(f"ours batch {rec['batch_size']} vs published: {base_rec['per_image_s'] / rec['per_image_s']:.2f}x "
+            print(f"{rec['config']} batch {rec['batch_size']} vs published: {base_rec['per_image_s'] / rec['per_image_s']:.2f}x "
                   f"faster per image, peak memory {rec['peak_gb'] / base_rec['peak_gb']:.2f}x; ERF max |diff| / max "
                   f"= {diff.max() / base.max():.2e}, relative L1 = {diff.sum() / base.sum():.2e}")
             if not np.allclose(mat, base, rtol=1e-3, atol=1e-4 * base.max()):
