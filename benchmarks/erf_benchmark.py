@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,24 +34,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def peak_rss_gb() -> float | None:
+    """This process's peak resident memory (VmHWM) in GB; None where /proc is missing."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024 ** 2
+        status = Path("/proc/self/status").read_text().splitlines()
     except OSError:
-        pass
-    return None
+        return None
+    hwm = [int(line.split()[1]) for line in status if line.startswith("VmHWM:")]
+    return hwm[0] / 1024 ** 2 if hwm else None
 
 
 def process_cpu_s() -> float:
@@ -185,9 +174,11 @@ def main(argv=None) -> None:
 
     import torch
 
+    from hpx_analysis.runtime import cpu_name
+
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     batch_sizes = [int(b) for b in (args.batch_sizes or ("1,8" if cuda else "1")).split(",")]
-    device_name = torch.cuda.get_device_name(0) if cuda else f"{cpu_model()}, {os.cpu_count()} cores"
+    device_name = torch.cuda.get_device_name(0) if cuda else f"{cpu_name()}, {os.cpu_count()} cores"
     print(f"ERF benchmark: {args.model} at {args.size} px, {args.images} timed images (+1 warm-up), "
           f"{device_name}, torch {torch.__version__}")
     print(f"load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")

@@ -145,22 +145,24 @@ def time_calls(fn: Callable[[], object], repeats: int, device: torch.device | st
     return times
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else what ``platform`` knows."""
+    fallback = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+    except OSError:
+        return fallback
+    return names[0] if names else fallback
+
+
 def device_description(device: torch.device | str, threads: int | None = None) -> str:
     """Human-readable name of the device (GPU model, or CPU model and thread count;
     ``threads`` defaults to torch's current setting)."""
     device = torch.device(device)
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"CPU: {model}, {threads or torch.get_num_threads()} threads"
+    return f"CPU: {cpu_name()}, {threads or torch.get_num_threads()} threads"
 
 
 def _is_oom(err: BaseException) -> bool:

@@ -284,7 +284,7 @@ def test_image_files_loaded_and_bad_ones_skipped(tmp_path):
 
 # ----------------------------------------------------------------------------- resume
 class Interrupt(Exception):
-    pass
+    """Raised by a callback to stop an ERF run part-way."""
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
