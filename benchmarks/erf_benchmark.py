@@ -6,10 +6,12 @@ CPU peak = ``VmHWM`` of that process (/proc/self/status), CUDA peak =
 ``--images`` timed images after one untimed warm-up image (the bundled scikit-image
 photographs, resized to ``--size``).
 
-- ``published``: a copy of the model whose H_px mixers compute the long convolution as the
-  published code does (kernel recomputed every forward, FFT padded to 2h x 2w; see
-  ``published_hyena_pixel.py``), parameters requiring grad, one image at a time, the
-  gradient taken as in RepLKNet's ERF script.
+- ``published``: a stand-alone re-implementation of the whole published network, op by op
+  (``published_metaformer.py``: channels-last layout with the published permutes and
+  copies, hand-written layer norms in the down-sampling layers, StarReLU through autograd,
+  filter network and window evaluated on every forward, the published 2h x 2w float32
+  FFT convolution), loaded strictly with the model's weights, parameters requiring grad,
+  one image at a time, the gradient taken as in RepLKNet's ERF script.
 - ``ours``: :func:`hpx_analysis.erf.compute_erf` (frozen parameters, cached kernel
   spectrum, minimal exact FFT sizes) at each ``--batch-sizes`` value.
 
@@ -74,7 +76,7 @@ def worker(args) -> None:
     from hpx_analysis.images import erf_transform, list_images, load_rgb
 
     sys.path.insert(0, str(HERE))
-    from published_hyena_pixel import published_copy
+    from published_metaformer import published_style_copy
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -82,7 +84,7 @@ def worker(args) -> None:
     torch.manual_seed(0)
     model = timm.create_model(args.model).eval()
     if args.worker == "published":
-        model = published_copy(model)
+        model = published_style_copy(model)
     elif args.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model.to(device)
