@@ -7,7 +7,6 @@ from torch import nn
 
 __all__ = [
     "LayerNormNoBias",
-    "LayerNormNoBiasGeneral",
     "StarReLU",
     "SquaredReLU",
     "Scale",
@@ -28,17 +27,6 @@ class LayerNormNoBias(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, self.weight.shape, self.weight, None, self.eps)
-
-
-class LayerNormNoBiasGeneral(LayerNormNoBias):
-    """The same normalisation written out (mean, biased variance, rsqrt), as the
-    published down-sampling layers compute it; differs from ``F.layer_norm`` only in
-    rounding."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x - x.mean(-1, keepdim=True)
-        s = c.pow(2).mean(-1, keepdim=True)
-        return c / torch.sqrt(s + self.eps) * self.weight
 
 
 class _StarReLUFunction(torch.autograd.Function):
@@ -139,19 +127,25 @@ class MlpHead(nn.Module):
 
 class Downsampling(nn.Module):
     """Stem or between-stage down-sampling conv; input and output are channels-last
-    (the stem takes the (B, 3, H, W) image)."""
+    (the stem takes the (B, 3, H, W) image).
+
+    The published down-sampling norms write the layer norm out (mean, biased variance,
+    square root); ``F.layer_norm`` computes the same normalisation and differs only in
+    rounding. The conv runs on a channels-last input so that its output, permuted to
+    (B, H, W, C), is contiguous: every norm, linear layer and residual sum of the stage
+    that follows then works on contiguous tensors instead of copying.
+    """
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int,
                  pre_norm: bool = False, post_norm: bool = False):
         super().__init__()
         self.is_stem = not pre_norm
-        self.pre_norm = LayerNormNoBiasGeneral(in_chs, eps=1e-6) if pre_norm else nn.Identity()
+        self.pre_norm = LayerNormNoBias(in_chs, eps=1e-6) if pre_norm else nn.Identity()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=padding)
-        self.post_norm = LayerNormNoBiasGeneral(out_chs, eps=1e-6) if post_norm else nn.Identity()
+        self.post_norm = LayerNormNoBias(out_chs, eps=1e-6) if post_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre_norm(x)
-        if not self.is_stem:
-            x = x.permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=torch.channels_last) if self.is_stem else x.permute(0, 3, 1, 2)
         x = self.conv(x).permute(0, 2, 3, 1)
         return self.post_norm(x)

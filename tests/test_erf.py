@@ -150,8 +150,11 @@ def test_batching_hyenapixel_float32():
     with frozen_for_erf(model):
         batch = contribution_maps(model, torch.stack(xs))
         one = contribution_maps(model, torch.stack(xs[:1]))[0]
-    np.testing.assert_allclose(batch[0].numpy(), one.numpy(), rtol=1e-4, atol=1e-6 * float(one.abs().max()))
-    np.testing.assert_allclose(one.numpy(), single.numpy(), rtol=1e-4, atol=1e-6 * float(one.abs().max()))
+    # float32: batch size changes the matmul blocking, so allow rounding (2e-5 of the maximum);
+    # the float64 test above checks exactness
+    tol = 2e-5 * float(one.abs().max())
+    np.testing.assert_allclose(batch[0].numpy(), one.numpy(), rtol=1e-4, atol=tol)
+    np.testing.assert_allclose(one.numpy(), single.numpy(), rtol=1e-4, atol=tol)
 
 
 def _hooks(model):

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from hpx_analysis.models.fft_conv import (
-    causal_fft_conv1d, crop_kernel, direct_conv1d, direct_conv2d, fft_conv1d, fft_conv2d, fft_size, kernel_spectrum2d,
-    next_fast_len,
+    causal_fft_conv1d, crop_kernel, direct_conv1d, direct_conv2d, fast_even_len, fft_conv1d, fft_conv2d, fft_size,
+    kernel_spectrum, next_fast_len,
 )
 
 
@@ -80,9 +80,17 @@ def test_fft_size_is_exact_and_not_larger_than_full_linear_size():
         Kc = min(K, 2 * n - 1)
         N = fft_size(n, Kc)
         assert N >= n + Kc // 2 and N >= Kc  # no wrap-around in the kept window
-        assert N <= next_fast_len(n + Kc - 1)
+        assert N % 2 == 0 and _smooth(N)
+        assert N <= fast_even_len(n + Kc - 1)
     # the 1024 px first stage of an S18 model: much smaller than the published 2h = 512
-    assert fft_size(256, 111) == 315
+    assert fft_size(256, 111) == 320
+
+
+def test_fast_even_len_is_smallest_even_7_smooth():
+    for n in range(0, 700):
+        m = fast_even_len(n)
+        assert m >= n and m % 2 == 0 and _smooth(m)
+        assert not any(_smooth(k) for k in range(max(n, 2), m) if k % 2 == 0)
 
 
 def test_crop_kernel_keeps_centre_taps():
@@ -94,5 +102,60 @@ def test_crop_kernel_keeps_centre_taps():
 def test_precomputed_spectrum_gives_the_same_result():
     u = torch.randn(2, 3, 9, 12)
     k = torch.randn(3, 17, 23)
-    spec, _ = kernel_spectrum2d(k, (9, 12))
-    torch.testing.assert_close(fft_conv2d(u, k, k_spec=spec), fft_conv2d(u, k))
+    bias = torch.randn(3)
+    torch.testing.assert_close(fft_conv2d(u, k, bias, k_spec=kernel_spectrum(k, (9, 12))), fft_conv2d(u, k, bias))
+    u1, k1 = torch.randn(2, 3, 40), torch.randn(3, 79)
+    torch.testing.assert_close(fft_conv1d(u1, k1, bias, k_spec=kernel_spectrum(k1, (40,))), fft_conv1d(u1, k1, bias))
+
+
+@pytest.mark.parametrize("h,w,kh,kw", [(9, 12, 17, 23), (7, 7, 3, 3), (5, 16, 41, 1), (1, 1, 5, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fixed_kernel_input_gradient_matches_direct_convolution(h, w, kh, kw, channels_last):
+    # the fixed-kernel path has its own backward (convolution with the mirrored kernel):
+    # compare its input gradient with autograd through F.conv2d in float64
+    g = torch.Generator().manual_seed(h * 31 + kw)
+    u = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64)
+    k = torch.randn(3, kh, kw, generator=g, dtype=torch.float64)
+    bias = torch.randn(3, generator=g, dtype=torch.float64)
+    weight = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64)
+    u_ref = u.clone().requires_grad_(True)
+    (direct_conv2d(u_ref, k, bias) * weight).sum().backward()
+    u32 = u.float()
+    if channels_last:
+        u32 = u32.contiguous(memory_format=torch.channels_last)
+    u32.requires_grad_(True)
+    y = fft_conv2d(u32, k.float(), bias.float(), k_spec=kernel_spectrum(k, (h, w)))
+    (y * weight.float()).sum().backward()
+    scale = u_ref.grad.abs().max().item()
+    assert (u32.grad.double() - u_ref.grad).abs().max().item() / scale < 2e-5
+    assert (y.double() - direct_conv2d(u, k, bias)).abs().max().item() / y.abs().max().item() < 2e-5
+    if channels_last:  # the output keeps the input's layout
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("n,K", [(12, 23), (40, 79), (3, 201)])
+def test_fixed_kernel_input_gradient_matches_direct_convolution_1d(n, K):
+    g = torch.Generator().manual_seed(n + K)
+    u = torch.randn(2, 4, n, generator=g, dtype=torch.float64)
+    k = torch.randn(4, K, generator=g, dtype=torch.float64)
+    bias = torch.randn(4, generator=g, dtype=torch.float64)
+    weight = torch.randn(2, 4, n, generator=g, dtype=torch.float64)
+    u_ref = u.clone().requires_grad_(True)
+    (direct_conv1d(u_ref, k, bias) * weight).sum().backward()
+    u32 = u.float().requires_grad_(True)
+    (fft_conv1d(u32, k.float(), bias.float(), k_spec=kernel_spectrum(k, (n,))) * weight.float()).sum().backward()
+    assert (u32.grad.double() - u_ref.grad).abs().max().item() / u_ref.grad.abs().max().item() < 2e-5
+
+
+def test_fixed_kernel_spectrum_checks_its_use():
+    k = torch.randn(3, 5, 5)
+    spec = kernel_spectrum(k, (8, 8))
+    with pytest.raises(ValueError, match="prepared for inputs of"):
+        fft_conv2d(torch.randn(1, 3, 8, 9), k, k_spec=spec)
+    with pytest.raises(ValueError, match="must not require grad"):
+        fft_conv2d(torch.randn(1, 3, 8, 8), k, torch.randn(3, requires_grad=True), k_spec=spec)
+    # half-precision inputs come back in their dtype, gradients too
+    u = torch.randn(1, 3, 8, 8, dtype=torch.bfloat16, requires_grad=True)
+    y = fft_conv2d(u, k, k_spec=spec)
+    y.float().sum().backward()
+    assert y.dtype == torch.bfloat16 and u.grad.dtype == torch.bfloat16

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..fft_conv import kernel_spectrum1d, kernel_spectrum2d
+from ..fft_conv import kernel_spectrum
 from ..layers import Sin
 from .base import Truncation, centred_mask
 
@@ -150,9 +150,7 @@ class LongFilter(nn.Module, abc.ABC):
         return self._cache[key]
 
     def _spectrum(self, k: torch.Tensor, input_size):
-        if self.kernel_ndim == 2:
-            return kernel_spectrum2d(k, input_size)[0]
-        return kernel_spectrum1d(k, input_size[0])[0]
+        return kernel_spectrum(k, tuple(input_size))
 
     def clear_cache(self) -> None:
         self._cache.clear()
