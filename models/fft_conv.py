@@ -138,7 +138,10 @@ def _apply_spectrum(u: torch.Tensor, spectrum: torch.Tensor, kernel_shape, fft_s
     nd = len(fft_shape)
     sizes = u.shape[-nd:]
     dims = tuple(range(-nd, 0))
-    padded = u.new_zeros(*u.shape[:-nd], *fft_shape)
+    padded = u.new_empty(*u.shape[:-nd], *fft_shape)
+    for axis, n in enumerate(sizes):  # zero only the padding
+        lead = tuple(slice(0, m) for m in sizes[:axis])
+        padded[(...,) + lead + (slice(n, None),) + (slice(None),) * (nd - axis - 1)] = 0
     padded[(...,) + tuple(slice(0, n) for n in sizes)] = u
     y = torch.fft.irfftn(torch.fft.rfftn(padded, dim=dims).mul_(spectrum), s=fft_shape, dim=dims)
     return y[(...,) + tuple(slice(K // 2, K // 2 + n) for K, n in zip(kernel_shape, sizes))]

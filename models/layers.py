@@ -1,6 +1,8 @@
 """Small building blocks of the MetaFormer backbone (channels-last tensors, (B, H, W, C))."""
 from __future__ import annotations
 
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +14,8 @@ __all__ = [
     "Scale",
     "Sin",
     "Mlp",
+    "ChannelLinear",
+    "channel_linear",
     "MlpHead",
     "Downsampling",
 ]
@@ -92,19 +96,108 @@ class Sin(nn.Module):
         return torch.sin(self.freq * x)
 
 
+def _onednn_gemm_available() -> bool:
+    return torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
+
+
+_ONEDNN_GEMM = _onednn_gemm_available()
+
+
+_ONEDNN_MIN_ROWS = 256
+
+
+def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` over the last axis of ``x (..., c_in)``, routed to oneDNN on x86 CPUs.
+
+    There it runs as a 1x1 convolution over a channels-last view of the rows, which uses
+    oneDNN's kernels where ``F.linear`` calls MKL's sgemm; on the 2-core AMD EPYC this
+    project is developed on, that is 1.0-1.34x faster for this model's shapes
+    (``benchmarks/gemm_backends.py`` prints both). Same result up to rounding,
+    differentiable in every argument. Elsewhere (other devices, dtypes or
+    platforms, non-contiguous or few rows) it is ``F.linear``.
+    """
+    rows = x.numel() // max(x.shape[-1], 1)
+    if (_ONEDNN_GEMM and x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
+            and rows >= _ONEDNN_MIN_ROWS):
+        c_in, c_out = x.shape[-1], weight.shape[0]
+        y = F.conv2d(x.view(1, 1, rows, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
+        return y.permute(0, 2, 3, 1).reshape(*x.shape[:-1], c_out)
+    return F.linear(x, weight, bias)
+
+
+class ChannelLinear(nn.Linear):
+    """``nn.Linear`` over channels-last features, computed by :func:`channel_linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_linear(x, self.weight, self.bias)
+
+
+class _FixedWeightStarMlp(torch.autograd.Function):
+    """``fc2(StarReLU(fc1(x)))`` for fixed weights, computed a block of tokens at a time so
+    that the hidden activations (4x the input) stay in cache; gradient w.r.t. ``x`` only.
+
+    The forward keeps ``relu(fc1 x)`` (all the backward needs) block by block; every other
+    hidden-size intermediate lives for one block. The same operations as the module path,
+    so the same numbers up to the GEMMs' rounding.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w1, w2, scale, bias, block_rows: int):
+        tokens = x.reshape(-1, x.shape[-1]).contiguous()
+        kept, outs = [], []
+        for start in range(0, tokens.shape[0], block_rows):
+            h = channel_linear(tokens[start:start + block_rows], w1).clamp_min_(0)
+            outs.append(channel_linear(torch.addcmul(bias, h * h, scale), w2))
+            if ctx.needs_input_grad[0]:
+                kept.append(h)
+        ctx.kept, ctx.in_shape = kept, x.shape
+        ctx.save_for_backward(w1, w2, scale)
+        return torch.cat(outs).reshape(*x.shape[:-1], w2.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        w1, w2, scale = ctx.saved_tensors
+        w1_t, w2_t = w1.t().contiguous(), w2.t().contiguous()
+        g = grad.reshape(-1, grad.shape[-1]).contiguous()
+        grads, start = [], 0
+        for h in ctx.kept:
+            gh = channel_linear(g[start:start + h.shape[0]], w2_t)
+            grads.append(channel_linear(gh.mul_(h).mul_(2 * scale), w1_t))
+            start += h.shape[0]
+        ctx.kept = None
+        return torch.cat(grads).reshape(ctx.in_shape), None, None, None, None, None
+
+
 class Mlp(nn.Module):
-    """MetaFormer channel MLP: fc1 (C -> rC) -> StarReLU -> fc2, no biases."""
+    """MetaFormer channel MLP: fc1 (C -> rC) -> StarReLU -> fc2, no biases.
+
+    With fixed weights (eval mode, no parameter requiring grad), the fused
+    :class:`_FixedWeightStarMlp` path runs instead of the three modules (same result): on
+    the CPU it works through ``cpu_block_rows`` tokens at a time.
+    """
+
+    cpu_block_rows = 2048
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0):
         super().__init__()
         hidden = int(mlp_ratio * dim)
-        self.fc1 = nn.Linear(dim, hidden, bias=False)
+        self.fc1 = ChannelLinear(dim, hidden, bias=False)
         self.act = StarReLU()
         self.drop1 = nn.Dropout(drop)
-        self.fc2 = nn.Linear(hidden, dim, bias=False)
+        self.fc2 = ChannelLinear(hidden, dim, bias=False)
         self.drop2 = nn.Dropout(drop)
 
+    def _weights_fixed(self) -> bool:
+        if self.training or not isinstance(self.act, StarReLU):
+            return False
+        return not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._weights_fixed() and x.dtype == self.fc1.weight.dtype:
+            n = x.numel() // x.shape[-1]
+            rows = self.cpu_block_rows if x.device.type == "cpu" else n
+            return _FixedWeightStarMlp.apply(x, self.fc1.weight, self.fc2.weight, self.act.scale, self.act.bias,
+                                             rows)
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 

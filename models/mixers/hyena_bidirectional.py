@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import causal_fft_conv1d, fft_conv1d
-from ..layers import LayerNormNoBias
+from ..layers import ChannelLinear, LayerNormNoBias
 from .base import LongConvMixer
 from .filters import ImplicitFilter1d
 
@@ -38,12 +38,12 @@ class BidirectionalHyena(nn.Module, LongConvMixer):
         self.feature_size = tuple(feature_size)
         seq_len = self.feature_size[0] * self.feature_size[1]
         kernel_len = 2 * seq_len - 1 if self.bidirectional else seq_len
-        self.in_proj = nn.Linear(dim, 3 * dim)
+        self.in_proj = ChannelLinear(dim, 3 * dim)
         self.short_filter = nn.Conv1d(3 * dim, 3 * dim, 3, padding=1 if self.bidirectional else 2, groups=3 * dim)
         self.filter_fn = ImplicitFilter1d(dim, kernel_len, emb_dim, filter_order, self.feature_size,
                                           bidirectional=self.bidirectional)
         self._build_norms(dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.out_proj = ChannelLinear(dim, dim)
 
     def _build_norms(self, dim: int) -> None:
         pass

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import fft_conv2d
-from ..layers import LayerNormNoBias
+from ..layers import ChannelLinear, LayerNormNoBias
 from .base import LongConvMixer
 from .filters import ExplicitFilter2d, ImplicitWindowedFilter2d, LongFilter
 
@@ -59,7 +59,7 @@ class _LayerNormOutput:
     def _build_output(self, dim: int) -> None:
         self.qk_norm = LayerNormNoBias(dim)
         self.out_norm = LayerNormNoBias(dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.out_proj = ChannelLinear(dim, dim)
 
     def _norm_qk(self, u):
         return self.qk_norm(u.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import StarReLU
+from ..layers import ChannelLinear, StarReLU
 
 __all__ = ["SepConv", "Attention"]
 
@@ -18,10 +18,10 @@ class SepConv(nn.Module):
         super().__init__()
         med = int(expansion_ratio * dim)
         self.kernel_size = kernel_size
-        self.pwconv1 = nn.Linear(dim, med, bias=False)
+        self.pwconv1 = ChannelLinear(dim, med, bias=False)
         self.act1 = StarReLU()
         self.dwconv = nn.Conv2d(med, med, kernel_size, padding=kernel_size // 2, groups=med, bias=False)
-        self.pwconv2 = nn.Linear(med, dim, bias=False)
+        self.pwconv2 = ChannelLinear(med, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.pwconv1(x))

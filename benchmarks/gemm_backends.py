@@ -1,0 +1,62 @@
+"""Linear layers of hpx_former_s18 at 1024 px: ``F.linear`` (MKL's sgemm on x86 builds)
+against :func:`hpx_analysis.models.layers.channel_linear` (oneDNN through a 1x1
+convolution on x86 CPUs, ``F.linear`` elsewhere).
+
+Prints, per shape (tokens x c_in -> c_out, as in the MLPs and output projections of the
+four stages, and the 2048-token blocks of the fixed-weight MLP), the best of ``--reps``
+timings of each and the GFLOP/s they reach.
+
+usage: python benchmarks/gemm_backends.py [--reps 10] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from hpx_analysis.models.layers import channel_linear
+from hpx_analysis.runtime import cpu_name
+
+# (tokens, c_in, c_out): stage MLP fc1/fc2 and output projections at 1024 px, and MLP blocks
+SHAPES = [
+    (65536, 64, 256), (65536, 256, 64), (65536, 64, 64),
+    (16384, 128, 512), (16384, 512, 128), (16384, 128, 128),
+    (4096, 320, 1280), (4096, 1280, 320), (4096, 320, 320),
+    (1024, 512, 2048), (1024, 2048, 512), (1024, 512, 512),
+    (2048, 64, 256), (2048, 320, 1280), (2048, 1280, 320),
+]
+
+
+def best_ms(fn, reps: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{'tokens x c_in -> c_out':>24s} {'F.linear':>16s} {'channel_linear':>16s}  speed-up")
+    for n, c_in, c_out in SHAPES:
+        x, w = torch.randn(n, c_in), torch.randn(c_out, c_in)
+        gflop = 2 * n * c_in * c_out / 1e9
+        a = best_ms(lambda: F.linear(x, w), args.reps)
+        b = best_ms(lambda: channel_linear(x, w), args.reps)
+        torch.testing.assert_close(channel_linear(x, w), F.linear(x, w), rtol=1e-4, atol=1e-3)
+        print(f"{n:>9d} x {c_in:4d} -> {c_out:4d}   {a:6.2f} ms {gflop / a * 1e3:4.0f} GF/s"
+              f"  {b:6.2f} ms {gflop / b * 1e3:4.0f} GF/s  {a / b:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

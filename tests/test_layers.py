@@ -1,0 +1,74 @@
+"""The fast paths of the building blocks against their plain PyTorch definitions."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hpx_analysis.models.layers import ChannelLinear, Mlp, channel_linear
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 31, 24), (1, 300, 24), (5, 24)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_channel_linear_equals_f_linear_with_gradients(shape, with_bias):
+    # (2, 9, 31, 24) has 558 rows (the oneDNN route on x86), (5, 24) few rows (F.linear)
+    g = torch.Generator().manual_seed(len(shape))
+    x = torch.randn(*shape, generator=g, requires_grad=True)
+    w = torch.randn(40, 24, generator=g, requires_grad=True)
+    b = torch.randn(40, generator=g, requires_grad=True) if with_bias else None
+    out_grad = torch.randn(*shape[:-1], 40, generator=g)
+    y = channel_linear(x, w, b)
+    grads = torch.autograd.grad(y, [x, w] + ([b] if with_bias else []), out_grad)
+    y_ref = F.linear(x, w, b)
+    grads_ref = torch.autograd.grad(y_ref, [x, w] + ([b] if with_bias else []), out_grad)
+    assert y.shape == y_ref.shape
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    for got, ref in zip(grads, grads_ref):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_channel_linear_accepts_non_contiguous_input():
+    x = torch.randn(2, 24, 20, 20).permute(0, 2, 3, 1)[:, ::2]  # neither layout
+    lin = ChannelLinear(24, 8)
+    torch.testing.assert_close(lin(x), F.linear(x, lin.weight, lin.bias), rtol=1e-5, atol=1e-5)
+
+
+def _mlp(dim=24, seed=0):
+    torch.manual_seed(seed)
+    mlp = Mlp(dim)
+    with torch.no_grad():  # non-trivial StarReLU scalars
+        mlp.act.scale.fill_(0.7)
+        mlp.act.bias.fill_(-0.2)
+    return mlp
+
+
+def _module_path(mlp, x):
+    return mlp.fc2(mlp.act(mlp.fc1(x)))
+
+
+@pytest.mark.parametrize("block_rows", [7, 64, 10 ** 6])
+def test_fixed_weight_mlp_equals_module_path(block_rows, monkeypatch):
+    mlp = _mlp().eval().requires_grad_(False)
+    monkeypatch.setattr(Mlp, "cpu_block_rows", block_rows)  # 7: many blocks, a ragged last one
+    x = torch.randn(2, 5, 9, 24, dtype=torch.float64).float()
+    out_grad = torch.randn(2, 5, 9, 24)
+    xa = x.clone().requires_grad_(True)
+    y = mlp(xa)
+    assert y.grad_fn is not None and "FixedWeightStarMlp" in type(y.grad_fn).__name__
+    y.backward(out_grad)
+    xb = x.clone().requires_grad_(True)
+    y_ref = _module_path(mlp, xb)
+    y_ref.backward(out_grad)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(mlp(x), y_ref.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_with_trainable_weights_uses_the_modules():
+    mlp = _mlp().eval()  # parameters require grad: weight gradients must flow
+    x = torch.randn(3, 4, 24)
+    y = mlp(x)
+    torch.testing.assert_close(y, _module_path(mlp, x))
+    y.sum().backward()
+    assert all(p.grad is not None for p in mlp.parameters())
+    mlp.requires_grad_(False).train()  # training mode: dropout applies, modules again
+    assert "FixedWeightStarMlp" not in type(mlp(x.requires_grad_(True)).grad_fn).__name__
