@@ -150,21 +150,20 @@ class _FixedWeightStarMlp(torch.autograd.Function):
             outs.append(channel_linear(torch.addcmul(bias, h * h, scale), w2))
             if ctx.needs_input_grad[0]:
                 kept.append(h)
-        ctx.kept, ctx.in_shape = kept, x.shape
-        ctx.save_for_backward(w1, w2, scale)
+        ctx.in_shape = x.shape
+        ctx.save_for_backward(w1, w2, scale, *kept)  # saved tensors: checkpointing can drop them
         return torch.cat(outs).reshape(*x.shape[:-1], w2.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
-        w1, w2, scale = ctx.saved_tensors
+        w1, w2, scale, *kept = ctx.saved_tensors
         w1_t, w2_t = w1.t().contiguous(), w2.t().contiguous()
         g = grad.reshape(-1, grad.shape[-1]).contiguous()
         grads, start = [], 0
-        for h in ctx.kept:
+        for h in kept:
             gh = channel_linear(g[start:start + h.shape[0]], w2_t)
             grads.append(channel_linear(gh.mul_(h).mul_(2 * scale), w1_t))
             start += h.shape[0]
-        ctx.kept = None
         return torch.cat(grads).reshape(ctx.in_shape), None, None, None, None, None
 
 
