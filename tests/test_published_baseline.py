@@ -11,6 +11,7 @@ import timm
 import torch
 
 import hpx_analysis  # noqa: F401  (registers the models)
+from hpx_analysis.erf import frozen_for_erf
 from hpx_analysis.models.metaformer import SEPCONV, HyenaMetaFormer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -59,6 +60,17 @@ def test_features_and_input_gradient_match_ours(models, hw):
     assert g_ours.abs().max() > 0 and _rel_err(g_pub, g_ours) < 1e-4
     with torch.no_grad():
         assert _rel_err(baseline(x), ours(x)) < 1e-4
+
+
+def test_fixed_weight_fast_paths_match_the_baseline(models):
+    # frozen, our model takes its fixed-weight paths (cached spectra with the mirrored-kernel
+    # backward, the blocked MLP, oneDNN linear layers); the baseline has none of them
+    ours, baseline = models
+    x = torch.randn(1, 3, 96, 64, generator=torch.Generator().manual_seed(2))
+    f_pub, g_pub = _features_and_centre_grad(baseline, x)
+    with frozen_for_erf(ours):
+        f_ours, g_ours = _features_and_centre_grad(ours, x)
+    assert _rel_err(f_ours, f_pub) < 1e-4 and _rel_err(g_ours, g_pub) < 1e-4
 
 
 def test_parameter_names_and_shapes_are_the_published_checkpoints():
