@@ -16,6 +16,7 @@ __all__ = [
     "Mlp",
     "ChannelLinear",
     "channel_linear",
+    "weights_fixed",
     "MlpHead",
     "Downsampling",
 ]
@@ -94,6 +95,15 @@ class Sin(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sin(self.freq * x)
+
+
+def weights_fixed(module: nn.Module) -> bool:
+    """Whether ``module``'s parameters act as constants now: eval mode, and no gradient can
+    reach them (grad mode off, or none requires grad). The fixed-weight fast paths (cached
+    kernel spectra, the blocked MLP) run only then."""
+    if module.training:
+        return False
+    return not torch.is_grad_enabled() or not any(p.requires_grad for p in module.parameters())
 
 
 def _onednn_gemm_available() -> bool:
@@ -187,9 +197,7 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def _weights_fixed(self) -> bool:
-        if self.training or not isinstance(self.act, StarReLU):
-            return False
-        return not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
+        return isinstance(self.act, StarReLU) and weights_fixed(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._weights_fixed() and x.dtype == self.fc1.weight.dtype:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..fft_conv import kernel_spectrum
-from ..layers import Sin
+from ..layers import Sin, weights_fixed
 from .base import Truncation, centred_mask
 
 __all__ = [
@@ -118,9 +118,7 @@ class LongFilter(nn.Module, abc.ABC):
 
     # -- cache --------------------------------------------------------------------
     def _can_cache(self) -> bool:
-        if self.training:
-            return False
-        return not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
+        return weights_fixed(self)
 
     def _state_key(self):
         tensors = list(self.parameters()) + list(self.buffers())
