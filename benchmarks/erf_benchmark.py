@@ -13,7 +13,13 @@ photographs, resized to ``--size``).
   FFT convolution), loaded strictly with the model's weights, parameters requiring grad,
   one image at a time, the gradient taken as in RepLKNet's ERF script.
 - ``ours``: :func:`hpx_analysis.erf.compute_erf` (frozen parameters, cached kernel
-  spectrum, minimal exact FFT sizes) at each ``--batch-sizes`` value.
+  spectrum, minimal exact FFT sizes) at each ``--batch-sizes`` value, in a process set up
+  as ``hpx-analyze`` sets itself up: glibc keeps freed buffers for reuse
+  (:func:`hpx_analysis.allocator.reuse_freed_memory`).
+
+The published baseline runs twice on the CPU: with the C allocator's defaults (how the
+published code runs) and with the same heap-reuse setting as ours, so that the gain of
+the setting and the gain of the implementation can be told apart.
 
 The two ERF matrices are compared at the end (they must agree to float32 tolerance).
 
@@ -68,6 +74,10 @@ def _published_erf_image(model, x):
 
 
 def worker(args) -> None:
+    if args.heap_reuse:
+        from hpx_analysis.allocator import reuse_freed_memory
+
+        reuse_freed_memory()
     import timm
     import torch
 
@@ -127,6 +137,7 @@ def worker(args) -> None:
         elapsed = time.perf_counter() - t0
     record = {
         "config": args.worker + ("+ckpt" if args.worker == "ours" and args.grad_checkpointing else ""),
+        "heap_reuse": bool(args.heap_reuse),
         "batch_size": args.batch_size if args.worker == "ours" else 1,
         "model": args.model, "size": args.size, "images": len(timed), "device": str(device),
         "per_image_s": elapsed / len(timed), "first_image_s": first,
@@ -141,11 +152,18 @@ def worker(args) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
-def run_config(args, config: str, batch_size: int, tmp: Path) -> tuple[dict, np.ndarray]:
-    result, matrix = tmp / f"{config}_{batch_size}.json", tmp / f"{config}_{batch_size}.npy"
+def _malloc_label(rec: dict) -> str:
+    return "heap reuse" if rec["heap_reuse"] else "default malloc"
+
+
+def run_config(args, config: str, batch_size: int, heap_reuse: bool, tmp: Path) -> tuple[dict, np.ndarray]:
+    stem = f"{config}_{batch_size}_{int(heap_reuse)}"
+    result, matrix = tmp / f"{stem}.json", tmp / f"{stem}.npy"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", config, "--model", args.model,
            "--size", str(args.size), "--images", str(args.images), "--batch-size", str(batch_size),
            "--device", args.device, "--result", str(result), "--matrix", str(matrix)]
+    if heap_reuse:
+        cmd.append("--heap-reuse")
     if args.grad_checkpointing:
         cmd.append("--grad-checkpointing")
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -167,6 +185,7 @@ def main(argv=None) -> None:
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="ours with activation recomputation (less memory, about 1.5x the time)")
     parser.add_argument("--worker", choices=["published", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--heap-reuse", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--matrix", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -187,18 +206,21 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        configs = ([] if args.skip_published else [("published", 1)]) + [("ours", b) for b in batch_sizes]
-        for config, b in configs:
-            rec, mat = run_config(args, config, b, tmp)
+        published = [] if args.skip_published else [("published", 1, False)] + ([] if cuda else [("published", 1, True)])
+        configs = published + [("ours", b, True) for b in batch_sizes]
+        for config, b, heap_reuse in configs:
+            rec, mat = run_config(args, config, b, heap_reuse, tmp)
             rows.append((rec, mat))
-            print(f"  {rec['config']:10s} batch {rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image "
+            print(f"  {rec['config']:10s} {_malloc_label(rec):13s} batch {rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image "
                   f"(CPU time {rec['cpu_s_per_image']:.2f} s/image, first image {rec['first_image_s']:.2f} s), peak {rec['peak_gb']:.2f} GB ({rec['peak_kind']})",
                   flush=True)
     if not args.skip_published:
-        base_rec, base = rows[0]
-        for rec, mat in rows[1:]:
+        base_rows, ours_rows = rows[:len(published)], rows[len(published):]
+        base = base_rows[0][1]
+        for (rec, mat), (base_rec, _) in ((r, b) for r in ours_rows for b in base_rows):
             diff = np.abs(mat - base)
-            print(f"{rec['config']} batch {rec['batch_size']} vs published: {base_rec['per_image_s'] / rec['per_image_s']:.2f}x "
+            print(f"{rec['config']} batch {rec['batch_size']} vs published ({_malloc_label(base_rec)}): "
+                  f"{base_rec['per_image_s'] / rec['per_image_s']:.2f}x "
                   f"faster per image, peak memory {rec['peak_gb'] / base_rec['peak_gb']:.2f}x; ERF max |diff| / max "
                   f"= {diff.max() / base.max():.2e}, relative L1 = {diff.sum() / base.sum():.2e}")
             if not np.allclose(mat, base, rtol=1e-3, atol=1e-4 * base.max()):

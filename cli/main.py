@@ -5,6 +5,8 @@ import warnings
 
 import typer
 
+from hpx_analysis.allocator import reuse_freed_memory
+
 app = typer.Typer(
     name="hpx-analyze",
     help="Analysis toolbench for HyenaPixel and other large-kernel / global-convolution vision "
@@ -22,6 +24,7 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 def main() -> None:
     """Every command takes --model NAME[=WEIGHTS] (repeatable), --out, --device and --seed."""
     warnings.formatwarning = _one_line_warning  # e.g. "published weights unavailable", without source lines
+    reuse_freed_memory()  # large activations from the heap, not fresh zero-filled pages (glibc)
 
 
 # ---- command registration: one import and one line per command -------------------------

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpx_analysis.models.layers import ChannelLinear, Mlp, channel_linear
+from hpx_analysis.models.layers import ChannelLinear, DepthwiseConv2d, Mlp, channel_linear
 
 
 @pytest.mark.parametrize("shape", [(2, 9, 31, 24), (1, 300, 24), (5, 24)])
@@ -72,3 +72,37 @@ def test_mlp_with_trainable_weights_uses_the_modules():
     assert all(p.grad is not None for p in mlp.parameters())
     mlp.requires_grad_(False).train()  # training mode: dropout applies, modules again
     assert "FixedWeightStarMlp" not in type(mlp(x.requires_grad_(True)).grad_fn).__name__
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("kernel_size,with_bias", [(5, True), (7, False), (3, True)])
+def test_fixed_depthwise_conv_gradient_is_the_transposed_convolution(channels_last, kernel_size, with_bias):
+    # reference: autograd through F.conv2d in float64 (its input gradient is conv_transpose2d)
+    torch.manual_seed(kernel_size)
+    conv = DepthwiseConv2d(6, kernel_size, bias=with_bias).double().eval().requires_grad_(False)
+    x = torch.randn(2, 6, 11, 9, dtype=torch.float64)
+    out_grad = torch.randn(2, 6, 11, 9, dtype=torch.float64)
+    if channels_last:
+        x, out_grad = x.contiguous(memory_format=torch.channels_last), out_grad.contiguous(memory_format=torch.channels_last)
+    xa = x.clone().requires_grad_(True)
+    y = conv(xa)
+    assert "FixedDepthwiseConv2d" in type(y.grad_fn).__name__
+    (grad,) = torch.autograd.grad(y, xa, out_grad)
+    xb = x.clone().requires_grad_(True)
+    w = conv.weight.detach().clone().requires_grad_(False)
+    y_ref = F.conv2d(xb, w, conv.bias, padding=kernel_size // 2, groups=6)
+    (grad_ref,) = torch.autograd.grad(y_ref, xb, out_grad)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_conv_with_trainable_weights_is_nn_conv2d():
+    conv = DepthwiseConv2d(4, 5)
+    assert set(conv.state_dict()) == {"weight", "bias"} and conv.weight.shape == (4, 1, 5, 5)
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    y = conv(x)
+    assert "FixedDepthwiseConv2d" not in type(y.grad_fn).__name__
+    y.sum().backward()
+    assert conv.weight.grad is not None and conv.bias.grad is not None
+    with pytest.raises(ValueError, match="odd kernel"):
+        DepthwiseConv2d(4, 4)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import fft_conv2d
-from ..layers import ChannelLinear, LayerNormNoBias
+from ..layers import ChannelLinear, DepthwiseConv2d, LayerNormNoBias
 from .base import LongConvMixer
 from .filters import ExplicitFilter2d, ImplicitWindowedFilter2d, LongFilter
 
@@ -32,7 +32,7 @@ class _HyenaPixelBase(nn.Module, LongConvMixer):
         self.dim = dim
         self.feature_size = tuple(feature_size)
         self.pointwise_conv = nn.Conv2d(dim, 3 * dim, 1)
-        self.depthwise_conv = nn.Conv2d(3 * dim, 3 * dim, short_kernel, padding=short_kernel // 2, groups=3 * dim)
+        self.depthwise_conv = DepthwiseConv2d(3 * dim, short_kernel)
 
     # hooks of the output side; overridden by the norm-free variant
     def _norm_qk(self, u: torch.Tensor) -> torch.Tensor:

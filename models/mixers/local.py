@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ChannelLinear, StarReLU
+from ..layers import ChannelLinear, DepthwiseConv2d, StarReLU
 
 __all__ = ["SepConv", "Attention"]
 
@@ -20,7 +20,7 @@ class SepConv(nn.Module):
         self.kernel_size = kernel_size
         self.pwconv1 = ChannelLinear(dim, med, bias=False)
         self.act1 = StarReLU()
-        self.dwconv = nn.Conv2d(med, med, kernel_size, padding=kernel_size // 2, groups=med, bias=False)
+        self.dwconv = DepthwiseConv2d(med, kernel_size, bias=False)
         self.pwconv2 = ChannelLinear(med, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
