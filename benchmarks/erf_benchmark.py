@@ -25,6 +25,7 @@ The two ERF matrices are compared at the end (they must agree to float32 toleran
 
 usage: python benchmarks/erf_benchmark.py [--model hpx_former_s18] [--size 1024] [--images 3]
                                           [--batch-sizes 1] [--device auto] [--grad-checkpointing]
+                                          [--repeats 1]
 """
 from __future__ import annotations
 
@@ -152,6 +153,10 @@ def worker(args) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def _malloc_label(rec: dict) -> str:
     return "heap reuse" if rec["heap_reuse"] else "default malloc"
 
@@ -182,6 +187,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--skip-published", action="store_true", help="only time ours")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every configuration this many times, interleaved; report medians")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="ours with activation recomputation (less memory, about 1.5x the time)")
     parser.add_argument("--worker", choices=["published", "ours"], help=argparse.SUPPRESS)
@@ -203,26 +210,37 @@ def main(argv=None) -> None:
     print(f"ERF benchmark: {args.model} at {args.size} px, {args.images} timed images (+1 warm-up), "
           f"{device_name}, torch {torch.__version__}")
     print(f"load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
-    rows = []
+    published = [] if args.skip_published else [("published", 1, False)] + ([] if cuda else [("published", 1, True)])
+    configs = published + [("ours", b, True) for b in batch_sizes]
+    runs: dict[tuple, list[tuple[dict, np.ndarray]]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        published = [] if args.skip_published else [("published", 1, False)] + ([] if cuda else [("published", 1, True)])
-        configs = published + [("ours", b, True) for b in batch_sizes]
-        for config, b, heap_reuse in configs:
-            rec, mat = run_config(args, config, b, heap_reuse, tmp)
-            rows.append((rec, mat))
-            print(f"  {rec['config']:10s} {_malloc_label(rec):13s} batch {rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image "
-                  f"(CPU time {rec['cpu_s_per_image']:.2f} s/image, first image {rec['first_image_s']:.2f} s), peak {rec['peak_gb']:.2f} GB ({rec['peak_kind']})",
-                  flush=True)
-    if not args.skip_published:
-        base_rows, ours_rows = rows[:len(published)], rows[len(published):]
-        base = base_rows[0][1]
-        for (rec, mat), (base_rec, _) in ((r, b) for r in ours_rows for b in base_rows):
+        for rep in range(args.repeats):  # configurations interleaved, so that drift hits all alike
+            for config in configs:
+                rec, mat = run_config(args, *config, Path(tmp))
+                runs[config].append((rec, mat))
+                print(f"  [{rep + 1}/{args.repeats}] {rec['config']:10s} {_malloc_label(rec):14s} batch "
+                      f"{rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image (CPU time "
+                      f"{rec['cpu_s_per_image']:.2f} s/image, first image {rec['first_image_s']:.2f} s), "
+                      f"peak {rec['peak_gb']:.2f} GB ({rec['peak_kind']})", flush=True)
+    if args.repeats > 1:
+        print("medians over the repeats:")
+        for config, results in runs.items():
+            rec = results[0][0]
+            print(f"  {rec['config']:10s} {_malloc_label(rec):14s} batch {rec['batch_size']:2d}: "
+                  f"{_median([r['per_image_s'] for r, _ in results]):8.3f} s/image, "
+                  f"peak {max(r['peak_gb'] for r, _ in results):.2f} GB")
+    for ours in configs[len(published):]:
+        mat = runs[ours][0][1]
+        for base_config in published:
+            base = runs[base_config][0][1]
+            speedups = [b["per_image_s"] / o["per_image_s"] for (b, _), (o, _) in zip(runs[base_config], runs[ours])]
+            memory = max(o["peak_gb"] for o, _ in runs[ours]) / max(b["peak_gb"] for b, _ in runs[base_config])
             diff = np.abs(mat - base)
+            rec, base_rec = runs[ours][0][0], runs[base_config][0][0]
+            each = f" (each repeat: {', '.join(f'{x:.2f}x' for x in speedups)})" if len(speedups) > 1 else ""
             print(f"{rec['config']} batch {rec['batch_size']} vs published ({_malloc_label(base_rec)}): "
-                  f"{base_rec['per_image_s'] / rec['per_image_s']:.2f}x "
-                  f"faster per image, peak memory {rec['peak_gb'] / base_rec['peak_gb']:.2f}x; ERF max |diff| / max "
-                  f"= {diff.max() / base.max():.2e}, relative L1 = {diff.sum() / base.sum():.2e}")
+                  f"{_median(speedups):.2f}x faster per image{each}, peak memory {memory:.2f}x; "
+                  f"ERF max |diff| / max = {diff.max() / base.max():.2e}, relative L1 = {diff.sum() / base.sum():.2e}")
             if not np.allclose(mat, base, rtol=1e-3, atol=1e-4 * base.max()):
                 raise SystemExit("ERF matrices of ours and the published implementation disagree")
     print(f"load average after: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
