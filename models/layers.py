@@ -16,6 +16,7 @@ __all__ = [
     "Mlp",
     "ChannelLinear",
     "channel_linear",
+    "fixed_channel_linear",
     "DepthwiseConv2d",
     "weights_fixed",
     "MlpHead",
@@ -136,11 +137,37 @@ def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return F.linear(x, weight, bias)
 
 
+class _FixedChannelLinear(torch.autograd.Function):
+    """:func:`channel_linear` with a constant weight: the backward computes only the input
+    gradient (``grad @ W``), so only the weight is kept, not the input (autograd's
+    convolution and linear backward keep both)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(weight)
+        return channel_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        return channel_linear(grad.contiguous(), weight.t().contiguous()), None, None
+
+
+def fixed_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`channel_linear` for a weight and bias that act as constants (see
+    :func:`weights_fixed`): the same result, a gradient for ``x`` only, no saved input."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FixedChannelLinear.apply(x, weight, bias)
+    return channel_linear(x, weight, bias)
+
+
 class ChannelLinear(nn.Linear):
-    """``nn.Linear`` over channels-last features, computed by :func:`channel_linear`."""
+    """``nn.Linear`` over channels-last features, computed by :func:`channel_linear`
+    (:func:`fixed_channel_linear` when its weights are fixed)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_linear(x, self.weight, self.bias)
+        linear = fixed_channel_linear if weights_fixed(self) else channel_linear
+        return linear(x, self.weight, self.bias)
 
 
 class _FixedDepthwiseConv2d(torch.autograd.Function):

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpx_analysis.models.layers import ChannelLinear, DepthwiseConv2d, Mlp, channel_linear
+from hpx_analysis.models.layers import ChannelLinear, DepthwiseConv2d, Mlp, channel_linear, fixed_channel_linear
 
 
 @pytest.mark.parametrize("shape", [(2, 9, 31, 24), (1, 300, 24), (5, 24)])
@@ -106,3 +106,29 @@ def test_depthwise_conv_with_trainable_weights_is_nn_conv2d():
     assert conv.weight.grad is not None and conv.bias.grad is not None
     with pytest.raises(ValueError, match="odd kernel"):
         DepthwiseConv2d(4, 4)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 31, 24), (5, 24)])
+def test_fixed_channel_linear_input_gradient_without_saving_the_input(shape):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    w, b = torch.randn(40, 24, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64)
+    out_grad = torch.randn(*shape[:-1], 40, generator=g, dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    y = fixed_channel_linear(xa, w, b)
+    saved = y.grad_fn.saved_tensors
+    assert len(saved) == 1 and saved[0].shape == w.shape  # the weight only
+    (grad,) = torch.autograd.grad(y, xa, out_grad)
+    xb = x.clone().requires_grad_(True)
+    y_ref = F.linear(xb, w, b)
+    (grad_ref,) = torch.autograd.grad(y_ref, xb, out_grad)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_channel_linear_module_takes_the_fixed_path_only_with_fixed_weights():
+    lin = ChannelLinear(24, 8)
+    x = torch.randn(3, 24, requires_grad=True)
+    assert "FixedChannelLinear" not in type(lin(x).grad_fn).__name__  # trainable: weight grads flow
+    lin.eval().requires_grad_(False)
+    assert "FixedChannelLinear" in type(lin(x).grad_fn).__name__

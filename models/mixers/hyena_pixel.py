@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import fft_conv2d
-from ..layers import ChannelLinear, DepthwiseConv2d, LayerNormNoBias
+from ..layers import (ChannelLinear, DepthwiseConv2d, LayerNormNoBias, channel_linear, fixed_channel_linear,
+                      weights_fixed)
 from .base import LongConvMixer
 from .filters import ExplicitFilter2d, ImplicitWindowedFilter2d, LongFilter
 
@@ -47,7 +48,9 @@ class _HyenaPixelBase(nn.Module, LongConvMixer):
         return fft_conv2d(u, kernel, filt.bias, k_spec=spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.depthwise_conv(self.pointwise_conv(x.permute(0, 3, 1, 2)))
+        pw = self.pointwise_conv  # a 1x1 conv (published parameter shapes), computed as a linear layer
+        linear = fixed_channel_linear if weights_fixed(pw) else channel_linear
+        x = self.depthwise_conv(linear(x, pw.weight.flatten(1), pw.bias).permute(0, 3, 1, 2))
         q, k, v = x.split(self.dim, dim=1)
         u = self._norm_qk(q * k)
         return self._output(v * self.long_convolution(u))
