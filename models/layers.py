@@ -150,7 +150,8 @@ class _FixedChannelLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (weight,) = ctx.saved_tensors
-        return channel_linear(grad.contiguous(), weight.t().contiguous()), None, None
+        # in the weight's dtype of the forward's product (autocast may have run it in half precision)
+        return channel_linear(grad.contiguous(), weight.t().to(grad.dtype).contiguous()), None, None
 
 
 def fixed_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -188,7 +189,8 @@ class _FixedDepthwiseConv2d(torch.autograd.Function):
         w = ctx.weight
         if grad.device.type == "cpu":  # oneDNN's depthwise kernels want channels-last on the CPU
             grad = grad.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(grad, w.flip(-2, -1), None, padding=ctx.padding, groups=w.shape[0]), None, None, None
+        w = w.flip(-2, -1).to(grad.dtype)  # autocast may have run the forward in half precision
+        return F.conv2d(grad, w, None, padding=ctx.padding, groups=w.shape[0]), None, None, None
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -239,8 +241,9 @@ class _FixedWeightStarMlp(torch.autograd.Function):
     def backward(ctx, grad):
         w1, w2, scale, *kept = ctx.saved_tensors
         # d/dh of (scale * W2) h**2 is 2 * scale * W2 diag(h): the factor goes into the weight
-        w1_t, w2_t = w1.t().contiguous(), (w2 * (2 * scale)).t().contiguous()
         g = grad.reshape(-1, grad.shape[-1]).contiguous()
+        # products in the gradient's dtype: under autocast the forward ran them in half precision
+        w1_t, w2_t = w1.t().to(g.dtype).contiguous(), (w2 * (2 * scale)).t().to(g.dtype).contiguous()
         grads, start = [], 0
         for h in kept:
             gh = channel_linear(g[start:start + h.shape[0]], w2_t)

@@ -132,3 +132,26 @@ def test_channel_linear_module_takes_the_fixed_path_only_with_fixed_weights():
     assert "FixedChannelLinear" not in type(lin(x).grad_fn).__name__  # trainable: weight grads flow
     lin.eval().requires_grad_(False)
     assert "FixedChannelLinear" in type(lin(x).grad_fn).__name__
+
+
+@pytest.mark.parametrize("make_module,make_input", [
+    (lambda: ChannelLinear(24, 40), lambda: torch.randn(2, 9, 31, 24)),
+    (lambda: DepthwiseConv2d(6, 5), lambda: torch.randn(2, 6, 11, 9).contiguous(memory_format=torch.channels_last)),
+    (lambda: _mlp(), lambda: torch.randn(2, 5, 9, 24)),
+], ids=["channel_linear", "depthwise_conv", "mlp"])
+def test_fixed_weight_paths_backward_after_an_autocast_forward(make_module, make_input):
+    # on CUDA the backward runs outside the forward's autocast region: the hand-written
+    # backward passes must accept half-precision gradients next to float32 weights
+    torch.manual_seed(0)
+    module = make_module().eval().requires_grad_(False)
+    x = make_input()
+    out_grad_seed = torch.Generator().manual_seed(1)
+    xa = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = module(xa)
+    (grad,) = torch.autograd.grad(y, xa, torch.randn(y.shape, generator=out_grad_seed).to(y.dtype))
+    xb = x.clone().requires_grad_(True)
+    y_ref = module(xb)
+    (grad_ref,) = torch.autograd.grad(y_ref, xb, torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
+    assert (grad - grad_ref).abs().sum() / grad_ref.abs().sum() < 0.05  # bfloat16 rounding only
