@@ -18,6 +18,7 @@ __all__ = [
     "channel_linear",
     "fixed_channel_linear",
     "DepthwiseConv2d",
+    "DepthwiseConv1d",
     "weights_fixed",
     "MlpHead",
     "Downsampling",
@@ -175,9 +176,9 @@ class _FixedDepthwiseConv2d(torch.autograd.Function):
     """Depthwise stride-1 convolution with fixed weights and "same" padding; gradient
     w.r.t. the input only. That gradient is the transposed convolution, which for an odd
     kernel with padding ``k // 2`` is the same depthwise convolution with the kernel flipped:
-    one forward-type conv on a channels-last gradient. (The generic backward kernel was
-    3x slower than the forward on the 256 x 256 maps of the first stage here, and more
-    where the incoming gradient is not channels-last.)"""
+    one forward-type conv. (The generic backward kernel was several times slower than
+    the forward when the incoming gradient and the input differ in memory layout, as they
+    do behind the split into q, k, v.)"""
 
     @staticmethod
     def forward(ctx, x, weight, bias, padding):
@@ -186,10 +187,8 @@ class _FixedDepthwiseConv2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        w = ctx.weight
-        if grad.device.type == "cpu":  # oneDNN's depthwise kernels want channels-last on the CPU
-            grad = grad.contiguous(memory_format=torch.channels_last)
-        w = w.flip(-2, -1).to(grad.dtype)  # autocast may have run the forward in half precision
+        # in the gradient's layout as it comes (a layout conversion costs more than the conv)
+        w = ctx.weight.flip(-2, -1).to(grad.dtype)  # autocast may have run the forward in half precision
         return F.conv2d(grad, w, None, padding=ctx.padding, groups=w.shape[0]), None, None, None
 
 
@@ -208,6 +207,28 @@ class DepthwiseConv2d(nn.Conv2d):
         if weights_fixed(self) and torch.is_grad_enabled() and x.dtype == self.weight.dtype:
             return _FixedDepthwiseConv2d.apply(x, self.weight, self.bias, self.padding)
         return super().forward(x)
+
+
+class DepthwiseConv1d(nn.Conv1d):
+    """``nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)`` (odd kernel,
+    stride 1) on ``x (B, C, L)``, computed as a ``1 x k`` 2D convolution of the
+    ``(B, C, 1, L)`` view. For token sequences stored channels-last (``x`` the transpose of
+    a ``(B, L, C)`` tensor) oneDNN's 2D depthwise kernels then work on the memory as it is;
+    ``conv1d`` converted it and its backward was 6x slower here (first stage of hb_former_s18
+    at 1024 px: 100 ms to 17 ms forward and backward). Fixed weights take the flipped-kernel
+    input gradient of :class:`_FixedDepthwiseConv2d`. Parameters and state dict are those of
+    the ``nn.Conv1d``."""
+
+    def __init__(self, dim: int, kernel_size: int, bias: bool = True):
+        if kernel_size % 2 != 1:
+            raise ValueError(f"DepthwiseConv1d needs an odd kernel size, got {kernel_size}")
+        super().__init__(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, padding, x2d = self.weight.unsqueeze(2), (0, self.padding[0]), x.unsqueeze(2)
+        if weights_fixed(self) and torch.is_grad_enabled() and x.dtype == weight.dtype:
+            return _FixedDepthwiseConv2d.apply(x2d, weight, self.bias, padding).squeeze(2)
+        return F.conv2d(x2d, weight, self.bias, padding=padding, groups=self.groups).squeeze(2)
 
 
 class _FixedWeightStarMlp(torch.autograd.Function):

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpx_analysis.models.layers import ChannelLinear, DepthwiseConv2d, Mlp, channel_linear, fixed_channel_linear
+from hpx_analysis.models.layers import (ChannelLinear, DepthwiseConv1d, DepthwiseConv2d, Mlp, channel_linear,
+                                        fixed_channel_linear)
 
 
 @pytest.mark.parametrize("shape", [(2, 9, 31, 24), (1, 300, 24), (5, 24)])
@@ -155,3 +156,31 @@ def test_fixed_weight_paths_backward_after_an_autocast_forward(make_module, make
     (grad_ref,) = torch.autograd.grad(y_ref, xb, torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
     assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
     assert (grad - grad_ref).abs().sum() / grad_ref.abs().sum() < 0.05  # bfloat16 rounding only
+
+
+@pytest.mark.parametrize("token_major", [True, False])
+@pytest.mark.parametrize("fixed", [True, False])
+def test_depthwise_conv1d_equals_conv1d(token_major, fixed):
+    # reference: F.conv1d in float64, values and input (and, when trainable, weight) gradients
+    torch.manual_seed(int(token_major) + 2 * int(fixed))
+    conv = DepthwiseConv1d(6, 3).double()
+    if fixed:
+        conv.eval().requires_grad_(False)
+    x = torch.randn(2, 17, 6, dtype=torch.float64).transpose(1, 2) if token_major else \
+        torch.randn(2, 6, 17, dtype=torch.float64)
+    out_grad = torch.randn(2, 6, 17, dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    y = conv(xa)
+    conv_node = y.grad_fn.next_functions[0][0]  # behind the squeeze of the (B, C, 1, L) view
+    assert ("FixedDepthwiseConv2d" in type(conv_node).__name__) == fixed
+    params = [] if fixed else [conv.weight, conv.bias]
+    grads = torch.autograd.grad(y, [xa] + params, out_grad)
+    xb = x.clone().requires_grad_(True)
+    w, b = (conv.weight.detach().clone().requires_grad_(not fixed), conv.bias.detach().clone().requires_grad_(not fixed))
+    y_ref = F.conv1d(xb, w, b, padding=1, groups=6)
+    grads_ref = torch.autograd.grad(y_ref, [xb] + ([] if fixed else [w, b]), out_grad)
+    assert y.shape == y_ref.shape
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    for got, ref in zip(grads, grads_ref):
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert set(conv.state_dict()) == {"weight", "bias"} and conv.weight.shape == (6, 1, 3)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import causal_fft_conv1d, fft_conv1d
-from ..layers import ChannelLinear, LayerNormNoBias
+from ..layers import ChannelLinear, DepthwiseConv1d, LayerNormNoBias
 from .base import LongConvMixer
 from .filters import ImplicitFilter1d
 
@@ -39,7 +39,8 @@ class BidirectionalHyena(nn.Module, LongConvMixer):
         seq_len = self.feature_size[0] * self.feature_size[1]
         kernel_len = 2 * seq_len - 1 if self.bidirectional else seq_len
         self.in_proj = ChannelLinear(dim, 3 * dim)
-        self.short_filter = nn.Conv1d(3 * dim, 3 * dim, 3, padding=1 if self.bidirectional else 2, groups=3 * dim)
+        self.short_filter = (DepthwiseConv1d(3 * dim, 3) if self.bidirectional else
+                             nn.Conv1d(3 * dim, 3 * dim, 3, padding=2, groups=3 * dim))
         self.filter_fn = ImplicitFilter1d(dim, kernel_len, emb_dim, filter_order, self.feature_size,
                                           bidirectional=self.bidirectional)
         self._build_norms(dim)
