@@ -176,9 +176,8 @@ class _FixedDepthwiseConv2d(torch.autograd.Function):
     """Depthwise stride-1 convolution with fixed weights and "same" padding; gradient
     w.r.t. the input only. That gradient is the transposed convolution, which for an odd
     kernel with padding ``k // 2`` is the same depthwise convolution with the kernel flipped:
-    one forward-type conv. (The generic backward kernel was several times slower than
-    the forward when the incoming gradient and the input differ in memory layout, as they
-    do behind the split into q, k, v.)"""
+    one forward-type conv, and nothing is kept for the backward (autograd's convolution
+    backward keeps the input: 0.39 GB of hpx_former_s18's saved activations at 1024 px)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, padding):
@@ -214,10 +213,10 @@ class DepthwiseConv1d(nn.Conv1d):
     stride 1) on ``x (B, C, L)``, computed as a ``1 x k`` 2D convolution of the
     ``(B, C, 1, L)`` view. For token sequences stored channels-last (``x`` the transpose of
     a ``(B, L, C)`` tensor) oneDNN's 2D depthwise kernels then work on the memory as it is;
-    ``conv1d`` converted it and its backward was 6x slower here (first stage of hb_former_s18
-    at 1024 px: 100 ms to 17 ms forward and backward). Fixed weights take the flipped-kernel
-    input gradient of :class:`_FixedDepthwiseConv2d`. Parameters and state dict are those of
-    the ``nn.Conv1d``."""
+    ``conv1d`` converted it and took 6x as long here (first stage of hb_former_s18 at 1024 px:
+    100 ms to 17 ms forward and backward). Fixed weights take the flipped-kernel input
+    gradient of :class:`_FixedDepthwiseConv2d`, which keeps no activation. Parameters and
+    state dict are those of the ``nn.Conv1d``."""
 
     def __init__(self, dim: int, kernel_size: int, bias: bool = True):
         if kernel_size % 2 != 1:
