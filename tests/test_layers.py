@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from hpx_analysis.models.layers import (ChannelLinear, DepthwiseConv1d, DepthwiseConv2d, Mlp, channel_linear,
-                                        fixed_channel_linear)
+                                        fixed_channel_linear, split_channels)
 
 
 @pytest.mark.parametrize("shape", [(2, 9, 31, 24), (1, 300, 24), (5, 24)])
@@ -184,3 +184,25 @@ def test_depthwise_conv1d_equals_conv1d(token_major, fixed):
     for got, ref in zip(grads, grads_ref):
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
     assert set(conv.state_dict()) == {"weight", "bias"} and conv.weight.shape == (6, 1, 3)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "token_major", "channels_last"])
+def test_split_channels_gradient_in_the_input_layout(layout):
+    g = torch.Generator().manual_seed(5)
+    if layout == "contiguous":
+        x = torch.randn(2, 9, 13, generator=g, dtype=torch.float64)
+    elif layout == "token_major":  # H_b: (B, C, L) view of a (B, L, C) tensor
+        x = torch.randn(2, 13, 9, generator=g, dtype=torch.float64).transpose(1, 2)
+    else:
+        x = torch.randn(2, 9, 5, 4, generator=g, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    weights = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in x.split(3, dim=1)]
+    xa = x.clone().requires_grad_(True)
+    pieces = split_channels(xa, 3)
+    # the last piece unused: its gradient is zero
+    (grad,) = torch.autograd.grad(sum((p * w).sum() for p, w in zip(pieces[:2], weights[:2])), xa)
+    xb = x.clone().requires_grad_(True)
+    (grad_ref,) = torch.autograd.grad(sum((p * w).sum() for p, w in zip(xb.split(3, dim=1)[:2], weights[:2])), xb)
+    for got, ref in zip(pieces, xb.split(3, dim=1)):
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    torch.testing.assert_close(grad, grad_ref, rtol=0, atol=0)
+    assert grad.stride() == x.stride()  # laid out like the input, not made contiguous

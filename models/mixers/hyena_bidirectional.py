@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import causal_fft_conv1d, fft_conv1d
-from ..layers import ChannelLinear, DepthwiseConv1d, LayerNormNoBias
+from ..layers import ChannelLinear, DepthwiseConv1d, LayerNormNoBias, split_channels
 from .base import LongConvMixer
 from .filters import ImplicitFilter1d
 
@@ -65,7 +65,7 @@ class BidirectionalHyena(nn.Module, LongConvMixer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         u = self.in_proj(x.reshape(B, H * W, C)).transpose(1, 2)
-        x0, x1, v = self._short_filter(u).split(self.dim, dim=1)
+        x0, x1, v = split_channels(self._short_filter(u), self.dim)
         v = self._norm_qk(v * x1)
         y = (self.long_convolution(v) * x0).transpose(1, 2)
         return self.out_proj(self._norm_out(y)).reshape(B, H, W, C)
