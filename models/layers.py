@@ -152,7 +152,7 @@ class _FixedChannelLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (weight,) = ctx.saved_tensors
-        # in the weight's dtype of the forward's product (autocast may have run it in half precision)
+        # the product in the gradient's dtype (autocast may have run the forward in half precision)
         return channel_linear(grad.contiguous(), weight.t().to(grad.dtype).contiguous()), None, None
 
 
