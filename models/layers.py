@@ -17,6 +17,7 @@ __all__ = [
     "ChannelLinear",
     "channel_linear",
     "fixed_channel_linear",
+    "channel_linear_for",
     "DepthwiseConv2d",
     "DepthwiseConv1d",
     "split_channels",
@@ -164,13 +165,17 @@ def fixed_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return channel_linear(x, weight, bias)
 
 
+def channel_linear_for(module: nn.Module):
+    """The channel linear function for ``module``'s weight: :func:`fixed_channel_linear` when
+    its weights are fixed (see :func:`weights_fixed`), else :func:`channel_linear`."""
+    return fixed_channel_linear if weights_fixed(module) else channel_linear
+
+
 class ChannelLinear(nn.Linear):
-    """``nn.Linear`` over channels-last features, computed by :func:`channel_linear`
-    (:func:`fixed_channel_linear` when its weights are fixed)."""
+    """``nn.Linear`` over channels-last features, computed by :func:`channel_linear_for`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        linear = fixed_channel_linear if weights_fixed(self) else channel_linear
-        return linear(x, self.weight, self.bias)
+        return channel_linear_for(self)(x, self.weight, self.bias)
 
 
 class _FixedDepthwiseConv2d(torch.autograd.Function):
@@ -192,6 +197,11 @@ class _FixedDepthwiseConv2d(torch.autograd.Function):
         return F.conv2d(grad, w, None, padding=ctx.padding, groups=w.shape[0]), None, None, None
 
 
+def _fixed_depthwise(conv: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``conv``'s input gradient goes through :class:`_FixedDepthwiseConv2d`."""
+    return weights_fixed(conv) and torch.is_grad_enabled() and x.dtype == conv.weight.dtype
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)`` (odd kernel,
     stride 1, same size out). With fixed weights (see :func:`weights_fixed`) its input
@@ -204,7 +214,7 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if weights_fixed(self) and torch.is_grad_enabled() and x.dtype == self.weight.dtype:
+        if _fixed_depthwise(self, x):
             return _FixedDepthwiseConv2d.apply(x, self.weight, self.bias, self.padding)
         return super().forward(x)
 
@@ -226,7 +236,7 @@ class DepthwiseConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, padding, x2d = self.weight.unsqueeze(2), (0, self.padding[0]), x.unsqueeze(2)
-        if weights_fixed(self) and torch.is_grad_enabled() and x.dtype == weight.dtype:
+        if _fixed_depthwise(self, x):
             return _FixedDepthwiseConv2d.apply(x2d, weight, self.bias, padding).squeeze(2)
         return F.conv2d(x2d, weight, self.bias, padding=padding, groups=self.groups).squeeze(2)
 

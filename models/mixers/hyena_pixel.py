@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import fft_conv2d
-from ..layers import (ChannelLinear, DepthwiseConv2d, LayerNormNoBias, channel_linear, fixed_channel_linear,
-                      weights_fixed)
+from ..layers import ChannelLinear, DepthwiseConv2d, LayerNormNoBias, channel_linear_for
 from .base import LongConvMixer
 from .filters import ExplicitFilter2d, ImplicitWindowedFilter2d, LongFilter
 
@@ -49,8 +48,7 @@ class _HyenaPixelBase(nn.Module, LongConvMixer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pw = self.pointwise_conv  # a 1x1 conv (published parameter shapes), computed as a linear layer
-        linear = fixed_channel_linear if weights_fixed(pw) else channel_linear
-        x = self.depthwise_conv(linear(x, pw.weight.flatten(1), pw.bias).permute(0, 3, 1, 2))
+        x = self.depthwise_conv(channel_linear_for(pw)(x, pw.weight.flatten(1), pw.bias).permute(0, 3, 1, 2))
         q, k, v = x.split(self.dim, dim=1)
         u = self._norm_qk(q * k)
         return self._output(v * self.long_convolution(u))
