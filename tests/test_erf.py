@@ -285,6 +285,24 @@ def test_image_files_loaded_and_bad_ones_skipped(tmp_path):
     assert res.matrix.shape == (16, 16)
 
 
+def test_fp32_passes_run_without_tf32():
+    class RecordsTF32(ConvFeatures):
+        seen = []
+
+        def forward_features(self, x):
+            self.seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return super().forward_features(x)
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        compute_erf(RecordsTF32(dtype=torch.float32), images(2, size=9), batch_size=2)
+        assert RecordsTF32.seen == [(False, False)]
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32  # restored
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 # ----------------------------------------------------------------------------- resume
 class Interrupt(Exception):
     """Raised by a callback to stop an ERF run part-way."""

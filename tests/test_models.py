@@ -203,6 +203,26 @@ def test_kernel_cache_is_used_and_invalidated():
     torch.testing.assert_close(model(x), y2)
 
 
+def test_cached_kernel_is_full_float32_and_survives_eval():
+    model = timm.create_model("hpx_former_s4").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    _, _, m = next(iter(long_conv_mixers(model)))
+    with torch.no_grad():
+        reference = m.long_conv.untruncated_kernel()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the filter network would run in bf16
+        model(x)
+    key = ((16, 16), None)
+    kernel = m.long_conv._cache[key][0]
+    assert kernel.dtype == torch.float32
+    torch.testing.assert_close(kernel, reference, rtol=0, atol=0)
+    model.eval()  # already in eval mode: the cache stays
+    assert m.long_conv._cache[key][0] is kernel
+    model.train()
+    assert not m.long_conv._cache
+
+
 def test_training_mode_gives_weight_gradients_to_the_filter():
     model = timm.create_model("hpx_former_s4").train()
     model(torch.randn(1, 3, 64, 64)).sum().backward()
