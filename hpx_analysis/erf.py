@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -50,6 +51,7 @@ import torch
 from torch import nn
 
 from .erf_state import ErfAccumulator
+from .prefetch import prefetched
 from .models.numerics import full_float32
 
 __all__ = [
@@ -245,17 +247,19 @@ def _load_input(item, size: int | None) -> torch.Tensor:
     return erf_transform(size)(load_rgb(getattr(item, "path", item)))
 
 
-def _batches(items: Sequence, keys: Sequence[str], batch_size: int, size: int | None, state: ErfAccumulator):
-    """Yield ``(keys, tensor)`` batches of loadable images; unreadable ones go to ``state.skip``."""
+def _batches(items: Sequence, keys: Sequence[str], batch_size: int, size: int | None, state: ErfAccumulator,
+             loader_threads: int = 0):
+    """Yield ``(keys, tensor)`` batches of loadable images; unreadable ones go to ``state.skip``.
+    With ``loader_threads`` > 0 the images are read on that many threads, up to two
+    batches ahead of the consumer."""
+    loaded = prefetched(lambda i: _load_input(items[i], size), range(len(items)), workers=loader_threads,
+                        ahead=2 * batch_size)
     keys_out, tensors = [], []
-    for item, key in zip(items, keys):
-        try:
-            t = _load_input(item, size)
-        except ErfError:
-            raise
-        except Exception as exc:
-            if not _is_image_load_error(exc):
-                raise
+    for i, t, exc in loaded:
+        key = keys[i]
+        if exc is not None:
+            if isinstance(exc, ErfError) or not _is_image_load_error(exc):
+                raise exc
             state.skip(key, f"unreadable image: {getattr(exc, 'reason', exc)}")
             yield [], None  # lets the caller count the image as handled
             continue
@@ -266,6 +270,27 @@ def _batches(items: Sequence, keys: Sequence[str], batch_size: int, size: int | 
             keys_out, tensors = [], []
     if tensors:
         yield keys_out, torch.stack(tensors)
+
+
+def _add_maps(state: ErfAccumulator, keys: Sequence[str], maps: torch.Tensor) -> None:
+    """Add a batch of maps to ``state``: summed in float64 where they were computed (one
+    map crosses to the host, not B), images with non-finite values skipped and counted."""
+    if maps.device.type not in ("cpu", "cuda"):  # e.g. MPS has no float64
+        maps = maps.cpu()
+    bad = (~torch.isfinite(maps)).flatten(1).sum(1).tolist()
+    good = [i for i, n in enumerate(bad) if n == 0]
+    for key, n in zip(keys, bad):
+        if n:
+            state.skip(key, f"non-finite gradient ({n} values); excluded from the mean", n)
+    if good:
+        kept = maps if len(good) == len(keys) else maps[good]
+        state.add_sum([keys[i] for i in good], kept.sum(0, dtype=torch.float64).cpu().numpy())
+
+
+def _default_loader_threads(device: torch.device) -> int:
+    """Threads that read images ahead: on an accelerator, reading overlaps its work; on the
+    CPU the model already uses every core."""
+    return 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
 
 
 def _is_image_load_error(exc: Exception) -> bool:
@@ -297,6 +322,8 @@ def accumulate_erf(
     ig_steps: int = 32,
     progress: Callable[[int], None] | None = None,
     on_batch: Callable[[ErfAccumulator], None] | None = None,
+    check_precision: bool = True,
+    loader_threads: int | None = None,
 ) -> dict:
     """Add the contribution maps of ``images`` to ``state`` (in place), skipping images
     whose key ``state`` already holds. Returns ``{"device", "precision_deviation"}``.
@@ -324,7 +351,8 @@ def accumulate_erf(
     start = time.perf_counter()
     try:
         with frozen_for_erf(model):
-            batches = _batches([t[0] for t in todo], [t[1] for t in todo], batch_size, size, state)
+            threads = _default_loader_threads(device) if loader_threads is None else loader_threads
+            batches = _batches([t[0] for t in todo], [t[1] for t in todo], batch_size, size, state, threads)
             for batch_keys, batch in batches:
                 if batch is None:
                     _report(progress, on_batch, state, 1)
@@ -336,14 +364,9 @@ def accumulate_erf(
                                    f"{tuple(batch.shape[-2:])} after {input_size}")
                 x = batch.to(device=device, dtype=dtype)
                 maps = contribution_maps(model, x, method, precision, ig_steps)
-                if precision != "fp32" and deviation is None:
+                if precision != "fp32" and check_precision and deviation is None:
                     deviation = _precision_deviation(maps, contribution_maps(model, x, method, "fp32", ig_steps))
-                for key, m in zip(batch_keys, maps.double().cpu().numpy()):
-                    bad = int(np.count_nonzero(~np.isfinite(m)))
-                    if bad:
-                        state.skip(key, f"non-finite gradient ({bad} values); excluded from the mean", bad)
-                    else:
-                        state.add(key, m)
+                _add_maps(state, batch_keys, maps)
                 _report(progress, on_batch, state, len(batch_keys))
     finally:
         state.seconds += time.perf_counter() - start
@@ -375,6 +398,8 @@ def compute_erf(
     progress: Callable[[int], None] | None = None,
     state: ErfAccumulator | None = None,
     on_batch: Callable[[ErfAccumulator], None] | None = None,
+    check_precision: bool = True,
+    loader_threads: int | None = None,
 ) -> ErfResult:
     """Mean ERF contribution matrix of ``model`` over ``images``.
 
@@ -385,11 +410,16 @@ def compute_erf(
     are not computed again); it is updated in place. ``progress(n)`` is called with the
     number of images handled after every batch; ``on_batch(state)`` after every batch
     (e.g. to save the state). ``ig_steps``: integration steps of integrated gradients.
+    ``check_precision``: with a reduced ``precision``, also compute the first batch in
+    float32 and record the deviation (``precision_deviation``); False skips that extra
+    pass (benchmarks time the reduced-precision passes alone this way).
+    ``loader_threads``: threads that read image files ahead of the model (default: none
+    on the CPU, up to 4 on an accelerator, where reading overlaps its work).
     """
     state = state if state is not None else ErfAccumulator()
     info = accumulate_erf(model, images, state, size=size, batch_size=batch_size, method=method,
                           precision=precision, device=device, ig_steps=ig_steps, progress=progress,
-                          on_batch=on_batch)
+                          on_batch=on_batch, check_precision=check_precision, loader_threads=loader_threads)
     return erf_result(state, method=method, precision=precision, device=info["device"],
                       precision_deviation=info["precision_deviation"])
 

@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -53,15 +54,24 @@ class ErfAccumulator:
 
     def add(self, key: str, contribution: np.ndarray) -> None:
         """Add one image's contribution map (converted to float64)."""
-        if key in self.done_keys():
-            raise ErfStateError(f"image {key!r} is already in the accumulation")
-        c = np.asarray(contribution, dtype=np.float64)
+        self.add_sum([key], contribution)
+
+    def add_sum(self, keys: Sequence[str], contribution_sum: np.ndarray) -> None:
+        """Add the sum of the contribution maps of the images ``keys`` (converted to float64)."""
+        keys = list(keys)
+        if not keys:
+            raise ErfStateError("a contribution sum needs the keys of the images it holds")
+        done = self.done_keys()
+        for i, key in enumerate(keys):
+            if key in done or key in keys[:i]:
+                raise ErfStateError(f"image {key!r} is already in the accumulation")
+        c = np.asarray(contribution_sum, dtype=np.float64)
         if self.total is None:
             self.total = np.zeros_like(c)
         elif c.shape != self.total.shape:
             raise ErfStateError(f"contribution of shape {c.shape} does not match the accumulated {self.total.shape}")
         self.total += c
-        self.used.append(key)
+        self.used.extend(keys)
 
     def skip(self, key: str, reason: str, nonfinite_values: int = 0) -> None:
         """Record an image that is not part of the mean, with the reason."""

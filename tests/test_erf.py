@@ -285,6 +285,29 @@ def test_image_files_loaded_and_bad_ones_skipped(tmp_path):
     assert res.matrix.shape == (16, 16)
 
 
+def test_image_files_read_on_threads_give_the_same_run(tmp_path):
+    from PIL import Image
+
+    from hpx_analysis.images import ImageItem
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(7):
+        p = tmp_path / f"img{i}.png"
+        if i == 3:
+            p.write_bytes(b"not a png")
+        else:
+            Image.fromarray(rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    items = [ImageItem(str(p)) for p in paths]
+    model = ConvFeatures(dtype=torch.float32)
+    plain = compute_erf(model, items, size=16, batch_size=2, loader_threads=0)
+    threaded = compute_erf(model, items, size=16, batch_size=2, loader_threads=3)
+    assert threaded.used == plain.used == [str(p) for i, p in enumerate(paths) if i != 3]
+    assert threaded.skipped == plain.skipped and len(plain.skipped) == 1
+    np.testing.assert_array_equal(threaded.matrix, plain.matrix)
+
+
 def test_fp32_passes_run_without_tf32():
     class RecordsTF32(ConvFeatures):
         seen = []
@@ -301,6 +324,22 @@ def test_fp32_passes_run_without_tf32():
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32  # restored
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_batch_sums_are_added_once_per_image():
+    acc = ErfAccumulator()
+    acc.add_sum(["a", "b"], 3 * np.ones((2, 2), dtype=np.float32))
+    acc.add("c", np.ones((2, 2)))
+    assert acc.used == ["a", "b", "c"] and acc.count == 3 and acc.total.dtype == np.float64
+    np.testing.assert_array_equal(acc.mean(), 4 / 3 * np.ones((2, 2)))
+    with pytest.raises(ErfStateError, match="already"):
+        acc.add_sum(["d", "b"], np.ones((2, 2)))
+    with pytest.raises(ErfStateError, match="already"):
+        acc.add_sum(["d", "d"], np.ones((2, 2)))
+    with pytest.raises(ErfStateError):
+        acc.add_sum([], np.ones((2, 2)))
+    assert acc.used == ["a", "b", "c"]  # refused sums leave the state as it was
+    np.testing.assert_array_equal(acc.total, 4 * np.ones((2, 2)))
 
 
 # ----------------------------------------------------------------------------- resume
