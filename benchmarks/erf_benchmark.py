@@ -28,7 +28,7 @@ The two ERF matrices are compared at the end (they must agree to float32 toleran
 
 usage: python benchmarks/erf_benchmark.py [--model hpx_former_s18] [--size 1024] [--images 3]
                                           [--batch-sizes 1] [--device auto] [--grad-checkpointing]
-                                          [--precision fp32] [--repeats 1]
+                                          [--published-batch-sizes 1] [--precision fp32] [--repeats 1]
 """
 from __future__ import annotations
 
