@@ -271,6 +271,12 @@ def split_channels(x: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
     return _SplitChannels.apply(x, size)
 
 
+def _joined(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """The row blocks as one tensor; a single block as it is (``torch.cat`` would copy it:
+    on a GPU the MLP runs as one block)."""
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+
+
 class _FixedWeightStarMlp(torch.autograd.Function):
     """``fc2(StarReLU(fc1(x)))`` for fixed weights, computed a block of tokens at a time so
     that the hidden activations (4x the input) stay in cache; gradient w.r.t. ``x`` only.
@@ -296,7 +302,7 @@ class _FixedWeightStarMlp(torch.autograd.Function):
                 kept.append(h)
         ctx.in_shape = x.shape
         ctx.save_for_backward(w1, w2, scale, *kept)  # saved tensors: checkpointing can drop them
-        return torch.cat(outs).reshape(*x.shape[:-1], w2.shape[0])
+        return _joined(outs).reshape(*x.shape[:-1], w2.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
@@ -310,7 +316,7 @@ class _FixedWeightStarMlp(torch.autograd.Function):
             gh = channel_linear(g[start:start + h.shape[0]], w2_t)
             grads.append(channel_linear(gh.mul_(h), w1_t))
             start += h.shape[0]
-        return torch.cat(grads).reshape(ctx.in_shape), None, None, None, None, None
+        return _joined(grads).reshape(ctx.in_shape), None, None, None, None, None
 
 
 class Mlp(nn.Module):
