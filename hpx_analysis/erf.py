@@ -161,7 +161,7 @@ def contribution_maps(model: nn.Module, x: torch.Tensor, method: str = "grad", p
     if method not in METHODS:
         raise ErfError(f"unknown ERF method {method!r}; choose one of {', '.join(METHODS)}")
     unit = _unit_fn(model)
-    with _autocast(x.device, precision):
+    with _precision_mode(x.device, precision):
         if method == "grad":
             xg = x.detach().clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(unit(xg).sum(), xg)
@@ -182,7 +182,8 @@ def contribution_maps(model: nn.Module, x: torch.Tensor, method: str = "grad", p
 
 
 @contextlib.contextmanager
-def _autocast(device: torch.device, precision: str):
+def _precision_mode(device: torch.device, precision: str):
+    """fp32: full float32 (no TF32); bf16/fp16: CUDA autocast."""
     if precision not in PRECISIONS:
         raise ErfError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
