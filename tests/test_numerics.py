@@ -1,10 +1,11 @@
-"""full_float32: TF32 and autocast off inside, the caller's settings restored after."""
+"""full_float32: TF32 and autocast off inside; tf32: TF32 on inside; the caller's settings
+restored after both."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hpx_analysis.models.numerics import full_float32
+from hpx_analysis.models.numerics import full_float32, tf32
 
 
 @pytest.fixture
@@ -38,3 +39,16 @@ def test_autocast_off_for_the_device_type():
             assert (a @ b).dtype == torch.float32
         with full_float32():  # no device type: autocast left alone
             assert (a @ b).dtype == torch.bfloat16
+
+
+def test_tf32_on_inside_and_restored_after_an_error():
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with pytest.raises(RuntimeError):
+            with tf32():
+                assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+                raise RuntimeError("inside")
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -125,11 +125,13 @@ class LongFilter(nn.Module, abc.ABC):
         tensors = list(self.parameters()) + list(self.buffers())
         return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
 
+    @torch.compiler.disable
     def kernel_and_spectrum(self, input_size: tuple[int, ...]):
         """``(kernel, its spectrum or None)`` for an input of ``input_size``. Cached when
         allowed: the untruncated kernel per weight state (so a truncation sweep does not
         re-run the filter network) and the spectrum per weight state, truncation and input
-        size."""
+        size. Left out of ``torch.compile`` graphs (it runs as written): its cache check
+        compares data pointers, which would make every block recompile."""
         if not self._can_cache():
             self._cache.clear()
             return self.kernel(), None
