@@ -73,10 +73,11 @@ def write_summary(out_dir: Path, rows: list[dict], results: list[ErfResult]) -> 
 
 def _run_one(loaded: LoadedModel, items, *, out_dir: Path, settings: dict, resume: bool, ctx: DistContext,
              device: torch.device, size: int, batch_size: int, method: str, precision: str,
-             ig_steps: int) -> ErfResult:
+             ig_steps: int, compile_blocks: bool) -> ErfResult:
     stem = partial_stem(out_dir, loaded.name)
     kwargs = dict(settings=settings, state_stem=stem, resume=resume, ctx=ctx, size=size, batch_size=batch_size,
-                  method=method, precision=precision, device=device, ig_steps=ig_steps)
+                  method=method, precision=precision, device=device, ig_steps=ig_steps,
+                  compile_blocks=compile_blocks)
     if not ctx.is_main:
         return run_erf(loaded.model, items, **kwargs)
     with progress() as bar:
@@ -104,8 +105,9 @@ def erf(
                                                                  "(exact: same matrix as one at a time).")] = 1,
     method: Annotated[str, typer.Option("--method", help="grad (Luo et al./RepLKNet protocol), saliency or "
                                                          "integrated_gradients (captum).")] = "grad",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, or bf16/fp16 autocast (CUDA only; the "
-                                                               "deviation from fp32 is recorded).")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (full float32), or tf32 products and "
+                                                               "convolutions, or bf16/fp16 autocast (CUDA only; "
+                                                               "the deviation from fp32 is recorded).")] = "fp32",
     ig_steps: Annotated[int, typer.Option("--ig-steps", help="Integration steps for integrated_gradients.")] = 32,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its partial "
                                                           "accumulation in --out.")] = False,
@@ -113,6 +115,10 @@ def erf(
         "--grad-checkpointing", help="Recompute activations in the backward pass (timm's "
                                      "set_grad_checkpointing): far less memory for large batches or "
                                      "sizes, about 1.5x the time; same matrix.")] = False,
+    compile_blocks: Annotated[bool, typer.Option(
+        "--compile", help="Run the model's repeated blocks through torch.compile: faster and leaner on a GPU "
+                          "for many images, after a minute or more of compiling the first time; slower on "
+                          "CPUs. Same matrix up to float32 rounding.")] = False,
 ) -> None:
     """Effective receptive fields (Luo et al. / RepLKNet protocol) of the centre unit of the last
     feature map, averaged over images: arrays, metrics and a side-by-side heatmap figure."""
@@ -158,7 +164,7 @@ def erf(
             try:
                 result = _run_one(loaded, items, out_dir=out_dir, settings=settings, resume=resume, ctx=ctx,
                                   device=dev, size=size, batch_size=batch_size, method=method,
-                                  precision=precision, ig_steps=ig_steps)
+                                  precision=precision, ig_steps=ig_steps, compile_blocks=compile_blocks)
             except ErfError:
                 raise
             except (RuntimeError, AssertionError) as err:
@@ -168,7 +174,7 @@ def erf(
             if not ctx.is_main:
                 continue
             extra = {"size": size, "batch_size": batch_size, "seed": seed, "images_source": settings["images"],
-                     "grad_checkpointing": grad_checkpointing,
+                     "grad_checkpointing": grad_checkpointing, "compile": compile_blocks,
                      "world_size": ctx.world_size, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
             metrics = write_model_outputs(out_dir, loaded, result, extra)
             discard_partial(partial_stem(out_dir, loaded.name))

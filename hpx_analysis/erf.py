@@ -32,10 +32,14 @@ Images whose map has non-finite values (NaN or inf) are excluded from the mean, 
 
 ``precision="fp32"`` is full float32: TF32 is switched off for the passes (PyTorch's
 default runs cuDNN convolutions in TF32 on CUDA, which moved a random-init
-hpx_former_s18's ERF by 1.5% of its mass). On CUDA, ``precision="bf16"`` or ``"fp16"``
-runs forward and backward under autocast;
-the first batch is also computed in float32 and the deviation of the reduced-precision
-maps from it is stated in the result (``precision_deviation``).
+hpx_former_s18's ERF by 1.5% of its mass). On CUDA, ``precision="tf32"`` runs matrix
+products and convolutions in TF32 and ``"bf16"`` or ``"fp16"`` runs forward and backward
+under autocast; the first batch is also computed in float32 and the deviation of the
+reduced-precision maps from it is stated in the result (``precision_deviation``).
+
+``compile=True`` runs the model's repeated blocks through ``torch.compile`` (see
+:mod:`hpx_analysis.compiled`): same matrix up to float32 rounding, faster on a GPU once
+compiled.
 """
 from __future__ import annotations
 
@@ -52,7 +56,8 @@ from torch import nn
 
 from .erf_state import ErfAccumulator
 from .prefetch import prefetched
-from .models.numerics import full_float32
+from .compiled import compiling
+from .models.numerics import full_float32, tf32
 
 __all__ = [
     "METHODS", "PRECISIONS", "ErfError", "ErfResult", "compute_erf", "last_feature_map", "centre_unit",
@@ -60,7 +65,7 @@ __all__ = [
 ]
 
 METHODS = ("grad", "saliency", "integrated_gradients")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -83,6 +88,7 @@ class ErfResult:
     device: str
     precision_deviation: dict | None = None
     settings: dict = field(default_factory=dict)
+    compiled_blocks: int = 0
 
     @property
     def num_images(self) -> int:
@@ -98,6 +104,7 @@ class ErfResult:
             "seconds": self.seconds,
             "seconds_per_image": self.seconds / max(1, self.num_images + len(self.skipped)),
             "precision_deviation": self.precision_deviation, "settings": dict(self.settings),
+            "compiled_blocks": self.compiled_blocks,
         }
 
 
@@ -183,7 +190,7 @@ def contribution_maps(model: nn.Module, x: torch.Tensor, method: str = "grad", p
 
 @contextlib.contextmanager
 def _precision_mode(device: torch.device, precision: str):
-    """fp32: full float32 (no TF32); bf16/fp16: CUDA autocast."""
+    """fp32: full float32 (no TF32); tf32: TF32 products and convolutions; bf16/fp16: CUDA autocast."""
     if precision not in PRECISIONS:
         raise ErfError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
@@ -192,7 +199,7 @@ def _precision_mode(device: torch.device, precision: str):
         return
     if device.type != "cuda":
         raise ErfError(f"reduced precision ({precision}) is only supported on CUDA; use fp32 on {device.type}")
-    with torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[precision]):
+    with (tf32() if precision == "tf32" else torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[precision])):
         yield
 
 
@@ -249,10 +256,11 @@ def _load_input(item, size: int | None) -> torch.Tensor:
 
 
 def _batches(items: Sequence, keys: Sequence[str], batch_size: int, size: int | None, state: ErfAccumulator,
-             loader_threads: int = 0):
+             loader_threads: int = 0, pin_memory: bool = False):
     """Yield ``(keys, tensor)`` batches of loadable images; unreadable ones go to ``state.skip``.
     With ``loader_threads`` > 0 the images are read on that many threads, up to two
-    batches ahead of the consumer."""
+    batches ahead of the consumer. ``pin_memory``: batches are stacked into page-locked
+    memory (for asynchronous copies to a CUDA device)."""
     loaded = prefetched(lambda i: _load_input(items[i], size), range(len(items)), workers=loader_threads,
                         ahead=2 * batch_size)
     keys_out, tensors = [], []
@@ -267,25 +275,61 @@ def _batches(items: Sequence, keys: Sequence[str], batch_size: int, size: int | 
         keys_out.append(key)
         tensors.append(t)
         if len(tensors) == batch_size:
-            yield keys_out, torch.stack(tensors)
+            yield keys_out, _stack(tensors, pin_memory)
             keys_out, tensors = [], []
     if tensors:
-        yield keys_out, torch.stack(tensors)
+        yield keys_out, _stack(tensors, pin_memory)
 
 
-def _add_maps(state: ErfAccumulator, keys: Sequence[str], maps: torch.Tensor) -> None:
-    """Add a batch of maps to ``state``: summed in float64 where they were computed (one
-    map crosses to the host, not B), images with non-finite values skipped and counted."""
+def _stack(tensors: list[torch.Tensor], pin_memory: bool) -> torch.Tensor:
+    if not pin_memory or len({(t.shape, t.dtype) for t in tensors}) > 1:  # mixed sizes: stack's error
+        return torch.stack(tensors)
+    first = tensors[0]
+    return torch.stack(tensors, out=torch.empty((len(tensors), *first.shape), dtype=first.dtype, pin_memory=True))
+
+
+@dataclass
+class _BatchSum:
+    """A batch's maps reduced where they were computed: per-image non-finite counts and the
+    float64 sum of the finite images' maps, on their way to the host (``ready`` is the
+    CUDA event of the copies; None where they are done)."""
+
+    keys: Sequence[str]
+    nonfinite: torch.Tensor
+    total: torch.Tensor
+    ready: torch.cuda.Event | None
+
+
+def _reduce_maps(keys: Sequence[str], maps: torch.Tensor) -> _BatchSum:
+    """Start reducing a batch of maps (no wait for the device: on CUDA the results are copied
+    to page-locked host memory behind the work already queued)."""
     if maps.device.type not in ("cpu", "cuda"):  # e.g. MPS has no float64
         maps = maps.cpu()
-    bad = (~torch.isfinite(maps)).flatten(1).sum(1).tolist()
-    good = [i for i, n in enumerate(bad) if n == 0]
-    for key, n in zip(keys, bad):
+    finite = torch.isfinite(maps).flatten(1)
+    nonfinite = (~finite).sum(1)
+    total = torch.where(finite.all(1)[:, None, None], maps, 0).sum(0, dtype=torch.float64)
+    if maps.device.type != "cuda":
+        return _BatchSum(keys, nonfinite, total, None)
+    host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
+            for t in (nonfinite, total)]
+    ready = torch.cuda.Event()
+    ready.record()
+    return _BatchSum(keys, host[0], host[1], ready)
+
+
+def _add_batch_sum(state: ErfAccumulator, batch: _BatchSum) -> None:
+    """Wait for a reduced batch and add it to ``state``: images with non-finite values are
+    skipped and counted, the others' maps added (one float64 map per batch crosses to the
+    host)."""
+    if batch.ready is not None:
+        batch.ready.synchronize()
+    bad = batch.nonfinite.tolist()
+    for key, n in zip(batch.keys, bad):
         if n:
             state.skip(key, f"non-finite gradient ({n} values); excluded from the mean", n)
+    good = [key for key, n in zip(batch.keys, bad) if n == 0]
     if good:
-        kept = maps if len(good) == len(keys) else maps[good]
-        state.add_sum([keys[i] for i in good], kept.sum(0, dtype=torch.float64).cpu().numpy())
+        state.add_sum(good, batch.total.cpu().numpy())
 
 
 def _default_loader_threads(device: torch.device) -> int:
@@ -325,9 +369,11 @@ def accumulate_erf(
     on_batch: Callable[[ErfAccumulator], None] | None = None,
     check_precision: bool = True,
     loader_threads: int | None = None,
+    compile_blocks: bool = False,
 ) -> dict:
     """Add the contribution maps of ``images`` to ``state`` (in place), skipping images
-    whose key ``state`` already holds. Returns ``{"device", "precision_deviation"}``.
+    whose key ``state`` already holds. Returns ``{"device", "precision_deviation",
+    "compiled_blocks"}``.
     An empty ``images`` is fine here (a rank of a distributed run may get no image).
     See :func:`compute_erf` for the arguments."""
     _check_options(method, precision, batch_size)
@@ -347,13 +393,17 @@ def accumulate_erf(
     done = state.done_keys()
     todo = [(item, key) for item, key in zip(items, keys) if key not in done]
 
-    deviation = None
+    deviation, blocks = None, 0
     input_size = tuple(state.total.shape) if state.total is not None else None
     start = time.perf_counter()
+    pending: _BatchSum | None = None
     try:
-        with frozen_for_erf(model):
+        with frozen_for_erf(model), _maybe_compiled(model, compile_blocks) as blocks:
             threads = _default_loader_threads(device) if loader_threads is None else loader_threads
-            batches = _batches([t[0] for t in todo], [t[1] for t in todo], batch_size, size, state, threads)
+            batches = _batches([t[0] for t in todo], [t[1] for t in todo], batch_size, size, state, threads,
+                               pin_memory=device.type == "cuda")
+            # pipelined: while the device works on a batch, the next one is read and stacked
+            # and the previous one's reduced maps come back to the host
             for batch_keys, batch in batches:
                 if batch is None:
                     _report(progress, on_batch, state, 1)
@@ -363,19 +413,31 @@ def accumulate_erf(
                 elif tuple(batch.shape[-2:]) != input_size:
                     raise ErfError(f"all images must have the same size for one ERF: got "
                                    f"{tuple(batch.shape[-2:])} after {input_size}")
-                x = batch.to(device=device, dtype=dtype)
+                x = batch.to(device=device, dtype=dtype, non_blocking=True)
                 maps = contribution_maps(model, x, method, precision, ig_steps)
                 if precision != "fp32" and check_precision and deviation is None:
                     deviation = _precision_deviation(maps, contribution_maps(model, x, method, "fp32", ig_steps))
-                _add_maps(state, batch_keys, maps)
-                _report(progress, on_batch, state, len(batch_keys))
+                if pending is not None:
+                    previous, pending = pending, None
+                    _add_batch_sum(state, previous)
+                    _report(progress, on_batch, state, len(previous.keys))
+                pending = _reduce_maps(batch_keys, maps)
     finally:
-        state.seconds += time.perf_counter() - start
-    return {"device": str(device), "precision_deviation": deviation}
+        try:
+            if pending is not None:  # the last batch, or the one computed when an error or interrupt came
+                _add_batch_sum(state, pending)
+                _report(progress, on_batch, state, len(pending.keys))
+        finally:
+            state.seconds += time.perf_counter() - start
+    return {"device": str(device), "precision_deviation": deviation, "compiled_blocks": blocks}
+
+
+def _maybe_compiled(model: nn.Module, compile_blocks: bool):
+    return compiling(model) if compile_blocks else contextlib.nullcontext(0)
 
 
 def erf_result(state: ErfAccumulator, *, method: str, precision: str, device: str,
-               precision_deviation: dict | None = None) -> ErfResult:
+               precision_deviation: dict | None = None, compiled_blocks: int = 0) -> ErfResult:
     """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used."""
     if state.count == 0:
         reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in state.skipped[:5])
@@ -383,7 +445,8 @@ def erf_result(state: ErfAccumulator, *, method: str, precision: str, device: st
     return ErfResult(matrix=state.mean(), used=list(state.used), skipped=list(state.skipped),
                      nonfinite_values=state.nonfinite_values, seconds=state.seconds, method=method,
                      precision=precision, input_size=tuple(state.total.shape), device=device,
-                     precision_deviation=precision_deviation, settings=dict(state.settings))
+                     precision_deviation=precision_deviation, settings=dict(state.settings),
+                     compiled_blocks=compiled_blocks)
 
 
 def compute_erf(
@@ -401,6 +464,7 @@ def compute_erf(
     on_batch: Callable[[ErfAccumulator], None] | None = None,
     check_precision: bool = True,
     loader_threads: int | None = None,
+    compile_blocks: bool = False,
 ) -> ErfResult:
     """Mean ERF contribution matrix of ``model`` over ``images``.
 
@@ -416,13 +480,17 @@ def compute_erf(
     pass (benchmarks time the reduced-precision passes alone this way).
     ``loader_threads``: threads that read image files ahead of the model (default: none
     on the CPU, up to 4 on an accelerator, where reading overlaps its work).
+    ``compile_blocks``: run the model's repeated blocks through ``torch.compile`` (see
+    :mod:`hpx_analysis.compiled`; for GPUs and many images: compiling takes a minute or more
+    the first time); the number compiled is in the result.
     """
     state = state if state is not None else ErfAccumulator()
     info = accumulate_erf(model, images, state, size=size, batch_size=batch_size, method=method,
                           precision=precision, device=device, ig_steps=ig_steps, progress=progress,
-                          on_batch=on_batch, check_precision=check_precision, loader_threads=loader_threads)
+                          on_batch=on_batch, check_precision=check_precision, loader_threads=loader_threads,
+                          compile_blocks=compile_blocks)
     return erf_result(state, method=method, precision=precision, device=info["device"],
-                      precision_deviation=info["precision_deviation"])
+                      precision_deviation=info["precision_deviation"], compiled_blocks=info["compiled_blocks"])
 
 
 def _report(progress, on_batch, state, n: int) -> None:

@@ -78,12 +78,14 @@ def run_erf(
     ig_steps: int = 32,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    compile_blocks: bool = False,
 ) -> ErfResult:
     """Compute the ERF of ``model`` over ``images`` with saving, resuming and sharding.
 
     ``settings`` describes the run (model, weights, size, method, ...) and guards resuming.
     ``on_start(done, todo)`` is called on every rank once it knows how many images were
     already done and how many this rank will compute. Every rank returns the full result.
+    ``compile_blocks``: see :func:`hpx_analysis.erf.compute_erf`.
     """
     ctx = ctx or DistContext()
     items = list(images)
@@ -122,11 +124,11 @@ def run_erf(
 
     info = accumulate_erf(model, mine, state, size=size, batch_size=batch_size, method=method,
                           precision=precision, device=device, ig_steps=ig_steps, progress=progress,
-                          on_batch=save)
+                          on_batch=save, compile_blocks=compile_blocks)
     if stem is not None:
         state.save(_rank_stem(stem, ctx.rank))
     merged = reduce_accumulator(state, ctx)
     deviation = broadcast_object(info["precision_deviation"], ctx)
     return erf_result(merged, method=method, precision=precision, device=info["device"],
-                      precision_deviation=deviation)
+                      precision_deviation=deviation, compiled_blocks=info["compiled_blocks"])
 

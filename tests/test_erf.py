@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import hpx_analysis  # noqa: F401  (registers the models)
-from hpx_analysis.erf import (ErfError, KeyedInput, centre_unit, compute_erf, contribution_maps,
+from hpx_analysis.erf import (ErfError, KeyedInput, accumulate_erf, centre_unit, compute_erf, contribution_maps,
                               frozen_for_erf, last_feature_map)
 from hpx_analysis.erf_run import partial_files, run_erf
 from hpx_analysis.erf_state import ErfAccumulator, ErfStateError
@@ -233,6 +233,8 @@ def test_bad_arguments():
         compute_erf(model, images(1), method="occlusion")
     with pytest.raises(ErfError, match="CUDA"):
         compute_erf(model, images(1), precision="bf16")
+    with pytest.raises(ErfError, match="CUDA"):
+        compute_erf(model, images(1), precision="tf32")
     with pytest.raises(ErfError, match="same size"):
         compute_erf(model, images(1, size=9) + images(1, size=11))
     with pytest.raises(ErfError, match="no image"):
@@ -324,6 +326,39 @@ def test_fp32_passes_run_without_tf32():
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32  # restored
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_tf32_mode_sets_tf32_and_restores_the_callers_flags():
+    from hpx_analysis.erf import _precision_mode
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with _precision_mode(torch.device("cuda"), "tf32"):  # flags only: no CUDA call is made
+            assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_an_interrupt_keeps_the_batch_computed_before_it():
+    """Batches are pipelined (a batch is added while the next one is computed): a failure in
+    the second batch must still add the first, once."""
+    class FailsOnSecondBatch(ConvFeatures):
+        calls = 0
+
+        def forward_features(self, x):
+            FailsOnSecondBatch.calls += 1
+            if FailsOnSecondBatch.calls == 2:
+                raise Interrupt
+            return super().forward_features(x)
+
+    model, xs = FailsOnSecondBatch(), images(4)
+    state, seen = ErfAccumulator(), []
+    with pytest.raises(Interrupt):
+        accumulate_erf(model, xs, state, batch_size=2, progress=seen.append)
+    assert state.used == ["tensor:0", "tensor:1"] and seen == [2]
+    np.testing.assert_allclose(state.mean(), compute_erf(ConvFeatures(), xs[:2]).matrix, rtol=1e-12)
 
 
 def test_batch_sums_are_added_once_per_image():
