@@ -3,12 +3,12 @@
 For each model (seeded random initialisation, the same weights on both sides) the ERF
 matrix of ``--images`` bundled photographs at ``--size`` px is computed once in float64
 on the CPU, then on ``--device`` in float32 at batch 1, in float32 at batch ``--images``,
-with gradient checkpointing, and (on CUDA) under bf16 autocast. Each is compared with the
+with gradient checkpointing, and (on CUDA) in TF32 and under bf16 autocast. Each is compared with the
 reference by relative L1 (sum |diff| / sum |ref|) and max |diff| / max |ref|.
 
 The float32 variants must agree within ``--fp32-tol`` (relative L1); the script exits
 with status 1 otherwise. Reduced precision is reported, not judged: its deviation is
-what ``hpx-analyze erf --precision bf16`` records.
+what ``hpx-analyze erf --precision tf32`` or ``bf16`` records.
 
 This checks the hand-written backward functions (fixed-weight linears, depthwise
 convolutions, the split, the FFT convolution) on the device as the ERF uses them: the
@@ -42,7 +42,8 @@ def variants(device_type: str, n_images: int) -> list[tuple[str, int, str, bool]
            (f"fp32 batch {n_images}", n_images, "fp32", False),
            (f"fp32 batch {n_images} ckpt", n_images, "fp32", True)]
     if device_type == "cuda":
-        out.append((f"bf16 batch {n_images}", n_images, "bf16", False))
+        out += [(f"tf32 batch {n_images}", n_images, "tf32", False),
+                (f"bf16 batch {n_images}", n_images, "bf16", False)]
     return out
 
 

@@ -17,8 +17,10 @@ out of the timing). The images are the bundled scikit-image photographs, resized
 - ``ours``: :func:`hpx_analysis.erf.compute_erf` (frozen parameters, cached kernel
   spectrum, minimal exact FFT sizes) at each ``--batch-sizes`` value, in a process set up
   as ``hpx-analyze`` sets itself up: glibc keeps freed buffers for reuse
-  (:func:`hpx_analysis.allocator.reuse_freed_memory`). ``--precision bf16`` (CUDA) times
-  ours under autocast; the deviation from float32, measured on the warm-up batch, is printed.
+  (:func:`hpx_analysis.allocator.reuse_freed_memory`). ``--precision tf32`` or ``bf16``
+  (CUDA) times ours in TF32 or under autocast; the deviation from float32, measured on the
+  warm-up batch, is printed. ``--compile`` times ours with its blocks compiled
+  (``torch.compile``); the compiling falls in the warm-up.
 
 The published baseline runs twice on the CPU: with the C allocator's defaults (how the
 published code runs) and with the same heap-reuse setting as ours, so that the gain of
@@ -28,7 +30,8 @@ The two ERF matrices are compared at the end (they must agree to float32 toleran
 
 usage: python benchmarks/erf_benchmark.py [--model hpx_former_s18] [--size 1024] [--images 3]
                                           [--batch-sizes 1] [--device auto] [--grad-checkpointing]
-                                          [--published-batch-sizes 1] [--precision fp32] [--repeats 1]
+                                          [--published-batch-sizes 1] [--precision fp32] [--compile]
+                                          [--repeats 1]
 """
 from __future__ import annotations
 
@@ -137,7 +140,7 @@ def worker(args) -> None:
         matrix = total / len(timed)
     else:
         warm = compute_erf(model, ([warmup] + timed)[:args.batch_size], batch_size=args.batch_size,
-                           device=device, precision=args.precision)
+                           device=device, precision=args.precision, compile_blocks=args.compile)
         sync()
         first = time.perf_counter() - t0
         deviation = warm.precision_deviation
@@ -145,12 +148,13 @@ def worker(args) -> None:
         cpu0 = process_cpu_s()
         t0 = time.perf_counter()
         matrix = compute_erf(model, timed, batch_size=args.batch_size, device=device, precision=args.precision,
-                             check_precision=False).matrix
+                             check_precision=False, compile_blocks=args.compile).matrix
         sync()
         elapsed = time.perf_counter() - t0
     record = {
         "config": args.worker + ("" if args.worker == "published" else
                                  ("+ckpt" if args.grad_checkpointing else "") +
+                                 ("+compile" if args.compile else "") +
                                  ("" if args.precision == "fp32" else f"+{args.precision}")),
         "precision_deviation": deviation,
         "heap_reuse": bool(args.heap_reuse),
@@ -186,6 +190,8 @@ def run_config(args, config: str, batch_size: int, heap_reuse: bool, tmp: Path) 
         cmd.append("--heap-reuse")
     if args.grad_checkpointing:
         cmd.append("--grad-checkpointing")
+    if args.compile:
+        cmd.append("--compile")
     cmd += ["--precision", args.precision]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -209,8 +215,12 @@ def main(argv=None) -> None:
                         help="run every configuration this many times, interleaved; report medians")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="ours with activation recomputation (less memory, about 1.5x the time)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                        help="ours under CUDA autocast at this precision (the published code runs in float32)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"],
+                        help="ours in TF32 or under CUDA autocast at this precision (the published code runs "
+                             "as PyTorch's defaults have it)")
+    parser.add_argument("--compile", action="store_true",
+                        help="ours with its repeated blocks compiled (torch.compile); the compiling is in the "
+                             "warm-up")
     parser.add_argument("--worker", choices=["published", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--heap-reuse", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -241,7 +251,7 @@ def main(argv=None) -> None:
                 rec, mat = run_config(args, *config, Path(tmp))
                 runs[config].append((rec, mat))
                 print(f"  [{rep + 1}/{args.repeats}] {rec['config']:10s} {_malloc_label(rec):14s} batch "
-                      f"{rec['batch_size']:2d}: {rec['per_image_s']:8.3f} s/image (CPU time "
+                      f"{rec['batch_size']:2d}: {rec['per_image_s']:8.4f} s/image (CPU time "
                       f"{rec['cpu_s_per_image']:.2f} s/image, warm-up {rec['first_image_s']:.2f} s), "
                       f"peak {rec['peak_gb']:.2f} GB ({rec['peak_kind']})", flush=True)
                 if rec["precision_deviation"]:
@@ -252,7 +262,7 @@ def main(argv=None) -> None:
         for config, results in runs.items():
             rec = results[0][0]
             print(f"  {rec['config']:10s} {_malloc_label(rec):14s} batch {rec['batch_size']:2d}: "
-                  f"{_median([r['per_image_s'] for r, _ in results]):8.3f} s/image, "
+                  f"{_median([r['per_image_s'] for r, _ in results]):8.4f} s/image, "
                   f"peak {max(r['peak_gb'] for r, _ in results):.2f} GB")
     for ours in configs[len(published):]:
         mat = runs[ours][0][1]
