@@ -61,7 +61,8 @@ from .models.numerics import full_float32, tf32
 
 __all__ = [
     "METHODS", "PRECISIONS", "ErfError", "ErfResult", "compute_erf", "last_feature_map", "centre_unit",
-    "contribution_maps", "frozen_for_erf", "image_key", "KeyedInput", "accumulate_erf", "erf_result",
+    "contribution_maps", "maps_that_fit", "frozen_for_erf", "image_key", "KeyedInput", "accumulate_erf",
+    "erf_result",
 ]
 
 METHODS = ("grad", "saliency", "integrated_gradients")
@@ -89,6 +90,7 @@ class ErfResult:
     precision_deviation: dict | None = None
     settings: dict = field(default_factory=dict)
     compiled_blocks: int = 0
+    images_per_pass: int | None = None
 
     @property
     def num_images(self) -> int:
@@ -104,7 +106,7 @@ class ErfResult:
             "seconds": self.seconds,
             "seconds_per_image": self.seconds / max(1, self.num_images + len(self.skipped)),
             "precision_deviation": self.precision_deviation, "settings": dict(self.settings),
-            "compiled_blocks": self.compiled_blocks,
+            "compiled_blocks": self.compiled_blocks, "images_per_pass": self.images_per_pass,
         }
 
 
@@ -201,6 +203,27 @@ def _precision_mode(device: torch.device, precision: str):
         raise ErfError(f"reduced precision ({precision}) is only supported on CUDA; use fp32 on {device.type}")
     with (tf32() if precision == "tf32" else torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[precision])):
         yield
+
+
+def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, method: str = "grad", precision: str = "fp32",
+                  ig_steps: int = 32) -> tuple[torch.Tensor, int]:
+    """:func:`contribution_maps` of ``x`` computed ``chunk`` images at a time; when the device
+    runs out of memory the chunk is halved (down to one image) and the pass retried.
+    Returns the maps and the chunk that fitted, to start the next batch with. Exact:
+    images do not interact, so chunks give the maps of the whole batch."""
+    while True:
+        size = min(chunk, x.shape[0])
+        try:
+            if size == x.shape[0]:
+                return contribution_maps(model, x, method, precision, ig_steps), chunk
+            return torch.cat([contribution_maps(model, part, method, precision, ig_steps)
+                              for part in x.split(size)]), size
+        except torch.OutOfMemoryError:
+            if size == 1:
+                raise
+        chunk = (size + 1) // 2  # out of the except block: the failed pass's tensors are freed by now
+        if x.device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 @contextlib.contextmanager
@@ -373,7 +396,8 @@ def accumulate_erf(
 ) -> dict:
     """Add the contribution maps of ``images`` to ``state`` (in place), skipping images
     whose key ``state`` already holds. Returns ``{"device", "precision_deviation",
-    "compiled_blocks"}``.
+    "compiled_blocks", "images_per_pass"}`` (the batch size, or the smaller number of images
+    per pass that fitted when the device ran out of memory: see :func:`maps_that_fit`).
     An empty ``images`` is fine here (a rank of a distributed run may get no image).
     See :func:`compute_erf` for the arguments."""
     _check_options(method, precision, batch_size)
@@ -393,7 +417,7 @@ def accumulate_erf(
     done = state.done_keys()
     todo = [(item, key) for item, key in zip(items, keys) if key not in done]
 
-    deviation, blocks = None, 0
+    deviation, blocks, chunk = None, 0, batch_size
     input_size = tuple(state.total.shape) if state.total is not None else None
     start = time.perf_counter()
     pending: _BatchSum | None = None
@@ -414,9 +438,9 @@ def accumulate_erf(
                     raise ErfError(f"all images must have the same size for one ERF: got "
                                    f"{tuple(batch.shape[-2:])} after {input_size}")
                 x = batch.to(device=device, dtype=dtype, non_blocking=True)
-                maps = contribution_maps(model, x, method, precision, ig_steps)
+                maps, chunk = maps_that_fit(model, x, chunk, method, precision, ig_steps)
                 if precision != "fp32" and check_precision and deviation is None:
-                    deviation = _precision_deviation(maps, contribution_maps(model, x, method, "fp32", ig_steps))
+                    deviation = _precision_deviation(maps, maps_that_fit(model, x, chunk, method, "fp32", ig_steps)[0])
                 if pending is not None:
                     previous, pending = pending, None
                     _add_batch_sum(state, previous)
@@ -429,7 +453,8 @@ def accumulate_erf(
                 _report(progress, on_batch, state, len(pending.keys))
         finally:
             state.seconds += time.perf_counter() - start
-    return {"device": str(device), "precision_deviation": deviation, "compiled_blocks": blocks}
+    return {"device": str(device), "precision_deviation": deviation, "compiled_blocks": blocks,
+            "images_per_pass": chunk}
 
 
 def _maybe_compiled(model: nn.Module, compile_blocks: bool):
@@ -437,7 +462,8 @@ def _maybe_compiled(model: nn.Module, compile_blocks: bool):
 
 
 def erf_result(state: ErfAccumulator, *, method: str, precision: str, device: str,
-               precision_deviation: dict | None = None, compiled_blocks: int = 0) -> ErfResult:
+               precision_deviation: dict | None = None, compiled_blocks: int = 0,
+               images_per_pass: int | None = None) -> ErfResult:
     """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used."""
     if state.count == 0:
         reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in state.skipped[:5])
@@ -446,7 +472,7 @@ def erf_result(state: ErfAccumulator, *, method: str, precision: str, device: st
                      nonfinite_values=state.nonfinite_values, seconds=state.seconds, method=method,
                      precision=precision, input_size=tuple(state.total.shape), device=device,
                      precision_deviation=precision_deviation, settings=dict(state.settings),
-                     compiled_blocks=compiled_blocks)
+                     compiled_blocks=compiled_blocks, images_per_pass=images_per_pass)
 
 
 def compute_erf(
@@ -490,7 +516,8 @@ def compute_erf(
                           on_batch=on_batch, check_precision=check_precision, loader_threads=loader_threads,
                           compile_blocks=compile_blocks)
     return erf_result(state, method=method, precision=precision, device=info["device"],
-                      precision_deviation=info["precision_deviation"], compiled_blocks=info["compiled_blocks"])
+                      precision_deviation=info["precision_deviation"], compiled_blocks=info["compiled_blocks"],
+                      images_per_pass=info["images_per_pass"])
 
 
 def _report(progress, on_batch, state, n: int) -> None:

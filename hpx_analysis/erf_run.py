@@ -130,5 +130,6 @@ def run_erf(
     merged = reduce_accumulator(state, ctx)
     deviation = broadcast_object(info["precision_deviation"], ctx)
     return erf_result(merged, method=method, precision=precision, device=info["device"],
-                      precision_deviation=deviation, compiled_blocks=info["compiled_blocks"])
+                      precision_deviation=deviation, compiled_blocks=info["compiled_blocks"],
+                      images_per_pass=info["images_per_pass"])
 

@@ -99,6 +99,7 @@ def test_cli_resume_after_interruption(tmp_path, monkeypatch):
     assert len(counted) == 2  # one image was done before the interruption
     meta = json.loads((out / "erf_hpx_former_s4.json").read_text())
     assert meta["num_images"] == 3 and len(set(meta["images_used"])) == 3
+    assert meta["batch_size"] == 1 and meta["images_per_pass"] == 1  # the CPU default
     np.testing.assert_allclose(np.load(out / "erf_hpx_former_s4.npy"),
                                np.load(tmp_path / "full" / "erf_hpx_former_s4.npy"), rtol=1e-12)
     assert not list(out.glob("*.partial*"))  # partial state removed after writing

@@ -361,6 +361,35 @@ def test_an_interrupt_keeps_the_batch_computed_before_it():
     np.testing.assert_allclose(state.mean(), compute_erf(ConvFeatures(), xs[:2]).matrix, rtol=1e-12)
 
 
+class FitsTwoImages(SmallNet):
+    """Runs out of (pretend) device memory on passes of more than two images."""
+
+    def forward_features(self, x):
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("pretend: the device is out of memory")
+        return super().forward_features(x)
+
+
+def test_out_of_memory_halves_the_pass_and_keeps_the_matrix():
+    xs = images(7, size=12)
+    reference = compute_erf(SmallNet(), xs, batch_size=1)
+    model = FitsTwoImages()
+    res = compute_erf(model, xs, batch_size=8)
+    np.testing.assert_allclose(res.matrix, reference.matrix, rtol=1e-12)
+    assert res.num_images == 7 and res.images_per_pass == 2 and res.as_dict()["images_per_pass"] == 2
+    assert model.calls == 7  # the passes that ran out of memory computed nothing
+    assert compute_erf(SmallNet(), xs, batch_size=4).images_per_pass == 4
+
+
+def test_out_of_memory_on_one_image_is_raised():
+    class NeverFits(SmallNet):
+        def forward_features(self, x):
+            raise torch.OutOfMemoryError("pretend")
+
+    with pytest.raises(torch.OutOfMemoryError):
+        compute_erf(NeverFits(), images(2, size=12), batch_size=2)
+
+
 def test_batch_sums_are_added_once_per_image():
     acc = ErfAccumulator()
     acc.add_sum(["a", "b"], 3 * np.ones((2, 2), dtype=np.float32))
