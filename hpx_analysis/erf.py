@@ -37,7 +37,7 @@ products and convolutions in TF32 and ``"bf16"`` or ``"fp16"`` runs forward and 
 under autocast; the first batch is also computed in float32 and the deviation of the
 reduced-precision maps from it is stated in the result (``precision_deviation``).
 
-``compile=True`` runs the model's repeated blocks through ``torch.compile`` (see
+``compile_blocks=True`` runs the model's repeated blocks through ``torch.compile`` (see
 :mod:`hpx_analysis.compiled`): same matrix up to float32 rounding, faster on a GPU once
 compiled.
 """
@@ -201,7 +201,8 @@ def _precision_mode(device: torch.device, precision: str):
         return
     if device.type != "cuda":
         raise ErfError(f"reduced precision ({precision}) is only supported on CUDA; use fp32 on {device.type}")
-    with (tf32() if precision == "tf32" else torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[precision])):
+    mode = tf32() if precision == "tf32" else torch.autocast(device_type="cuda", dtype=_AUTOCAST_DTYPES[precision])
+    with mode:
         yield
 
 
@@ -440,7 +441,8 @@ def accumulate_erf(
                 x = batch.to(device=device, dtype=dtype, non_blocking=True)
                 maps, chunk = maps_that_fit(model, x, chunk, method, precision, ig_steps)
                 if precision != "fp32" and check_precision and deviation is None:
-                    deviation = _precision_deviation(maps, maps_that_fit(model, x, chunk, method, "fp32", ig_steps)[0])
+                    fp32_maps, _ = maps_that_fit(model, x, chunk, method, "fp32", ig_steps)
+                    deviation = _precision_deviation(maps, fp32_maps)
                 if pending is not None:
                     previous, pending = pending, None
                     _add_batch_sum(state, previous)
