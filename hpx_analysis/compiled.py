@@ -67,9 +67,6 @@ def compiling(model: nn.Module, backend: str = "inductor") -> Iterator[int]:
             setattr(container, name, block)
 
 
-@contextlib.contextmanager
-def _recompile_limit(limit: int) -> Iterator[None]:
+def _recompile_limit(limit: int) -> contextlib.AbstractContextManager[None]:
     config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    with config.patch(**{name: max(limit, getattr(config, name))}):
-        yield
+    return config.patch(recompile_limit=max(limit, config.recompile_limit))

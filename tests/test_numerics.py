@@ -8,13 +8,22 @@ import torch
 from hpx_analysis.models.numerics import full_float32, tf32
 
 
-@pytest.fixture
-def tf32_on():
+def _tf32_set_to(allowed: bool):
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = allowed
+    torch.backends.cuda.matmul.allow_tf32 = allowed
     yield
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.fixture
+def tf32_on():
+    yield from _tf32_set_to(True)
+
+
+@pytest.fixture
+def tf32_off():
+    yield from _tf32_set_to(False)
 
 
 def test_tf32_off_inside_and_restored(tf32_on):
@@ -41,14 +50,9 @@ def test_autocast_off_for_the_device_type():
             assert (a @ b).dtype == torch.bfloat16
 
 
-def test_tf32_on_inside_and_restored_after_an_error():
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with pytest.raises(RuntimeError):
-            with tf32():
-                assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
-                raise RuntimeError("inside")
-        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+def test_tf32_on_inside_and_restored_after_an_error(tf32_off):
+    with pytest.raises(RuntimeError):
+        with tf32():
+            assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+            raise RuntimeError("inside")
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
