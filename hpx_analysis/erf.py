@@ -55,14 +55,15 @@ import torch
 from torch import nn
 
 from .erf_state import ErfAccumulator
+from .out_of_memory import is_out_of_memory
 from .prefetch import prefetched
 from .compiled import compiling
 from .models.numerics import full_float32, tf32
 
 __all__ = [
     "METHODS", "PRECISIONS", "ErfError", "ErfResult", "compute_erf", "last_feature_map", "centre_unit",
-    "contribution_maps", "maps_that_fit", "frozen_for_erf", "image_key", "KeyedInput", "accumulate_erf",
-    "erf_result",
+    "contribution_maps", "maps_that_fit", "frozen_for_erf", "image_key", "KeyedInput",
+    "accumulate_erf", "erf_result",
 ]
 
 METHODS = ("grad", "saliency", "integrated_gradients")
@@ -211,7 +212,9 @@ def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, method: str = "
     """:func:`contribution_maps` of ``x`` computed ``chunk`` images at a time; when the device
     runs out of memory the chunk is halved (down to one image) and the pass retried.
     Returns the maps and the chunk that fitted, to start the next batch with. Exact:
-    images do not interact, so chunks give the maps of the whole batch."""
+    images do not interact, so chunks give the maps of the whole batch. Running out of
+    memory is PyTorch's ``OutOfMemoryError`` or another library's failed allocation (see
+    :mod:`hpx_analysis.out_of_memory`)."""
     while True:
         size = min(chunk, x.shape[0])
         try:
@@ -219,8 +222,8 @@ def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, method: str = "
                 return contribution_maps(model, x, method, precision, ig_steps), chunk
             return torch.cat([contribution_maps(model, part, method, precision, ig_steps)
                               for part in x.split(size)]), size
-        except torch.OutOfMemoryError:
-            if size == 1:
+        except RuntimeError as exc:
+            if size == 1 or not is_out_of_memory(exc):
                 raise
         chunk = (size + 1) // 2  # out of the except block: the failed pass's tensors are freed by now
         if x.device.type == "cuda":

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from .models.mixers import Attention, BidirectionalHyena, HyenaPixel, HyenaPixelSeparable, SepConv
+from .out_of_memory import is_out_of_memory
 
 __all__ = [
     "MIXERS",
@@ -163,15 +164,6 @@ def device_description(device: torch.device | str, threads: int | None = None) -
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     return f"CPU: {cpu_name()}, {threads or torch.get_num_threads()} threads"
-
-
-def _is_oom(err: BaseException) -> bool:
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
-    if isinstance(err, oom_types):
-        return True
-    return isinstance(err, RuntimeError) and (
-        "can't allocate memory" in str(err) or "out of memory" in str(err).lower())
 
 
 def _resolve_device(device) -> torch.device:
@@ -340,7 +332,7 @@ def _sweep(mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_
                             too_slow = (r, row["median_ms"] / 1e3)
                     except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded
                         failed = True
-                        if not _is_oom(err):
+                        if not is_out_of_memory(err):
                             raise
                         row["status"] = "oom"
                     finally:

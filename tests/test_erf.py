@@ -381,6 +381,35 @@ def test_out_of_memory_halves_the_pass_and_keeps_the_matrix():
     assert compute_erf(SmallNet(), xs, batch_size=4).images_per_pass == 4
 
 
+class CuFftFitsTwoImages(SmallNet):
+    """Fails like a cuFFT plan that cannot be allocated on passes of more than two images."""
+
+    def forward_features(self, x):
+        if x.shape[0] > 2:
+            raise RuntimeError("cuFFT error: CUFFT_ALLOC_FAILED")
+        return super().forward_features(x)
+
+
+def test_a_gpu_library_failing_to_allocate_also_halves_the_pass():
+    xs = images(5, size=12)
+    model = CuFftFitsTwoImages()
+    res = compute_erf(model, xs, batch_size=4)
+    np.testing.assert_allclose(res.matrix, compute_erf(SmallNet(), xs, batch_size=1).matrix, rtol=1e-12)
+    assert res.images_per_pass == 2 and model.calls == 5
+
+
+def test_other_runtime_errors_are_raised_without_retrying():
+    class Broken(SmallNet):
+        def forward_features(self, x):
+            self.calls += 1
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    model = Broken()
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        compute_erf(model, images(4, size=12), batch_size=4)
+    assert model.calls == 1
+
+
 def test_out_of_memory_on_one_image_is_raised():
     class NeverFits(SmallNet):
         def forward_features(self, x):
