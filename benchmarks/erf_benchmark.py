@@ -20,7 +20,9 @@ out of the timing). The images are the bundled scikit-image photographs, resized
   (:func:`hpx_analysis.allocator.reuse_freed_memory`). ``--precision tf32`` or ``bf16``
   (CUDA) times ours in TF32 or under autocast; the deviation from float32, measured on the
   warm-up batch, is printed. ``--compile`` times ours with its blocks compiled
-  (``torch.compile``); the compiling falls in the warm-up.
+  (``torch.compile``); the compiling falls in the warm-up. Where a batch of ours does not
+  fit in the device's memory, it is split (see ``maps_that_fit``) and the number of images
+  per pass that fitted is printed.
 
 The published baseline runs twice on the CPU: with the C allocator's defaults (how the
 published code runs) and with the same heap-reuse setting as ours, so that the gain of
@@ -122,7 +124,7 @@ def worker(args) -> None:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
 
-    cpu0, deviation = None, None
+    cpu0, deviation, images_per_pass = None, None, None
     t0 = time.perf_counter()
     if args.worker == "published":
         _published_erf_batch(model, torch.stack(([warmup] + timed)[:args.batch_size]).to(device))
@@ -147,10 +149,11 @@ def worker(args) -> None:
         reset_peak()
         cpu0 = process_cpu_s()
         t0 = time.perf_counter()
-        matrix = compute_erf(model, timed, batch_size=args.batch_size, device=device, precision=args.precision,
-                             check_precision=False, compile_blocks=args.compile).matrix
+        result = compute_erf(model, timed, batch_size=args.batch_size, device=device, precision=args.precision,
+                             check_precision=False, compile_blocks=args.compile)
         sync()
         elapsed = time.perf_counter() - t0
+        matrix, images_per_pass = result.matrix, result.images_per_pass
     record = {
         "config": args.worker + ("" if args.worker == "published" else
                                  ("+ckpt" if args.grad_checkpointing else "") +
@@ -159,6 +162,7 @@ def worker(args) -> None:
         "precision_deviation": deviation,
         "heap_reuse": bool(args.heap_reuse),
         "batch_size": args.batch_size,
+        "images_per_pass": images_per_pass,
         "model": args.model, "size": args.size, "images": len(timed), "device": str(device),
         "per_image_s": elapsed / len(timed), "first_image_s": first,
         "cpu_s_per_image": (process_cpu_s() - cpu0) / len(timed),
@@ -254,6 +258,9 @@ def main(argv=None) -> None:
                       f"{rec['batch_size']:2d}: {rec['per_image_s']:8.4f} s/image (CPU time "
                       f"{rec['cpu_s_per_image']:.2f} s/image, warm-up {rec['first_image_s']:.2f} s), "
                       f"peak {rec['peak_gb']:.2f} GB ({rec['peak_kind']})", flush=True)
+                if rec["images_per_pass"] and rec["images_per_pass"] < rec["batch_size"]:
+                    print(f"      the device ran out of memory: {rec['images_per_pass']} images per pass",
+                          flush=True)
                 if rec["precision_deviation"]:
                     print(f"      {args.precision} deviation from float32 (warm-up batch): "
                           f"{json.dumps(rec['precision_deviation'])}", flush=True)
