@@ -20,6 +20,7 @@ kernel and of its mirror image, and :func:`fft_conv2d` / :func:`fft_conv1d` run 
 autograd function: the input gradient of a centred convolution is the centred
 convolution of the output gradient with the mirrored kernel, so the backward pass costs
 one real FFT and one inverse real FFT, like the forward, and stores no activations.
+On the CPU the 2D inverse runs as one MKL call (see :mod:`.mkl_irfft2`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .mkl_irfft2 import irfft2
 
 __all__ = [
     "next_fast_len",
@@ -143,7 +146,8 @@ def _apply_spectrum(u: torch.Tensor, spectrum: torch.Tensor, kernel_shape, fft_s
         lead = tuple(slice(0, m) for m in sizes[:axis])
         padded[(...,) + lead + (slice(n, None),) + (slice(None),) * (nd - axis - 1)] = 0
     padded[(...,) + tuple(slice(0, n) for n in sizes)] = u
-    y = torch.fft.irfftn(torch.fft.rfftn(padded, dim=dims).mul_(spectrum), s=fft_shape, dim=dims)
+    product = torch.fft.rfftn(padded, dim=dims).mul_(spectrum)
+    y = irfft2(product, fft_shape) if nd == 2 else torch.fft.irfftn(product, s=fft_shape, dim=dims)
     return y[(...,) + tuple(slice(K // 2, K // 2 + n) for K, n in zip(kernel_shape, sizes))]
 
 

@@ -1,0 +1,139 @@
+"""2D inverse real FFTs on the CPU in one call to Intel MKL's DFTI interface.
+
+``torch.fft.irfftn`` over two axes does not hand the whole transform to MKL: it runs a
+complex inverse FFT over the first axis, then a 1D complex-to-real FFT over the last,
+and between the two it copies the spectrum twice, once with a transposition (the first
+transform leaves the transformed axis innermost). On this project's 2-core CPU those
+copies cost as much as the transform itself: for the 64 channels of a 320 x 320 FFT
+(the first stage of hpx_former_s18 at 1024 px) ``irfftn`` takes about 15 ms and one MKL
+2D complex-to-real call about 9 ms (``benchmarks/irfft2_backends.py`` prints both).
+
+PyTorch's CPU wheels link MKL statically and export its DFTI functions from
+``libtorch_cpu``; this module calls them through ``ctypes``. Where they are missing
+(builds whose FFTs use pocketfft, such as macOS arm64 wheels), or for tensors this path
+does not cover (not on the CPU, not complex64), :func:`irfft2` falls back to
+``torch.fft.irfftn``. Results agree with ``irfftn`` to float32 rounding; the spectrum is
+left unchanged.
+
+Descriptors are committed once per (FFT shape, number of transforms, thread count) and
+kept in a small cache.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from collections import OrderedDict
+from typing import Iterator
+
+import torch
+
+__all__ = ["available", "irfft2", "torch_fft_only"]
+
+# DFTI configuration parameters and values (mkl_dfti.h)
+_NUMBER_OF_TRANSFORMS, _BACKWARD_SCALE = 7, 5
+_CONJUGATE_EVEN_STORAGE, _PLACEMENT = 10, 11
+_INPUT_STRIDES, _OUTPUT_STRIDES, _INPUT_DISTANCE, _OUTPUT_DISTANCE = 12, 13, 14, 15
+_THREAD_LIMIT = 27
+_REAL, _COMPLEX_COMPLEX, _NOT_INPLACE = 33, 39, 44
+
+_CACHE_SIZE = 16
+_lock = threading.Lock()
+_descriptors: "OrderedDict[tuple, ctypes.c_void_p]" = OrderedDict()
+_use_mkl = True
+
+
+def _load_dfti():
+    """MKL's DFTI functions as exported by libtorch_cpu, or None."""
+    path = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    try:
+        lib = ctypes.CDLL(path)
+        funcs = {name: getattr(lib, name) for name in (
+            "DftiCreateDescriptor_s_md", "DftiSetValue", "DftiCommitDescriptor", "DftiComputeBackward",
+            "DftiFreeDescriptor", "DftiErrorMessage")}
+    except (OSError, AttributeError):
+        return None
+    funcs["DftiErrorMessage"].restype = ctypes.c_char_p
+    return funcs
+
+
+_dfti = _load_dfti() if torch.backends.mkl.is_available() else None
+
+
+def available() -> bool:
+    """Whether MKL's DFTI functions could be found in this PyTorch build."""
+    return _dfti is not None
+
+
+@contextlib.contextmanager
+def torch_fft_only() -> Iterator[None]:
+    """Use ``torch.fft.irfftn`` for the duration (for comparisons and benchmarks)."""
+    global _use_mkl
+    before, _use_mkl = _use_mkl, False
+    try:
+        yield
+    finally:
+        _use_mkl = before
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        raise RuntimeError(f"MKL DFTI error {status}: {_dfti['DftiErrorMessage'](ctypes.c_long(status)).decode()}")
+
+
+def _set(handle: ctypes.c_void_p, param: int, value) -> None:
+    _check(_dfti["DftiSetValue"](handle, ctypes.c_int(param), value))
+
+
+def _descriptor(fh: int, fw: int, count: int, threads: int) -> ctypes.c_void_p:
+    """A committed descriptor for ``count`` out-of-place complex-to-real transforms of
+    ``fh x fw``, scaled by ``1 / (fh * fw)`` (torch's default "backward" normalization),
+    on contiguous ``(count, fh, fw // 2 + 1)`` spectra and ``(count, fh, fw)`` outputs."""
+    key = (fh, fw, count, threads)
+    handle = _descriptors.get(key)
+    if handle is not None:
+        _descriptors.move_to_end(key)
+        return handle
+    long = ctypes.c_long
+    half = fw // 2 + 1
+    handle = ctypes.c_void_p()
+    _check(_dfti["DftiCreateDescriptor_s_md"](ctypes.byref(handle), ctypes.c_int(_REAL), long(2),
+                                              (long * 2)(fh, fw)))
+    try:
+        _set(handle, _CONJUGATE_EVEN_STORAGE, ctypes.c_int(_COMPLEX_COMPLEX))
+        _set(handle, _PLACEMENT, ctypes.c_int(_NOT_INPLACE))
+        _set(handle, _NUMBER_OF_TRANSFORMS, long(count))
+        _set(handle, _INPUT_STRIDES, (long * 3)(0, half, 1))
+        _set(handle, _OUTPUT_STRIDES, (long * 3)(0, fw, 1))
+        _set(handle, _INPUT_DISTANCE, long(fh * half))
+        _set(handle, _OUTPUT_DISTANCE, long(fh * fw))
+        _set(handle, _BACKWARD_SCALE, ctypes.c_double(1.0 / (fh * fw)))
+        _set(handle, _THREAD_LIMIT, long(threads))
+        _check(_dfti["DftiCommitDescriptor"](handle))
+    except RuntimeError:
+        _dfti["DftiFreeDescriptor"](ctypes.byref(handle))
+        raise
+    _descriptors[key] = handle
+    while len(_descriptors) > _CACHE_SIZE:
+        _, old = _descriptors.popitem(last=False)
+        _dfti["DftiFreeDescriptor"](ctypes.byref(old))
+    return handle
+
+
+def irfft2(spectrum: torch.Tensor, fft_shape: tuple[int, int]) -> torch.Tensor:
+    """``torch.fft.irfftn(spectrum, s=fft_shape, dim=(-2, -1))`` for a half spectrum
+    ``(..., fh, fw // 2 + 1)``: one MKL call on the CPU where possible."""
+    fh, fw = fft_shape
+    if (not _use_mkl or _dfti is None or spectrum.device.type != "cpu" or spectrum.dtype != torch.complex64
+            or tuple(spectrum.shape[-2:]) != (fh, fw // 2 + 1) or spectrum.numel() == 0
+            or (torch.is_grad_enabled() and spectrum.requires_grad)):
+        return torch.fft.irfftn(spectrum, s=fft_shape, dim=(-2, -1))
+    spectrum = spectrum.contiguous()
+    out = spectrum.new_empty(*spectrum.shape[:-2], fh, fw, dtype=torch.float32)
+    count = spectrum.numel() // (fh * (fw // 2 + 1))
+    with _lock:
+        handle = _descriptor(fh, fw, count, torch.get_num_threads())
+        _check(_dfti["DftiComputeBackward"](handle, ctypes.c_void_p(spectrum.data_ptr()),
+                                            ctypes.c_void_p(out.data_ptr())))
+    return out
