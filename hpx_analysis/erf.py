@@ -4,7 +4,8 @@ For every image (resized to ``size`` x ``size``, ImageNet-normalized):
 
 1. take the last feature map of the model (``forward_features``: the output of the last
    stage, before pooling and the final norm), at the centre-most position
-   ``(H // 2, W // 2)``;
+   ``(H // 2, W // 2)`` (this project's MetaFormers give that position's vector directly,
+   ``forward_features_at``, running their last MLP on that token only);
 2. ReLU, then sum over channels: one scalar per image;
 3. gradient of that scalar w.r.t. the input image; ReLU; sum over the colour channels;
 4. mean of these maps over all images (accumulated in float64).
@@ -153,8 +154,16 @@ def centre_unit(fmap: torch.Tensor) -> torch.Tensor:
 
 
 def _unit_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The output unit as a function of the input. Models with ``forward_features_at``
+    (this project's MetaFormers) give the centre vector of the last feature map directly,
+    with their last MLP computed at that position only; others go through the whole map."""
+    centre_vector = getattr(model, "forward_features_at", None)
+
     def unit(x: torch.Tensor) -> torch.Tensor:
-        u = centre_unit(last_feature_map(model, x))
+        if centre_vector is not None:
+            u = torch.relu(centre_vector(x)).sum(1)
+        else:
+            u = centre_unit(last_feature_map(model, x))
         return u if u.dtype == torch.float64 else u.float()
     return unit
 

@@ -48,6 +48,13 @@ class MetaFormerBlock(nn.Module):
         x = self.res_scale1(x) + self.drop_path1(self.token_mixer(self.norm1(x)))
         return self.res_scale2(x) + self.drop_path2(self.mlp(self.norm2(x)))
 
+    def forward_at(self, x: torch.Tensor, row: int, col: int) -> torch.Tensor:
+        """``forward(x)[:, row, col]``, ``(B, C)``: the token mixer sees the whole map, the
+        MLP (which acts on each token alone) runs on that one token."""
+        x = self.res_scale1(x) + self.drop_path1(self.token_mixer(self.norm1(x)))
+        token = x[:, row, col]
+        return self.res_scale2(token) + self.drop_path2(self.mlp(self.norm2(token)))
+
 
 class MetaFormerStage(nn.Sequential):
     """The blocks of one stage (a plain sequence, so keys read ``stages.{i}.{j}``)."""
@@ -161,10 +168,12 @@ class HyenaMetaFormer(nn.Module):
         self.grad_checkpointing = enable
 
     def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample_layers[i](x)
+        return self._blocks(self.stages[i], self.downsample_layers[i](x))
+
+    def _blocks(self, blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            return checkpoint_seq(self.stages[i], x, use_reentrant=False)
-        return self.stages[i](x)
+            return checkpoint_seq(blocks, x, use_reentrant=False)
+        return blocks(x)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -192,6 +201,20 @@ class HyenaMetaFormer(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The unpooled last feature map (output of the last stage, before the final norm), NCHW."""
         return self.forward_to_stage(x, self.num_stages).permute(0, 3, 1, 2)
+
+    def forward_features_at(self, x: torch.Tensor, row: Optional[int] = None,
+                            col: Optional[int] = None) -> torch.Tensor:
+        """``forward_features(x)[:, :, row, col]``, ``(B, C)``; by default the centre-most
+        position ``(H // 2, W // 2)``. The last block's MLP runs on that token only, which
+        saves its work on all the others (what an ERF needs; same values up to float
+        rounding)."""
+        last = self.num_stages - 1
+        x = self.downsample_layers[last](self.forward_to_stage(x, last))
+        *head, tail = self.stages[last]
+        if head:
+            x = self._blocks(nn.Sequential(*head), x)
+        h, w = x.shape[1:3]
+        return tail.forward_at(x, h // 2 if row is None else row, w // 2 if col is None else col)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.norm(x.mean((2, 3)) if self.global_pool == "avg" else x.amax((2, 3)))

@@ -522,3 +522,18 @@ def test_two_gloo_processes_equal_single_process(tmp_path):
     np.testing.assert_allclose(dist_matrix, single.matrix, rtol=1e-12)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("erf_worker.partial")) == \
         ["matrix.npy", "meta.json"]
+
+
+def test_centre_vector_of_our_models_gives_the_erf_of_the_whole_feature_map():
+    torch.manual_seed(0)
+    model = timm.create_model("hpx_former_s12")
+    xs = torch.stack(images(2, size=64, seed=5, dtype=torch.float32))
+    with frozen_for_erf(model):
+        fast = contribution_maps(model, xs)
+        model.forward_features_at = None  # hides the method: the generic path through forward_features
+        try:
+            whole = contribution_maps(model, xs)
+        finally:
+            del model.forward_features_at
+    assert float(whole.abs().max()) > 0
+    np.testing.assert_allclose(fast.numpy(), whole.numpy(), rtol=1e-4, atol=2e-5 * float(whole.abs().max()))

@@ -9,6 +9,7 @@ import torch
 
 import hpx_analysis  # noqa: F401
 from hpx_analysis.models import EXTRA, PUBLISHED, long_conv_mixers, resample_filter_inputs, resolve_name
+from hpx_analysis.models.layers import Scale
 from hpx_analysis.models.mixers.filters import distance_map
 
 from .reference_forward import model_forward
@@ -335,3 +336,32 @@ def test_grad_checkpointing_gives_the_same_input_gradient():
     plain = input_grad()
     model.set_grad_checkpointing(True)
     torch.testing.assert_close(input_grad(), plain)
+
+
+@pytest.mark.parametrize("name", ["hpx_former_s4", "hb_former_s12"])
+def test_features_at_one_position_equal_the_feature_map_there(name):
+    torch.manual_seed(0)
+    model = timm.create_model(name).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():  # res scales away from their initial 1.0, so that they count
+        for m in model.modules():
+            if isinstance(m, Scale):
+                m.scale.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 64, 64)
+
+    def values_and_input_grad(fn):
+        xi = x.clone().requires_grad_(True)
+        v = fn(xi)
+        (g,) = torch.autograd.grad(v.relu().sum(), xi)
+        return v.detach(), g
+
+    fmap = model.forward_features
+    for row, col in [(None, None), (0, 1)]:
+        r, c = (1, 1) if row is None else (row, col)  # the last map is 2 x 2: centre (1, 1)
+        ref = values_and_input_grad(lambda xi: fmap(xi)[:, :, r, c])
+        got = values_and_input_grad(lambda xi: model.forward_features_at(xi, row, col))
+        torch.testing.assert_close(got, ref)
+    centre = values_and_input_grad(lambda xi: fmap(xi)[:, :, 1, 1])
+    model.set_grad_checkpointing(True)
+    torch.testing.assert_close(values_and_input_grad(model.forward_features_at), centre)
