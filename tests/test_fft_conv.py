@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hpx_analysis.models import fft_conv
 from hpx_analysis.models.fft_conv import (
     causal_fft_conv1d, crop_kernel, direct_conv1d, direct_conv2d, fast_even_len, fft_conv1d, fft_conv2d, fft_size,
     kernel_spectrum, next_fast_len,
@@ -159,3 +160,25 @@ def test_fixed_kernel_spectrum_checks_its_use():
     y = fft_conv2d(u, k, k_spec=spec)
     y.float().sum().backward()
     assert y.dtype == torch.bfloat16 and u.grad.dtype == torch.bfloat16
+
+
+def test_channels_last_maps_are_padded_in_slabs_of_rows_exactly(monkeypatch):
+    monkeypatch.setattr(fft_conv, "_COPY_SLAB_BYTES", 256)  # slabs of one row for these sizes
+    src = torch.randn(2, 5, 13, 7).contiguous(memory_format=torch.channels_last)
+    dst = torch.zeros(2, 5, 16, 10)
+    fft_conv._copy_into(dst[..., :13, :7], src)
+    assert torch.equal(dst[..., :13, :7], src)
+    assert not dst[..., 13:, :].any() and not dst[..., :, 7:].any()
+    # the whole convolution, forward and input gradient, with channels-last input and gradient
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(2, 5, 13, 7, generator=g, dtype=torch.float64)
+    k = torch.randn(5, 9, 5, generator=g, dtype=torch.float64)
+    weight = torch.randn(2, 5, 13, 7, generator=g, dtype=torch.float64)
+    u_ref = u.clone().requires_grad_(True)
+    ref = direct_conv2d(u_ref, k)
+    (ref * weight).sum().backward()
+    u32 = u.float().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    y = fft_conv2d(u32, k.float(), k_spec=kernel_spectrum(k, (13, 7)))
+    (y * weight.float().contiguous(memory_format=torch.channels_last)).sum().backward()
+    assert (y.double() - ref).abs().max().item() / ref.abs().max().item() < 2e-5
+    assert (u32.grad.double() - u_ref.grad).abs().max().item() / u_ref.grad.abs().max().item() < 2e-5
