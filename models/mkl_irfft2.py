@@ -54,7 +54,8 @@ def _load_dfti():
             "DftiFreeDescriptor", "DftiErrorMessage")}
     except (OSError, AttributeError):
         return None
-    funcs["DftiErrorMessage"].restype = ctypes.c_char_p
+    for name, func in funcs.items():  # statuses are MKL_LONG (C long); the message is a C string
+        func.restype = ctypes.c_char_p if name == "DftiErrorMessage" else ctypes.c_long
     return funcs
 
 
@@ -95,21 +96,21 @@ def _descriptor(fh: int, fw: int, count: int, threads: int) -> ctypes.c_void_p:
     if handle is not None:
         _descriptors.move_to_end(key)
         return handle
-    long = ctypes.c_long
+    c_long = ctypes.c_long
     half = fw // 2 + 1
     handle = ctypes.c_void_p()
-    _check(_dfti["DftiCreateDescriptor_s_md"](ctypes.byref(handle), ctypes.c_int(_REAL), long(2),
-                                              (long * 2)(fh, fw)))
+    _check(_dfti["DftiCreateDescriptor_s_md"](ctypes.byref(handle), ctypes.c_int(_REAL), c_long(2),
+                                              (c_long * 2)(fh, fw)))
     try:
         _set(handle, _CONJUGATE_EVEN_STORAGE, ctypes.c_int(_COMPLEX_COMPLEX))
         _set(handle, _PLACEMENT, ctypes.c_int(_NOT_INPLACE))
-        _set(handle, _NUMBER_OF_TRANSFORMS, long(count))
-        _set(handle, _INPUT_STRIDES, (long * 3)(0, half, 1))
-        _set(handle, _OUTPUT_STRIDES, (long * 3)(0, fw, 1))
-        _set(handle, _INPUT_DISTANCE, long(fh * half))
-        _set(handle, _OUTPUT_DISTANCE, long(fh * fw))
+        _set(handle, _NUMBER_OF_TRANSFORMS, c_long(count))
+        _set(handle, _INPUT_STRIDES, (c_long * 3)(0, half, 1))
+        _set(handle, _OUTPUT_STRIDES, (c_long * 3)(0, fw, 1))
+        _set(handle, _INPUT_DISTANCE, c_long(fh * half))
+        _set(handle, _OUTPUT_DISTANCE, c_long(fh * fw))
         _set(handle, _BACKWARD_SCALE, ctypes.c_double(1.0 / (fh * fw)))
-        _set(handle, _THREAD_LIMIT, long(threads))
+        _set(handle, _THREAD_LIMIT, c_long(threads))
         _check(_dfti["DftiCommitDescriptor"](handle))
     except RuntimeError:
         _dfti["DftiFreeDescriptor"](ctypes.byref(handle))

@@ -69,3 +69,9 @@ def test_falls_back_to_irfftn_where_it_does_not_apply():
     leaf = spec.clone().requires_grad_(True)  # autograd needs torch's op
     irfft2(leaf, (6, 8)).sum().backward()
     assert leaf.grad is not None and leaf.grad.shape == spec.shape
+
+
+@needs_mkl
+def test_a_failed_mkl_call_raises_with_mkl_message():
+    with pytest.raises(RuntimeError, match="MKL DFTI error 3: .+"):
+        mkl_irfft2._check(3)
