@@ -1,6 +1,8 @@
 """MKL's 2D inverse real FFT against torch.fft.irfftn (the independent reference)."""
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 
@@ -8,6 +10,13 @@ from hpx_analysis.models import mkl_irfft2
 from hpx_analysis.models.mkl_irfft2 import irfft2
 
 needs_mkl = pytest.mark.skipif(not mkl_irfft2.available(), reason="this PyTorch build exports no MKL DFTI functions")
+
+
+@pytest.mark.skipif(not (platform.system() == "Linux" and platform.machine() == "x86_64"
+                         and torch.backends.mkl.is_available()), reason="PyTorch's x86-64 Linux wheels only")
+def test_the_mkl_path_is_found_in_x86_linux_wheels():
+    # the fast path must not go missing silently where it exists (it would fall back to irfftn)
+    assert mkl_irfft2.available()
 
 
 def _spectrum(*shape: int, seed: int = 0) -> torch.Tensor:
