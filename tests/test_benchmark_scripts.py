@@ -14,6 +14,7 @@ import hpx_analysis  # noqa: F401  (registers the models)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import cuda_check  # noqa: E402
 import erf_benchmark  # noqa: E402
+import irfft2_backends  # noqa: E402
 
 
 def test_compare_on_constructed_matrices():
@@ -43,3 +44,13 @@ def test_published_batched_pass_is_the_sum_of_single_images():
     singles = sum(erf_benchmark._published_erf_batch(model, x[i:i + 1]) for i in range(3))
     assert batched.shape == (64, 64)
     np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-6 * singles.max())
+
+
+def test_inverse_fft_benchmark_prints_every_stage_and_agreement(capsys):
+    irfft2_backends.main(["--reps", "1"])
+    out = capsys.readouterr().out
+    if "falls back" in out:  # no MKL in this build: nothing to compare
+        return
+    rows = [line.split() for line in out.splitlines() if "ms" in line and " x " in line]
+    assert [" ".join(r[:5]) for r in rows] == [f"{c} x {h} x {w}" for c, h, w in irfft2_backends.SHAPES]
+    assert all(float(r[-1]) < 1e-5 for r in rows)  # max |difference| / max against irfftn
