@@ -145,10 +145,10 @@ def _copy_into(dst: torch.Tensor, src: torch.Tensor) -> None:
     channel plane at once, which the CPU handles badly for large maps (a first-stage map of
     hpx_former_s18 at 1024 px, 64 x 256 x 256: 3 ms in slabs of 8 rows, 6-10 ms at once)."""
     transposing = src.ndim == 4 and src.stride(1) == 1 and dst.stride(-1) == 1 and src.shape[1] > 1
-    row_bytes = src[0, :, 0].numel() * src.element_size() if src.ndim == 4 else 0
     if not transposing or src.device.type != "cpu" or src.numel() * src.element_size() <= 4 * _COPY_SLAB_BYTES:
         dst.copy_(src)
         return
+    row_bytes = src.numel() // src.shape[2] * src.element_size()  # one row of every image and channel
     rows = max(1, _COPY_SLAB_BYTES // row_bytes)
     for start in range(0, src.shape[2], rows):
         dst[:, :, start:start + rows].copy_(src[:, :, start:start + rows])
