@@ -39,6 +39,7 @@ __all__ = [
     "kernel_spectrum",
     "crop_kernel",
     "fft_size",
+    "plane_stride",
     "fft_conv1d",
     "fft_conv2d",
     "causal_fft_conv1d",
@@ -135,6 +136,17 @@ def kernel_spectrum(k: torch.Tensor, input_size: tuple[int, ...]) -> KernelSpect
     )
 
 
+def plane_stride(plane: int) -> int:
+    """Floats between the starts of consecutive planes of ``plane`` floats in the inverse
+    FFT's output: the smallest ``m >= plane`` with ``m % 32 == 16``. Then ``4 m`` bytes is
+    an odd multiple of 64, so the same pixel of 64 consecutive channels falls into 64
+    different sets of a 4 KiB-per-way L1 cache. Planes of a multiple of 4 KiB (320 x 320,
+    160 x 160 floats) put them all into one set: the transposing add that reads every
+    channel of a pixel back into the channels-last layout took 7 ms instead of 2.5 ms for
+    the 64 channels of 320 x 320 here."""
+    return plane + (16 - plane) % 32
+
+
 # a transposing copy of a large map runs in slabs of rows of about this many bytes
 _COPY_SLAB_BYTES = 512 << 10
 
@@ -166,7 +178,10 @@ def _apply_spectrum(u: torch.Tensor, spectrum: torch.Tensor, kernel_shape, fft_s
         padded[(...,) + lead + (slice(n, None),) + (slice(None),) * (nd - axis - 1)] = 0
     _copy_into(padded[(...,) + tuple(slice(0, n) for n in sizes)], u)
     product = torch.fft.rfftn(padded, dim=dims).mul_(spectrum)
-    y = irfft2(product, fft_shape) if nd == 2 else torch.fft.irfftn(product, s=fft_shape, dim=dims)
+    if nd == 2:
+        y = irfft2(product, fft_shape, plane_stride=plane_stride(fft_shape[0] * fft_shape[1]))
+    else:
+        y = torch.fft.irfftn(product, s=fft_shape, dim=dims)
     return y[(...,) + tuple(slice(K // 2, K // 2 + n) for K, n in zip(kernel_shape, sizes))]
 
 

@@ -182,3 +182,15 @@ def test_channels_last_maps_are_padded_in_slabs_of_rows_exactly(monkeypatch):
     (y * weight.float().contiguous(memory_format=torch.channels_last)).sum().backward()
     assert (y.double() - ref).abs().max().item() / ref.abs().max().item() < 2e-5
     assert (u32.grad.double() - u_ref.grad).abs().max().item() / u_ref.grad.abs().max().item() < 2e-5
+
+
+def test_plane_stride_is_the_smallest_odd_multiple_of_64_bytes_not_below_the_plane():
+    from hpx_analysis.models.fft_conv import plane_stride
+
+    for plane in [1, 16, 17, 48, 1600, 6400, 25600, 102400, 320 * 320 + 3]:
+        m = plane_stride(plane)
+        assert m >= plane and (4 * m) % 128 == 64  # 4 m bytes: an odd number of 64-byte lines
+        assert all((4 * k) % 128 != 64 for k in range(plane, m))
+    # 64 consecutive planes of a 4 KiB-multiple size start in 64 different 64-byte slots of a 4 KiB page
+    m = plane_stride(320 * 320)
+    assert len({(c * 4 * m) % 4096 // 64 for c in range(64)}) == 64

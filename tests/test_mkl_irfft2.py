@@ -84,3 +84,22 @@ def test_falls_back_to_irfftn_where_it_does_not_apply():
 def test_a_failed_mkl_call_raises_with_mkl_message():
     with pytest.raises(RuntimeError, match="MKL DFTI error 3: .+"):
         mkl_irfft2._check(3)
+
+
+@needs_mkl
+@pytest.mark.parametrize("shape, plane_stride", [((2, 3, 8, 10), 96), ((5, 6, 4), 24), ((6, 4), 40)])
+def test_planes_placed_further_apart_hold_the_same_values(shape, plane_stride):
+    spec = _spectrum(*shape)
+    fh, fw = shape[-2:]
+    out = irfft2(spec, (fh, fw), plane_stride=plane_stride)
+    _assert_close(out, torch.fft.irfftn(spec, s=(fh, fw), dim=(-2, -1)))
+    planes = out.reshape(-1, fh, fw)  # a view: the planes really are plane_stride floats apart
+    assert out.stride()[-2:] == (fw, 1)
+    if planes.shape[0] > 1:
+        assert planes.stride(0) == plane_stride
+        assert planes[1].data_ptr() - planes[0].data_ptr() == 4 * plane_stride
+
+
+def test_a_plane_stride_below_the_plane_size_is_refused():
+    with pytest.raises(ValueError, match="plane_stride 79 is smaller than a 8 x 10 plane"):
+        irfft2(_spectrum(2, 8, 10), (8, 10), plane_stride=79)
