@@ -1,9 +1,11 @@
 """Linear layers of hpx_former_s18 at 1024 px: ``F.linear`` (MKL's sgemm on x86 builds)
 against :func:`hpx_analysis.models.layers.channel_linear` (oneDNN through a 1x1
-convolution on x86 CPUs, ``F.linear`` elsewhere).
+convolution on x86 CPUs, ``F.linear`` elsewhere) and against the product with a weight
+reordered once for oneDNN (:mod:`hpx_analysis.models.packed_linear`, the path of constant
+weights; shown where the build has its operators).
 
-Prints, per shape (tokens x c_in -> c_out, as in the MLPs and output projections of the
-four stages, and the 2048-token blocks of the fixed-weight MLP), the best of ``--reps``
+Prints, per shape (tokens x c_in -> c_out, as in the MLPs, input and output projections of
+the four stages, and the 2048-token blocks of the fixed-weight MLP), the best of ``--reps``
 timings of each and the GFLOP/s they reach.
 
 usage: python benchmarks/gemm_backends.py [--reps 10] [--threads N]
@@ -16,16 +18,18 @@ import time
 import torch
 import torch.nn.functional as F
 
+from hpx_analysis.allocator import reuse_freed_memory
+from hpx_analysis.models import packed_linear
 from hpx_analysis.models.layers import channel_linear
 from hpx_analysis.runtime import cpu_name
 
 # (tokens, c_in, c_out): stage MLP fc1/fc2 and output projections at 1024 px, and MLP blocks
 SHAPES = [
-    (65536, 64, 256), (65536, 256, 64), (65536, 64, 64),
-    (16384, 128, 512), (16384, 512, 128), (16384, 128, 128),
-    (4096, 320, 1280), (4096, 1280, 320), (4096, 320, 320),
+    (65536, 64, 256), (65536, 256, 64), (65536, 64, 64), (65536, 64, 192),
+    (16384, 128, 512), (16384, 512, 128), (16384, 128, 128), (16384, 128, 384),
+    (4096, 320, 1280), (4096, 1280, 320), (4096, 320, 320), (4096, 320, 960),
     (1024, 512, 2048), (1024, 2048, 512), (1024, 512, 512),
-    (2048, 64, 256), (2048, 320, 1280), (2048, 1280, 320),
+    (2048, 64, 256), (2048, 256, 64), (2048, 320, 1280), (2048, 1280, 320),
 ]
 
 
@@ -46,16 +50,25 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # as hpx-analyze runs: fresh mmap pages would be timed otherwise
+    packed = packed_linear.available()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"{'tokens x c_in -> c_out':>24s} {'F.linear':>16s} {'channel_linear':>16s}  speed-up")
+    print(f"{'tokens x c_in -> c_out':>24s} {'F.linear':>16s} {'channel_linear':>16s}  speed-up"
+          + (f" {'reordered weight':>17s}  speed-up" if packed else "  (no oneDNN linear operators: no reordered-weight column)"))
     for n, c_in, c_out in SHAPES:
         x, w = torch.randn(n, c_in), torch.randn(c_out, c_in)
         gflop = 2 * n * c_in * c_out / 1e9
         a = best_ms(lambda: F.linear(x, w), args.reps)
         b = best_ms(lambda: channel_linear(x, w), args.reps)
         torch.testing.assert_close(channel_linear(x, w), F.linear(x, w), rtol=1e-4, atol=1e-3)
-        print(f"{n:>9d} x {c_in:4d} -> {c_out:4d}   {a:6.2f} ms {gflop / a * 1e3:4.0f} GF/s"
-              f"  {b:6.2f} ms {gflop / b * 1e3:4.0f} GF/s  {a / b:5.2f}x")
+        line = (f"{n:>9d} x {c_in:4d} -> {c_out:4d}   {a:6.2f} ms {gflop / a * 1e3:4.0f} GF/s"
+                f"  {b:6.2f} ms {gflop / b * 1e3:4.0f} GF/s  {a / b:5.2f}x")
+        if packed:
+            pw = packed_linear.packed_weight(w, "weight", lambda: w)
+            c = best_ms(lambda: packed_linear.linear(x, pw), args.reps)
+            torch.testing.assert_close(packed_linear.linear(x, pw), F.linear(x, w), rtol=1e-4, atol=1e-3)
+            line += f"  {c:6.2f} ms {gflop / c * 1e3:4.0f} GF/s  {b / c:5.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":

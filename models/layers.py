@@ -1,11 +1,14 @@
 """Small building blocks of the MetaFormer backbone (channels-last tensors, (B, H, W, C))."""
 from __future__ import annotations
 
+import functools
 import platform
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import packed_linear
 
 __all__ = [
     "LayerNormNoBias",
@@ -143,32 +146,55 @@ def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 class _FixedChannelLinear(torch.autograd.Function):
     """:func:`channel_linear` with a constant weight: the backward computes only the input
     gradient (``grad @ W``), so only the weight is kept, not the input (autograd's
-    convolution and linear backward keep both)."""
+    convolution and linear backward keep both). Float32 CPU products use the weight, and
+    its transpose, reordered once for oneDNN (see :mod:`.packed_linear`), cached under
+    ``owner`` (the parameter ``weight`` is, or is a view of)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, owner):
         ctx.save_for_backward(weight)
-        return channel_linear(x, weight, bias)
+        ctx.owner = owner
+        return _fixed_product(x, weight, bias, owner)
 
     @staticmethod
     def backward(ctx, grad):
         (weight,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        if packed_linear.applies(grad):
+            w_t = packed_linear.packed_weight(ctx.owner, f"transposed{tuple(weight.shape)}", weight.t)
+            return packed_linear.linear(grad, w_t), None, None, None
         # the product in the gradient's dtype (autocast may have run the forward in half precision)
-        return channel_linear(grad.contiguous(), weight.t().to(grad.dtype).contiguous()), None, None
+        return channel_linear(grad, weight.t().to(grad.dtype).contiguous()), None, None, None
 
 
-def fixed_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`channel_linear` for a weight and bias that act as constants (see
-    :func:`weights_fixed`): the same result, a gradient for ``x`` only, no saved input."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _FixedChannelLinear.apply(x, weight, bias)
+def _fixed_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   owner: torch.Tensor) -> torch.Tensor:
+    """``channel_linear(x, weight, bias)`` for a constant weight (a view of ``owner``)."""
+    if packed_linear.applies(x):
+        return packed_linear.linear(x, packed_linear.packed_weight(owner, f"weight{tuple(weight.shape)}",
+                                                                   lambda: weight), bias)
     return channel_linear(x, weight, bias)
 
 
+def fixed_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                         owner: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`channel_linear` for a weight and bias that act as constants (see
+    :func:`weights_fixed`): the same result, a gradient for ``x`` only, no saved input.
+    ``owner`` is the parameter that ``weight`` is (the default) or is a view of, under which
+    its reordered copies are cached."""
+    owner = weight if owner is None else owner
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FixedChannelLinear.apply(x, weight, bias, owner)
+    return _fixed_product(x, weight, bias, owner)
+
+
 def channel_linear_for(module: nn.Module):
-    """The channel linear function for ``module``'s weight: :func:`fixed_channel_linear` when
-    its weights are fixed (see :func:`weights_fixed`), else :func:`channel_linear`."""
-    return fixed_channel_linear if weights_fixed(module) else channel_linear
+    """The channel linear function ``f(x, weight, bias)`` for ``module``'s weight (or a view
+    of it): :func:`fixed_channel_linear` when its weights are fixed (see
+    :func:`weights_fixed`), else :func:`channel_linear`."""
+    if weights_fixed(module):
+        return functools.partial(fixed_channel_linear, owner=module.weight)
+    return channel_linear
 
 
 class ChannelLinear(nn.Linear):
@@ -277,6 +303,28 @@ def _joined(blocks: list[torch.Tensor]) -> torch.Tensor:
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
+def _mlp_products(x: torch.Tensor, *weights, recipes: tuple[str, ...] = ("weight", "star")):
+    """One product function ``f(rows, bias)`` per ``(owner, build[, depends])`` in ``weights``:
+    with the reordered weight for float32 CPU inputs (see :mod:`.packed_linear`), else
+    :func:`channel_linear` with ``build()`` in ``x``'s dtype."""
+    funcs = []
+    for recipe, (owner, build, *depends) in zip(recipes, weights):
+        if packed_linear.applies(x):
+            packed = packed_linear.packed_weight(owner, recipe, build, tuple(depends))
+            funcs.append(functools.partial(_packed_product, packed=packed))
+        else:
+            funcs.append(functools.partial(_plain_product, weight=build().to(x.dtype).contiguous()))
+    return funcs
+
+
+def _packed_product(rows: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> torch.Tensor:
+    return packed_linear.linear(rows, packed, bias)
+
+
+def _plain_product(rows: torch.Tensor, bias: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
+    return channel_linear(rows, weight, bias)
+
+
 class _FixedWeightStarMlp(torch.autograd.Function):
     """``fc2(StarReLU(fc1(x)))`` for fixed weights, computed a block of tokens at a time so
     that the hidden activations (4x the input) stay in cache; gradient w.r.t. ``x`` only.
@@ -294,27 +342,30 @@ class _FixedWeightStarMlp(torch.autograd.Function):
         # folded into fc2's weight and a constant output bias, one pass less per block
         w2_scaled, out_bias = w2 * scale, bias * w2.sum(1)
         tokens = x.reshape(-1, x.shape[-1]).contiguous()
+        fc1, fc2 = _mlp_products(tokens, (w1, lambda: w1), (w2, lambda: w2_scaled, scale))
         kept, outs = [], []
         for start in range(0, tokens.shape[0], block_rows):
-            h = channel_linear(tokens[start:start + block_rows], w1).clamp_min_(0)
-            outs.append(channel_linear(h * h, w2_scaled, out_bias))
+            h = fc1(tokens[start:start + block_rows], None).clamp_min_(0)
+            outs.append(fc2(h * h, out_bias))
             if ctx.needs_input_grad[0]:
                 kept.append(h)
-        ctx.in_shape = x.shape
+        ctx.owners, ctx.in_shape = (w1, w2, scale), x.shape
         ctx.save_for_backward(w1, w2, scale, *kept)  # saved tensors: checkpointing can drop them
         return _joined(outs).reshape(*x.shape[:-1], w2.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
         w1, w2, scale, *kept = ctx.saved_tensors
+        p1, p2, p_scale = ctx.owners
         # d/dh of (scale * W2) h**2 is 2 * scale * W2 diag(h): the factor goes into the weight
         g = grad.reshape(-1, grad.shape[-1]).contiguous()
         # products in the gradient's dtype: under autocast the forward ran them in half precision
-        w1_t, w2_t = w1.t().to(g.dtype).contiguous(), (w2 * (2 * scale)).t().to(g.dtype).contiguous()
+        fc2_t, fc1_t = _mlp_products(g, (p2, lambda: (w2 * (2 * scale)).t(), p_scale), (p1, w1.t),
+                                     recipes=("star_transposed", "transposed"))
         grads, start = [], 0
         for h in kept:
-            gh = channel_linear(g[start:start + h.shape[0]], w2_t)
-            grads.append(channel_linear(gh.mul_(h), w1_t))
+            gh = fc2_t(g[start:start + h.shape[0]], None)
+            grads.append(fc1_t(gh.mul_(h), None))
             start += h.shape[0]
         return _joined(grads).reshape(ctx.in_shape), None, None, None, None, None
 
