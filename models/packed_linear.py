@@ -16,7 +16,10 @@ Reordered weights are cached per owning parameter (weakly: the entries go with t
 parameter) and per recipe (the weight as used, its transpose for the input gradient, a
 weight with StarReLU's scale folded in). An entry is rebuilt when the owner or a tensor the
 recipe depends on has been changed in place or given new storage (the cache compares
-storage addresses and version counters), so loading other weights into a model is safe.
+storage addresses and version counters), so loading other weights into a model
+(``load_state_dict``) or editing them in place under ``torch.no_grad()`` is safe. Writes
+through ``.data`` bypass the version counter and are not seen, as with the kernel-spectrum
+cache of the long filters.
 Where the operators are missing (other platforms, builds without oneDNN) :func:`applies`
 is False and the callers use :func:`~.layers.channel_linear`.
 """
