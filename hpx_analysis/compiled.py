@@ -54,17 +54,26 @@ def repeated_blocks(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 def compiling(model: nn.Module, backend: str = "inductor") -> Iterator[int]:
     """Within the block, ``model``'s repeated blocks (see :func:`repeated_blocks`) are
     ``torch.compile(block, backend=backend, dynamic=False)`` wrappers; yields how many.
-    Compiled code is kept by torch between uses, so a second run with the same shapes does
-    not compile again."""
+    A block's ``forward_at`` (the last MetaFormer block's entry point for one output
+    position, see ``HyenaMetaFormer.forward_features_at``) is compiled as well, so that the
+    ERF's last block does not run eagerly. Compiled code is kept by torch between uses, so a
+    second run with the same shapes does not compile again."""
     blocks = repeated_blocks(model)
+    entry_points = []  # blocks given a compiled forward_at, which is removed again on exit
     try:
         for container, name, block in blocks:
+            forward_at = getattr(block, "forward_at", None)
+            if forward_at is not None:
+                block.forward_at = torch.compile(forward_at, backend=backend, dynamic=False)
+                entry_points.append(block)
             setattr(container, name, torch.compile(block, backend=backend, dynamic=False))
         with _recompile_limit(_RECOMPILE_LIMIT):
             yield len(blocks)
     finally:
         for container, name, block in blocks:
             setattr(container, name, block)
+        for block in entry_points:
+            del block.forward_at
 
 
 def _recompile_limit(limit: int) -> contextlib.AbstractContextManager[None]:

@@ -77,3 +77,25 @@ def test_compiled_erf_equals_eager_and_leaves_the_model_as_found(monkeypatch):
     np.testing.assert_allclose(compiled.matrix, eager.matrix, rtol=1e-5, atol=1e-6 * eager.matrix.max())
     assert [type(b).__name__ for b in model.stages[0]] == ["MetaFormerBlock"]
     assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_a_blocks_forward_at_is_compiled_too():
+    # the ERF's last block enters through forward_at; it must not bypass the compiled wrapper
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    model = timm.create_model("hpx_former_s4").eval().requires_grad_(False)
+    x = torch.randn(1, 3, 64, 64)
+    expected = model.forward_features_at(x)
+    torch._dynamo.reset()
+    with compiling(model, backend=counting_backend):
+        tail = model.stages[-1][-1]
+        before = len(graphs)
+        got = tail.forward_at(model.downsample_layers[-1](model.forward_to_stage(x, 3)), 1, 1)
+        assert len(graphs) > before  # traced by dynamo, not run eagerly
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert not hasattr(model.stages[-1][-1], "__wrapped__") and "forward_at" not in vars(model.stages[-1][-1])
