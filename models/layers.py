@@ -129,8 +129,9 @@ def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
     There it runs as a 1x1 convolution over a channels-last view of the rows, which uses
     oneDNN's kernels where ``F.linear`` calls MKL's sgemm; on the 2-core AMD EPYC this
-    project is developed on, that is 1.0-1.34x faster for this model's shapes
-    (``benchmarks/gemm_backends.py`` prints both). Same result up to rounding,
+    project is developed on, that is 0.9-1.9x as fast for this model's shapes, faster on all
+    but the smallest (``benchmarks/gemm_backends.py`` prints both; constant weights take the
+    faster path of :mod:`.packed_linear`). Same result up to rounding,
     differentiable in every argument. Elsewhere (other devices, dtypes or
     platforms, non-contiguous or few rows) it is ``F.linear``.
     """
