@@ -341,9 +341,9 @@ class _FixedWeightStarMlp(torch.autograd.Function):
     def forward(ctx, x, w1, w2, scale, bias, block_rows: int):
         # fc2(scale * h**2 + bias) = (scale * W2) h**2 + bias * W2 1: the StarReLU scalars are
         # folded into fc2's weight and a constant output bias, one pass less per block
-        w2_scaled, out_bias = w2 * scale, bias * w2.sum(1)
+        out_bias = bias * w2.sum(1)
         tokens = x.reshape(-1, x.shape[-1]).contiguous()
-        fc1, fc2 = _mlp_products(tokens, (w1, lambda: w1), (w2, lambda: w2_scaled, scale))
+        fc1, fc2 = _mlp_products(tokens, (w1, lambda: w1), (w2, lambda: w2 * scale, scale))
         kept, outs = [], []
         for start in range(0, tokens.shape[0], block_rows):
             h = fc1(tokens[start:start + block_rows], None).clamp_min_(0)
