@@ -304,26 +304,31 @@ def _joined(blocks: list[torch.Tensor]) -> torch.Tensor:
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
-def _mlp_products(x: torch.Tensor, *weights, recipes: tuple[str, ...] = ("weight", "star")):
+def _mlp_products(x: torch.Tensor, *weights, recipes: tuple[str, ...] = ("weight", "star"),
+                  relu_first: bool = False):
     """One product function ``f(rows, bias)`` per ``(owner, build[, depends])`` in ``weights``:
     with the reordered weight for float32 CPU inputs (see :mod:`.packed_linear`), else
-    :func:`channel_linear` with ``build()`` in ``x``'s dtype."""
+    :func:`channel_linear` with ``build()`` in ``x``'s dtype. With ``relu_first`` the first
+    function returns the ReLU of its product (fused into the product where oneDNN runs it)."""
     funcs = []
-    for recipe, (owner, build, *depends) in zip(recipes, weights):
+    for i, (recipe, (owner, build, *depends)) in enumerate(zip(recipes, weights)):
+        relu = relu_first and i == 0
         if packed_linear.applies(x):
             packed = packed_linear.packed_weight(owner, recipe, build, tuple(depends))
-            funcs.append(functools.partial(_packed_product, packed=packed))
+            funcs.append(functools.partial(_packed_product, packed=packed, relu=relu))
         else:
-            funcs.append(functools.partial(_plain_product, weight=build().to(x.dtype).contiguous()))
+            funcs.append(functools.partial(_plain_product, weight=build().to(x.dtype).contiguous(), relu=relu))
     return funcs
 
 
-def _packed_product(rows: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor) -> torch.Tensor:
-    return packed_linear.linear(rows, packed, bias)
+def _packed_product(rows: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor,
+                    relu: bool) -> torch.Tensor:
+    return packed_linear.linear(rows, packed, bias, relu=relu)
 
 
-def _plain_product(rows: torch.Tensor, bias: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
-    return channel_linear(rows, weight, bias)
+def _plain_product(rows: torch.Tensor, bias: torch.Tensor | None, weight: torch.Tensor, relu: bool) -> torch.Tensor:
+    y = channel_linear(rows, weight, bias)
+    return y.clamp_min_(0) if relu else y
 
 
 class _FixedWeightStarMlp(torch.autograd.Function):
@@ -343,10 +348,10 @@ class _FixedWeightStarMlp(torch.autograd.Function):
         # folded into fc2's weight and a constant output bias, one pass less per block
         out_bias = bias * w2.sum(1)
         tokens = x.reshape(-1, x.shape[-1]).contiguous()
-        fc1, fc2 = _mlp_products(tokens, (w1, lambda: w1), (w2, lambda: w2 * scale, scale))
+        fc1, fc2 = _mlp_products(tokens, (w1, lambda: w1), (w2, lambda: w2 * scale, scale), relu_first=True)
         kept, outs = [], []
         for start in range(0, tokens.shape[0], block_rows):
-            h = fc1(tokens[start:start + block_rows], None).clamp_min_(0)
+            h = fc1(tokens[start:start + block_rows], None)  # relu(fc1 x)
             outs.append(fc2(h * h, out_bias))
             if ctx.needs_input_grad[0]:
                 kept.append(h)

@@ -81,6 +81,9 @@ def packed_weight(owner: torch.Tensor, recipe: str, build: Callable[[], torch.Te
     return hit[1]
 
 
-def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ W.T + bias`` over the last axis of ``x`` with a weight from :func:`packed_weight`."""
-    return torch.ops.mkldnn._linear_pointwise(x, packed, None if bias is None else bias.detach(), "none", [], "")
+def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None,
+           relu: bool = False) -> torch.Tensor:
+    """``x @ W.T + bias`` over the last axis of ``x`` with a weight from :func:`packed_weight`;
+    with ``relu``, ``relu(x @ W.T + bias)`` in the same pass (oneDNN's post-op)."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None if bias is None else bias.detach(),
+                                              "relu" if relu else "none", [], "")

@@ -100,3 +100,12 @@ def test_weights_loaded_into_a_frozen_layer_are_used():
     _assert_float32_close(lin(x), _reference(x, lin.weight, lin.bias))
     lin.load_state_dict({"weight": torch.randn(40, 24), "bias": torch.randn(40)})
     _assert_float32_close(lin(x), _reference(x, lin.weight, lin.bias))
+
+
+@needs_onednn
+def test_the_fused_relu_is_the_relu_of_the_product():
+    g = torch.Generator().manual_seed(11)
+    x, w, b = torch.randn(300, 24, generator=g), torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
+    got = packed_linear.linear(x, packed_linear.packed_weight(w, "weight", lambda: w), b, relu=True)
+    _assert_float32_close(got, torch.relu(_reference(x, w, b)))
+    assert (got >= 0).all() and (got == 0).any()
