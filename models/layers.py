@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import packed_linear
+from . import packed_linear, strided_conv
 
 __all__ = [
     "LayerNormNoBias",
@@ -23,6 +23,7 @@ __all__ = [
     "channel_linear_for",
     "DepthwiseConv2d",
     "DepthwiseConv1d",
+    "StemConv2d",
     "split_channels",
     "weights_fixed",
     "MlpHead",
@@ -424,6 +425,20 @@ class MlpHead(nn.Module):
         return x if pre_logits else self.fc2(x)
 
 
+class StemConv2d(nn.Conv2d):
+    """``nn.Conv2d`` for a network's stem. With fixed weights (see :func:`weights_fixed`) on
+    the CPU, its input gradient (the gradient w.r.t. the image, what an ERF reads) runs as
+    one stride-1 convolution of the phases plus a pixel shuffle (:mod:`.strided_conv`):
+    oneDNN's own backward-data kernel is slow with 3 output channels. Parameters and state
+    dict are those of the ``nn.Conv2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad
+                and x.dtype == self.weight.dtype and strided_conv.supported(self) and weights_fixed(self)):
+            return strided_conv.fixed_strided_conv2d(x, self)
+        return super().forward(x)
+
+
 class Downsampling(nn.Module):
     """Stem or between-stage down-sampling conv; input and output are channels-last
     (the stem takes the (B, 3, H, W) image).
@@ -440,7 +455,8 @@ class Downsampling(nn.Module):
         super().__init__()
         self.is_stem = not pre_norm
         self.pre_norm = LayerNormNoBias(in_chs, eps=1e-6) if pre_norm else nn.Identity()
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=padding)
+        conv = StemConv2d if self.is_stem else nn.Conv2d
+        self.conv = conv(in_chs, out_chs, kernel_size, stride=stride, padding=padding)
         self.post_norm = LayerNormNoBias(out_chs, eps=1e-6) if post_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

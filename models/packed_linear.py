@@ -12,14 +12,10 @@ prints all three ways); it also saves the backward passes' copies of transposed 
 Per 1024 px image: about 6 % for hpx_former_s18 (median of 8 paired passes), 8 % for
 hb_former_s18 (4 pairs); the ERF moves by 3e-6 of its mass (rounding).
 
-Reordered weights are cached per owning parameter (weakly: the entries go with the
-parameter) and per recipe (the weight as used, its transpose for the input gradient, a
-weight with StarReLU's scale folded in). An entry is rebuilt when the owner or a tensor the
-recipe depends on has been changed in place or given new storage (the cache compares
-storage addresses and version counters), so loading other weights into a model
-(``load_state_dict``) or editing them in place under ``torch.no_grad()`` is safe. Writes
-through ``.data`` bypass the version counter and are not seen, as with the kernel-spectrum
-cache of the long filters.
+Reordered weights are kept by :func:`.weight_cache.derived` under their owning parameter
+and a recipe (the weight as used, its transpose for the input gradient, a weight with
+StarReLU's scale folded in), and made again when the owner or a tensor the recipe depends
+on changes.
 Where the operators are missing (other platforms, builds without oneDNN) :func:`applies`
 is False and the callers use :func:`~.layers.channel_linear`.
 """
@@ -29,14 +25,13 @@ import platform
 from typing import Callable
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
+
+from .weight_cache import derived
 
 __all__ = ["available", "applies", "packed_weight", "linear"]
 
 # batch-size hint for the reorder (any number of rows works with the result)
 _ROWS_HINT = 2048
-
-_cache: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _find_ops() -> bool:
@@ -61,24 +56,14 @@ def applies(x: torch.Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 
-def _state(tensors: tuple[torch.Tensor, ...]) -> tuple:
-    return tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors)
-
-
 def packed_weight(owner: torch.Tensor, recipe: str, build: Callable[[], torch.Tensor],
                   depends: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
     """The oneDNN-reordered ``build()`` (an ``(out, in)`` float32 weight derived from
     ``owner``, and from the tensors in ``depends``), cached under ``owner`` and ``recipe``."""
-    state = _state((owner, *depends))
-    entries = _cache.get(owner)
-    if entries is None:
-        entries = _cache[owner] = {}
-    hit = entries.get(recipe)
-    if hit is None or hit[0] != state:
-        with torch.no_grad():
-            weight = build().detach().float().contiguous()
-        hit = entries[recipe] = (state, torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT))
-    return hit[1]
+    def reorder() -> torch.Tensor:
+        weight = build().detach().float().contiguous()
+        return torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT)
+    return derived(owner, "onednn:" + recipe, reorder, depends)
 
 
 def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpx_analysis.models import packed_linear
+from hpx_analysis.models import packed_linear, weight_cache
 from hpx_analysis.models.layers import ChannelLinear, fixed_channel_linear
 
 needs_onednn = pytest.mark.skipif(not packed_linear.available(), reason="no oneDNN linear operators in this build")
@@ -65,10 +65,10 @@ def test_cached_weights_are_reused_and_rebuilt_when_their_sources_change():
 def test_cache_entries_go_with_their_owner():
     w = torch.randn(4, 3)
     packed_linear.packed_weight(w, "weight", lambda: w)
-    before = len(packed_linear._cache)
+    before = len(weight_cache._cache)
     del w
     gc.collect()
-    assert len(packed_linear._cache) == before - 1
+    assert len(weight_cache._cache) == before - 1
 
 
 def test_not_taken_for_other_dtypes_or_under_cpu_autocast():
