@@ -22,6 +22,7 @@ tap exists. Square kernels, strides and paddings only (what the MetaFormer stems
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,12 +33,14 @@ from .weight_cache import derived
 __all__ = ["PhaseKernel", "phase_kernel", "input_gradient", "supported", "fixed_strided_conv2d"]
 
 
+@dataclass(frozen=True)
 class PhaseKernel:
     """The stacked phase kernel ``(s * s * C_in, C_out, L, L)`` of a strided convolution's
     weight, for offsets ``e`` from ``e_min`` to ``e_min + L - 1``."""
 
-    def __init__(self, kernel: torch.Tensor, e_min: int, stride: int):
-        self.kernel, self.e_min, self.stride = kernel, e_min, stride
+    kernel: torch.Tensor
+    e_min: int
+    stride: int
 
     @property
     def e_max(self) -> int:
