@@ -52,7 +52,7 @@ def check_model(name: str, size: int, n_images: int, device, fp32_tol: float) ->
     import torch
 
     from hpx_analysis.erf import compute_erf
-    from hpx_analysis.images import erf_transform, list_images, load_rgb
+    from hpx_analysis.io.images import erf_transform, list_images, load_rgb
 
     transform = erf_transform(size)
     images = [transform(load_rgb(item.path)) for item in list_images(None, n_images)]

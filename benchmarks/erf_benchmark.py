@@ -17,7 +17,7 @@ out of the timing). The images are the bundled scikit-image photographs, resized
 - ``ours``: :func:`hpx_analysis.erf.compute_erf` (frozen parameters, cached kernel
   spectrum, minimal exact FFT sizes) at each ``--batch-sizes`` value, in a process set up
   as ``hpx-analyze`` sets itself up: glibc keeps freed buffers for reuse
-  (:func:`hpx_analysis.allocator.reuse_freed_memory`). ``--precision tf32`` or ``bf16``
+  (:func:`hpx_analysis.execution.allocator.reuse_freed_memory`). ``--precision tf32`` or ``bf16``
   (CUDA) times ours in TF32 or under autocast; the deviation from float32, measured on the
   warm-up batch, is printed. ``--compile`` times ours with its blocks compiled
   (``torch.compile``); the compiling falls in the warm-up. Where a batch of ours does not
@@ -85,7 +85,7 @@ def _published_erf_batch(model, x):
 
 def worker(args) -> None:
     if args.heap_reuse:
-        from hpx_analysis.allocator import reuse_freed_memory
+        from hpx_analysis.execution.allocator import reuse_freed_memory
 
         reuse_freed_memory()
     import timm
@@ -93,7 +93,7 @@ def worker(args) -> None:
 
     import hpx_analysis  # noqa: F401
     from hpx_analysis.erf import compute_erf
-    from hpx_analysis.images import erf_transform, list_images, load_rgb
+    from hpx_analysis.io.images import erf_transform, list_images, load_rgb
 
     sys.path.insert(0, str(HERE))
     from published_metaformer import published_style_copy
@@ -236,7 +236,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    from hpx_analysis.runtime import cpu_name
+    from hpx_analysis.io.devices import cpu_name
 
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     batch_sizes = [int(b) for b in (args.batch_sizes or ("1,8" if cuda else "1")).split(",")]

@@ -18,10 +18,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from hpx_analysis.allocator import reuse_freed_memory
+from hpx_analysis.execution.allocator import reuse_freed_memory
 from hpx_analysis.models import packed_linear
 from hpx_analysis.models.layers import channel_linear
-from hpx_analysis.runtime import cpu_name
+from hpx_analysis.io.devices import cpu_name
 
 # (tokens, c_in, c_out): stage MLP fc1/fc2 and output projections at 1024 px, and MLP blocks
 SHAPES = [

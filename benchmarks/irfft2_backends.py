@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from hpx_analysis.allocator import reuse_freed_memory
+from hpx_analysis.execution.allocator import reuse_freed_memory
 from hpx_analysis.models import mkl_irfft2
-from hpx_analysis.runtime import cpu_name
+from hpx_analysis.io.devices import cpu_name
 
 # (channels, FFT height, FFT width) of the four stages' long convolutions at 1024 px
 SHAPES = [(64, 320, 320), (128, 160, 160), (320, 80, 80), (512, 40, 40)]

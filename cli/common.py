@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from hpx_analysis.images import ImageInputError, ImageLoadError
-from hpx_analysis.weights import ModelSpec, WeightsError, parse_model_spec
+from hpx_analysis.io.images import ImageInputError, ImageLoadError
+from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
 
 __all__ = [
     "ModelOption", "OutOption", "DeviceOption", "SeedOption", "ImagesOption", "NumImagesOption",

@@ -13,7 +13,8 @@ import torch
 import typer
 
 from hpx_analysis.coverage import DIAMETER_READINGS, model_coverage
-from hpx_analysis.weights import load_model, resolve_device
+from hpx_analysis.io.devices import resolve_device
+from hpx_analysis.io.weights import load_model
 
 from .common import (DeviceOption, ModelOption, OutOption, SeedOption, default_out, fail, model_specs,
                      stderr_console, user_errors)
@@ -39,7 +40,7 @@ def coverage(
     convolution as kernel size / feature-map size; H_b windows on their 1D token axis (extent / h*w)."""
     import matplotlib.pyplot as plt
 
-    from hpx_analysis.plot_analyses import plot_coverage
+    from hpx_analysis.plotting import plot_coverage
 
     specs = model_specs(model)
     if diameter not in DIAMETER_READINGS:

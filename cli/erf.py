@@ -20,11 +20,12 @@ import torch
 import typer
 
 from hpx_analysis.erf import METHODS, PRECISIONS, ErfError, ErfResult
-from hpx_analysis.distributed import DistContext, dist_context
-from hpx_analysis.erf_metrics import erf_metrics
-from hpx_analysis.erf_run import discard_partial, partial_stem, run_erf
-from hpx_analysis.images import list_images
-from hpx_analysis.weights import LoadedModel, load_model, resolve_device
+from hpx_analysis.execution.distributed import DistContext, dist_context
+from hpx_analysis.erf.metrics import erf_metrics
+from hpx_analysis.erf.run import discard_partial, partial_stem, run_erf
+from hpx_analysis.io.images import list_images
+from hpx_analysis.io.devices import resolve_device
+from hpx_analysis.io.weights import LoadedModel, load_model
 
 from .common import (DeviceOption, ImagesOption, ModelOption, NumImagesOption, OutOption, SeedOption,
                      default_out, fail, model_specs, progress, stderr_console, user_errors)
@@ -61,7 +62,7 @@ def write_summary(out_dir: Path, rows: list[dict], results: list[ErfResult]) -> 
     """``erf_metrics.csv`` and ``erf.png`` / ``erf.pdf``."""
     import matplotlib.pyplot as plt
 
-    from hpx_analysis.plot_erf import plot_erf
+    from hpx_analysis.plotting.erf import plot_erf
 
     table = pd.DataFrame(rows)
     for column in table.columns:

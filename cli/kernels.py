@@ -13,7 +13,8 @@ import torch
 import typer
 
 from hpx_analysis.kernels import NoLongKernelsError, kernel_maps
-from hpx_analysis.weights import load_model, resolve_device
+from hpx_analysis.io.devices import resolve_device
+from hpx_analysis.io.weights import load_model
 
 from .common import (DeviceOption, ModelOption, OutOption, SeedOption, default_out, fail, model_specs,
                      stderr_console, user_errors)
@@ -57,7 +58,7 @@ def kernels(
     input pixel (r',c'))."""
     import matplotlib.pyplot as plt
 
-    from hpx_analysis.plot_analyses import plot_kernels
+    from hpx_analysis.plotting import plot_kernels
 
     specs = model_specs(model)
     blocks = parse_int_list(block, "--block")

@@ -5,7 +5,7 @@ import warnings
 
 import typer
 
-from hpx_analysis.allocator import reuse_freed_memory
+from hpx_analysis.execution.allocator import reuse_freed_memory
 
 app = typer.Typer(
     name="hpx-analyze",

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED, iter_token_mixers
-from hpx_analysis.weights import published_weights_cached
+from hpx_analysis.io.weights import published_weights_cached
 
 __all__ = ["models", "model_rows", "mixer_summary", "count_parameters"]
 

@@ -44,8 +44,8 @@ def build_report(out: Path, settings: rp.ReportSettings, *, device: str = "auto"
                  command: str | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Regenerate the report into ``out`` (its analysis subfolders are replaced); returns the
     manifest written to ``report.json``. Errors a user can cause end in ``typer.Exit``."""
-    from hpx_analysis.runtime import device_description
-    from hpx_analysis.weights import resolve_device
+    from hpx_analysis.io.devices import device_description
+    from hpx_analysis.io.devices import resolve_device
 
     from .coverage import coverage
     from .erf import erf

@@ -106,7 +106,7 @@ def runtime(
     res = _resolutions(resolutions)
     out_dir = default_out("runtime", out)
     with user_errors():
-        from hpx_analysis.weights import resolve_device
+        from hpx_analysis.io.devices import resolve_device
 
         dev = resolve_device(device)
         unknown = [n for n in names if n not in rt.MIXERS]
@@ -140,7 +140,7 @@ def runtime(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hpx_analysis.plot_runtime import plot_runtime
+    from hpx_analysis.plotting.runtime import plot_runtime
 
     fig = plot_runtime(df, title=f"Token mixer runtime, batch {batch}, {dim} ch\n{described}")
     fig.savefig(out_dir / "runtime.png", dpi=150)

@@ -17,12 +17,13 @@ import pandas as pd
 import torch
 import typer
 
-from hpx_analysis.image_batches import ImageBatches
-from hpx_analysis.images import labels_available, list_images, model_eval_transform
+from hpx_analysis.io.batches import ImageBatches
+from hpx_analysis.io.images import labels_available, list_images, model_eval_transform
 from hpx_analysis.kernels import NoLongKernelsError
-from hpx_analysis.distributed import dist_context
+from hpx_analysis.execution.distributed import dist_context
 from hpx_analysis.truncation import DEFAULT_REL_SIZES, swept_stages, truncation_sweep
-from hpx_analysis.weights import load_model, resolve_device
+from hpx_analysis.io.devices import resolve_device
+from hpx_analysis.io.weights import load_model
 
 from .common import (DeviceOption, ImagesOption, ModelOption, NumImagesOption, OutOption, SeedOption,
                      default_out, fail, model_specs, progress, stderr_console, user_errors)
@@ -85,7 +86,7 @@ def truncation(
     stage are computed once per batch and reused for every size."""
     import matplotlib.pyplot as plt
 
-    from hpx_analysis.plot_analyses import plot_truncation
+    from hpx_analysis.plotting import plot_truncation
 
     specs = model_specs(model)
     sizes = parse_float_list(rel_sizes, "--rel-sizes")

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import gc
 import math
-import platform
 import statistics
 import time
 from typing import Callable, Iterable, Sequence
@@ -41,7 +40,8 @@ import torch
 from torch import nn
 
 from .models.mixers import Attention, BidirectionalHyena, HyenaPixel, HyenaPixelSeparable, SepConv
-from .out_of_memory import is_out_of_memory
+from .execution.out_of_memory import is_out_of_memory
+from .io.devices import device_description, resolve_device
 
 __all__ = [
     "MIXERS",
@@ -146,32 +146,6 @@ def time_calls(fn: Callable[[], object], repeats: int, device: torch.device | st
     return times
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what ``platform`` knows."""
-    fallback = platform.processor() or platform.machine() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-    except OSError:
-        return fallback
-    return names[0] if names else fallback
-
-
-def device_description(device: torch.device | str, threads: int | None = None) -> str:
-    """Human-readable name of the device (GPU model, or CPU model and thread count;
-    ``threads`` defaults to torch's current setting)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"CPU: {cpu_name()}, {threads or torch.get_num_threads()} threads"
-
-
-def _resolve_device(device) -> torch.device:
-    from .weights import resolve_device  # shared device policy of the toolbench
-
-    return torch.device(resolve_device(device))
-
-
 def _as_tuple(value, name: str) -> tuple:
     if isinstance(value, str):
         value = (value,)
@@ -274,7 +248,7 @@ def measure_mixer_runtime(
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
-    dev = _resolve_device(device)
+    dev = torch.device(resolve_device(device))
     kind = "cuda" if dev.type == "cuda" else "cpu"
     if resolutions is None:
         resolutions = CUDA_RESOLUTIONS if kind == "cuda" else CPU_RESOLUTIONS

@@ -40,7 +40,7 @@ from torch import nn
 
 from .kernels import NoLongKernelsError
 from .models import long_conv_mixers
-from .distributed import all_reduce_sum
+from .execution.distributed import all_reduce_sum
 
 __all__ = [
     "DEFAULT_REL_SIZES", "TruncationResult", "truncation_sweep", "full_rel_sizes", "swept_stages",

@@ -21,7 +21,7 @@ SETUP = """\
 import matplotlib.pyplot as plt
 import torch
 
-from hpx_analysis.weights import load_model
+from hpx_analysis.io.weights import load_model
 
 torch.manual_seed(0)
 SEED = 0"""
@@ -43,9 +43,9 @@ weights**, on one bundled photograph at 128 px. With published weights
         ("code", SETUP + """
 
 from hpx_analysis.erf import compute_erf
-from hpx_analysis.erf_metrics import erf_metrics
-from hpx_analysis.images import list_images
-from hpx_analysis.plot_erf import plot_erf
+from hpx_analysis.erf.metrics import erf_metrics
+from hpx_analysis.io.images import list_images
+from hpx_analysis.plotting.erf import plot_erf
 
 images = list_images(None, 1)  # the first bundled photograph
 print([item.path.split("/")[-1] for item in images])"""),
@@ -93,7 +93,7 @@ initialisation (implicit filter network and decay window), not learned structure
         ("code", SETUP + """
 
 from hpx_analysis.kernels import kernel_maps
-from hpx_analysis.plot_analyses import plot_kernels
+from hpx_analysis.plotting import plot_kernels
 
 hpx = load_model("hpx_s4=random", device="cpu", seed=SEED)
 hpx_kernels = kernel_maps(hpx.model, name=hpx.name)
@@ -142,7 +142,7 @@ the curves show the initialisation. With published S18 weights (`hpx_s18`, `c_hp
 import pandas as pd
 
 from hpx_analysis.coverage import model_coverage
-from hpx_analysis.plot_analyses import plot_coverage
+from hpx_analysis.plotting import plot_coverage
 
 tables = []
 for spec in ("hpx_s4=random", "hb_s4=random"):
@@ -188,9 +188,9 @@ With published weights and the IN-1k validation folder (`--images`), top-1 accur
 as in the paper."""),
         ("code", SETUP + """
 
-from hpx_analysis.image_batches import ImageBatches
-from hpx_analysis.images import labels_available, list_images, model_eval_transform
-from hpx_analysis.plot_analyses import plot_truncation
+from hpx_analysis.io.batches import ImageBatches
+from hpx_analysis.io.images import labels_available, list_images, model_eval_transform
+from hpx_analysis.plotting import plot_truncation
 from hpx_analysis.truncation import full_rel_sizes, truncation_sweep
 
 loaded = load_model("hpx_s4=random", device="cpu", seed=SEED)

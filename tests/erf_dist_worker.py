@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpx_analysis.distributed import dist_context
-from hpx_analysis.erf_run import run_erf
+from hpx_analysis.execution.distributed import dist_context
+from hpx_analysis.erf.run import run_erf
 
 
 def worker_model() -> nn.Module:

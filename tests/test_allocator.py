@@ -3,7 +3,7 @@ import platform
 
 import pytest
 
-from hpx_analysis import allocator
+from hpx_analysis.execution import allocator
 
 
 def test_switched_off_by_the_environment(monkeypatch):

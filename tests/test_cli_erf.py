@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import hpx_analysis.erf as erf_module
+import hpx_analysis.erf.compute as erf_module
 from hpx_analysis.cli.main import app
 
 BASE = ["erf", "--model", "hpx_former_s4=random", "--size", "64", "--device", "cpu"]
@@ -56,8 +56,8 @@ def test_cli_matches_library(tmp_path):
     import torch
 
     from hpx_analysis.erf import compute_erf
-    from hpx_analysis.images import list_images
-    from hpx_analysis.weights import load_model
+    from hpx_analysis.io.images import list_images
+    from hpx_analysis.io.weights import load_model
 
     images = make_folder(tmp_path / "imgs", n=2)
     out = tmp_path / "out"
@@ -149,7 +149,7 @@ def test_plot_erf_shared_scale_and_titles():
     import matplotlib.pyplot as plt
 
     from hpx_analysis.erf import ErfResult
-    from hpx_analysis.plot_erf import plot_erf
+    from hpx_analysis.plotting.erf import plot_erf
 
     a = np.zeros((9, 9))
     a[4, 4] = 99.0

@@ -13,7 +13,7 @@ import hpx_analysis  # noqa: F401
 from hpx_analysis.cli.common import ModelOption, fail, model_specs, progress, user_errors
 from hpx_analysis.cli.main import app
 from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED
-from hpx_analysis.weights import load_model
+from hpx_analysis.io.weights import load_model
 
 MANIFEST = "official_checkpoints.json"
 

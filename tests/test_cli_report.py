@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from hpx_analysis.cli.main import app
 from hpx_analysis.report import FULL, QUICK, markdown_table, weights_chooser
-from hpx_analysis.weights import WeightsError
+from hpx_analysis.io.weights import WeightsError
 
 runner = CliRunner()
 

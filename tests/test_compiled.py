@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import hpx_analysis  # noqa: F401  (registers the models)
-import hpx_analysis.erf as erf_module
-from hpx_analysis.compiled import compiling, repeated_blocks
+import hpx_analysis.erf.compute as erf_module
+from hpx_analysis.execution.compiled import compiling, repeated_blocks
 from hpx_analysis.erf import compute_erf
 
 

@@ -16,8 +16,8 @@ from torch import nn
 import hpx_analysis  # noqa: F401  (registers the models)
 from hpx_analysis.erf import (ErfError, KeyedInput, accumulate_erf, centre_unit, compute_erf, contribution_maps,
                               frozen_for_erf, last_feature_map)
-from hpx_analysis.erf_run import partial_files, run_erf
-from hpx_analysis.erf_state import ErfAccumulator, ErfStateError
+from hpx_analysis.erf.run import partial_files, run_erf
+from hpx_analysis.erf.state import ErfAccumulator, ErfStateError
 
 HERE = Path(__file__).parent
 
@@ -264,7 +264,7 @@ def test_feature_map_layouts():
 def test_image_files_loaded_and_bad_ones_skipped(tmp_path):
     from PIL import Image
 
-    from hpx_analysis.images import ImageItem
+    from hpx_analysis.io.images import ImageItem
 
     rng = np.random.default_rng(0)
     good = tmp_path / "good.png"
@@ -290,7 +290,7 @@ def test_image_files_loaded_and_bad_ones_skipped(tmp_path):
 def test_image_files_read_on_threads_give_the_same_run(tmp_path):
     from PIL import Image
 
-    from hpx_analysis.images import ImageItem
+    from hpx_analysis.io.images import ImageItem
 
     rng = np.random.default_rng(3)
     paths = []
@@ -329,7 +329,7 @@ def test_fp32_passes_run_without_tf32():
 
 
 def test_tf32_mode_sets_tf32_and_restores_the_callers_flags():
-    from hpx_analysis.erf import _precision_mode
+    from hpx_analysis.erf.compute import _precision_mode
 
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False

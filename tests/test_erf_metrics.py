@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpx_analysis.erf_metrics import (anisotropy, axis_mass_fractions, centre_of_mass_offset, dead_fraction,
+from hpx_analysis.erf.metrics import (anisotropy, axis_mass_fractions, centre_of_mass_offset, dead_fraction,
                                       erf_metrics, mass_radius, radial_profile, replknet_scale, replknet_squares)
 
 

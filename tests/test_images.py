@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hpx_analysis.images import (BUNDLED_PHOTOS, ImageInputError, ImageItem, ImageLoadError,
+from hpx_analysis.io.images import (BUNDLED_PHOTOS, ImageInputError, ImageItem, ImageLoadError,
                                  erf_transform, labels_available, list_images, load_rgb,
                                  model_eval_transform)
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hpx_analysis.out_of_memory import is_out_of_memory
+from hpx_analysis.execution.out_of_memory import is_out_of_memory
 
 
 @pytest.mark.parametrize("exc, expected", [

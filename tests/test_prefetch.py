@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hpx_analysis.prefetch import prefetched
+from hpx_analysis.execution.prefetch import prefetched
 
 
 class Recorder:

@@ -14,7 +14,7 @@ import torch
 
 from hpx_analysis import runtime as rt
 from hpx_analysis.models.mixers.filters import ImplicitFilter1d
-from hpx_analysis.plot_runtime import plot_runtime
+from hpx_analysis.plotting.runtime import plot_runtime
 
 TINY = dict(resolutions=(32, 64), device="cpu", warmup=0, repeats=2, num_threads=1)
 

@@ -17,11 +17,11 @@ from PIL import Image
 from torchvision import transforms
 
 import hpx_analysis  # noqa: F401
-from hpx_analysis.image_batches import ImageBatches
-from hpx_analysis.images import labels_available, list_images
+from hpx_analysis.io.batches import ImageBatches
+from hpx_analysis.io.images import labels_available, list_images
 from hpx_analysis.kernels import NoLongKernelsError
 from hpx_analysis.models import long_conv_mixers
-from hpx_analysis.distributed import DistContext
+from hpx_analysis.execution.distributed import DistContext
 from hpx_analysis.truncation import BASELINE_STAGE, full_rel_sizes, stage_prefixes, truncation_sweep
 
 HERE = Path(__file__).parent

@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 import hpx_analysis  # noqa: F401  (registers the models)
-from hpx_analysis.weights import (DeviceError, LoadedModel, ModelSpec, WeightsError, load_model,
-                                  parse_model_spec, published_weights_cached, resolve_device)
+from hpx_analysis.io.devices import DeviceError, resolve_device
+from hpx_analysis.io.weights import (LoadedModel, ModelSpec, WeightsError, load_model, parse_model_spec,
+                                     published_weights_cached)
 
 SMALL = "hpx_former_s4"
 INPUT = torch.linspace(-2.0, 2.0, 3 * 64 * 64).reshape(1, 3, 64, 64)
@@ -87,7 +88,7 @@ def test_resolve_device():
     with pytest.raises(DeviceError, match="unknown device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(WeightsError, match="CUDA is not available"):
+        with pytest.raises(DeviceError, match="CUDA is not available"):
             resolve_device("cuda")
 
 

@@ -10,7 +10,7 @@ import torch
 
 import hpx_analysis  # noqa: F401
 from hpx_analysis.models import long_conv_mixers
-from hpx_analysis.distributed import dist_context
+from hpx_analysis.execution.distributed import dist_context
 from hpx_analysis.truncation import truncation_sweep
 
 # batches of one image on one thread: every image is computed the same way in every

@@ -18,10 +18,10 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from .erf import ErfResult, KeyedInput, accumulate_erf, erf_result, image_key
-from .distributed import DistContext, broadcast_object
-from .erf_distributed import reduce_accumulator
-from .erf_state import ErfAccumulator, ErfStateError
+from .compute import ErfResult, KeyedInput, accumulate_erf, erf_result, image_key
+from ..execution.distributed import DistContext, broadcast_object
+from .distributed import reduce_accumulator
+from .state import ErfAccumulator, ErfStateError
 
 __all__ = ["run_erf", "partial_stem", "partial_files", "discard_partial", "load_partial"]
 

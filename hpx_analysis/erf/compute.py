@@ -55,11 +55,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .erf_state import ErfAccumulator
-from .out_of_memory import is_out_of_memory
-from .prefetch import prefetched
-from .compiled import compiling
-from .models.numerics import full_float32, tf32
+from .state import ErfAccumulator
+from ..execution.out_of_memory import is_out_of_memory
+from ..execution.prefetch import prefetched
+from ..execution.compiled import compiling
+from ..models.numerics import full_float32, tf32
 
 __all__ = [
     "METHODS", "PRECISIONS", "ErfError", "ErfResult", "compute_erf", "last_feature_map", "centre_unit",
@@ -284,7 +284,7 @@ def _load_input(item, size: int | None) -> torch.Tensor:
         if t.ndim != 3 or t.shape[0] != 3:
             raise ErfError(f"image tensors must be (3, H, W), got {tuple(item.shape)}")
         return t
-    from .images import erf_transform, load_rgb
+    from ..io.images import erf_transform, load_rgb
 
     if size is None:
         raise ErfError("image files need a size (the side length they are resized to)")
@@ -375,7 +375,7 @@ def _default_loader_threads(device: torch.device) -> int:
 
 
 def _is_image_load_error(exc: Exception) -> bool:
-    from .images import ImageLoadError
+    from ..io.images import ImageLoadError
 
     return isinstance(exc, ImageLoadError)
 

@@ -6,7 +6,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
-from .runtime import MIXER_LABELS, MIXERS
+from ..runtime import MIXER_LABELS, MIXERS
 
 __all__ = ["plot_runtime"]
 

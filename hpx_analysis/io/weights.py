@@ -18,12 +18,13 @@ from pathlib import Path
 import timm
 import torch
 
-from .models import resolve_name, unwrap_state_dict
-from .models.metaformer import HyenaMetaFormer, checkpoint_filter_fn
+from ..models import resolve_name, unwrap_state_dict
+from ..models.metaformer import HyenaMetaFormer, checkpoint_filter_fn
+from .devices import resolve_device
 
 __all__ = [
-    "WeightsError", "DeviceError", "ModelSpec", "LoadedModel", "parse_model_spec", "load_model",
-    "published_weights_cached", "resolve_device", "WEIGHT_MODES",
+    "WeightsError", "ModelSpec", "LoadedModel", "parse_model_spec", "load_model",
+    "published_weights_cached", "WEIGHT_MODES",
 ]
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,6 @@ _LIST_LIMIT = 5
 
 class WeightsError(Exception):
     """A model or its weights could not be set up; the message is meant for the user."""
-
-
-class DeviceError(WeightsError):
-    """The requested device is not available."""
 
 
 @dataclass(frozen=True)
@@ -91,28 +88,6 @@ def parse_model_spec(text: str) -> ModelSpec:
     if not weights or weights.lower() in WEIGHT_MODES:
         return ModelSpec(canonical, (weights or "auto").lower())
     return ModelSpec(canonical, str(Path(weights).expanduser().resolve()))
-
-
-# ----------------------------------------------------------------------------- devices
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cpu``; ``cuda`` / ``cuda:N`` (checked)."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    text = str(device).strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} requested but CUDA is not available here "
-                              f"(use --device cpu or --device auto)")
-        dev = torch.device(text)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {device!r} requested but only "
-                              f"{torch.cuda.device_count()} CUDA device(s) exist")
-        return dev
-    raise DeviceError(f"unknown device {device!r} (expected auto, cpu or cuda)")
 
 
 # ----------------------------------------------------------------------------- hub helpers

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .erf_metrics import replknet_scale  # noqa: E402
+from ..erf.metrics import replknet_scale  # noqa: E402
 
 __all__ = ["plot_erf", "erf_panel_title"]
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .distributed import DistContext, all_reduce_sum
-from .erf_state import ErfAccumulator
+from ..execution.distributed import DistContext, all_reduce_sum
+from .state import ErfAccumulator
 
 __all__ = ["reduce_accumulator"]
 

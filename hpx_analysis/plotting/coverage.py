@@ -1,0 +1,35 @@
+"""Relative feature-map coverage against block depth (the paper's Fig. 6)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .labels import with_weights
+
+__all__ = ["plot_coverage"]
+
+
+def plot_coverage(df: pd.DataFrame, ax=None):
+    """Coverage against block depth (1-based), one line per model (labelled with its
+    weights when ``df`` has a ``weights`` column); the stage boundaries (dashed) are those of
+    the deepest model."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    fig = ax.figure
+    for model, g in df.groupby("model", sort=False):
+        g = g.sort_values("depth")
+        ax.plot(g["depth"] + 1, g["coverage"], marker="o", ms=3, label=with_weights(df, model))
+    if len(df):
+        # stage boundaries of the deepest model (models of different depths cannot share them)
+        deepest = df.groupby("model", sort=False)["depth"].max().idxmax()
+        g = df[df["model"] == deepest]
+        starts = g.groupby("stage")["depth"].min().sort_index()
+        for s, d in starts.items():
+            if d > 0:
+                ax.axvline(d + 0.5, color="grey", ls="--", lw=0.8)
+            ax.text(d + 1, 0.98, f"S{s + 1}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("block depth")
+    ax.set_ylabel("relative feature-map coverage")
+    ax.legend(fontsize=8)
+    return fig
