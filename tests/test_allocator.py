@@ -1,5 +1,9 @@
 """The glibc heap-reuse settings the app applies at start-up."""
+import json
+import os
 import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -11,18 +15,28 @@ def test_switched_off_by_the_environment(monkeypatch):
     assert allocator.reuse_freed_memory() is False
 
 
+# applying the settings changes this process's allocator for good: done in a child process
+_APPLY_AND_RECORD = """
+import json
+from hpx_analysis.execution import allocator
+real = allocator._glibc()
+calls = []
+def recording_mallopt(param, value):
+    calls.append((param, value))
+    return real(param, value)
+allocator._glibc = lambda: recording_mallopt
+print(json.dumps({"applied": allocator.reuse_freed_memory(), "calls": calls}))
+"""
+
+
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_applied_on_glibc(monkeypatch):
-    monkeypatch.delenv(allocator.HEAP_REUSE_ENV, raising=False)
-    calls = []
-    real = allocator._glibc()
-
-    def recording_mallopt(param, value):
-        calls.append((param, value))
-        return real(param, value)
-
-    monkeypatch.setattr(allocator, "_glibc", lambda: recording_mallopt)
-    assert allocator.reuse_freed_memory() is True
+def test_applied_on_glibc():
+    env = {k: v for k, v in os.environ.items() if k != allocator.HEAP_REUSE_ENV}
+    out = subprocess.run([sys.executable, "-c", _APPLY_AND_RECORD], env=env, capture_output=True, text=True,
+                         check=True)
+    record = json.loads(out.stdout)
+    assert record["applied"] is True
+    calls = [tuple(c) for c in record["calls"]]
     assert dict(calls) == {-3: allocator.MMAP_THRESHOLD, -1: allocator.TRIM_THRESHOLD, -2: allocator.TOP_PAD}
     assert all(0 < value < 2 ** 31 for _, value in calls)  # mallopt takes a C int
 
