@@ -10,15 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..fft_conv import causal_fft_conv1d
 from ..layers import DepthwiseConv1d, DepthwiseConv2d, Mlp, PointwiseConv2d, StarReLU, StemConv2d
 from ..mixers import (
     BidirectionalHyena, BidirectionalHyenaNorm, CausalHyena, HyenaPixel, HyenaPixelExplicit, HyenaPixelNoNorm,
 )
 from . import strided_conv
-from .fixed_weight import fixed_depthwise_conv2d, fixed_linear, fixed_star_mlp, split_channels, star_relu, \
-    weights_fixed
+from .fixed_weight import (
+    fixed_depthwise_conv2d, fixed_linear, fixed_star_mlp, split_channels, star_relu, weights_fixed,
+)
 from .spectrum import cached_kernel, fixed_kernel_conv
-from ..fft_conv import causal_fft_conv1d
 
 __all__ = [
     "FastLinear", "FastPointwiseConv2d", "FastDepthwiseConv2d", "FastDepthwiseConv1d", "FastStemConv2d",
