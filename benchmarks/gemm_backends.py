@@ -1,8 +1,8 @@
 """Linear layers of hpx_former_s18 at 1024 px: ``F.linear`` (MKL's sgemm on x86 builds)
-against :func:`hpx_analysis.models.layers.channel_linear` (oneDNN through a 1x1
+against :func:`hpx_analysis.models.fast.fixed_weight.channel_linear` (oneDNN through a 1x1
 convolution on x86 CPUs, ``F.linear`` elsewhere) and against the product with a weight
-reordered once for oneDNN (:mod:`hpx_analysis.models.packed_linear`, the path of constant
-weights; shown where the build has its operators).
+reordered once for oneDNN (:mod:`hpx_analysis.models.fast.packed_linear`, the path of
+constant weights; shown where its probe passes).
 
 Prints, per shape (tokens x c_in -> c_out, as in the MLPs, input and output projections of
 the four stages, and the 2048-token blocks of the fixed-weight MLP), the best of ``--reps``
@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from hpx_analysis.execution.allocator import reuse_freed_memory
-from hpx_analysis.models import packed_linear
-from hpx_analysis.models.layers import channel_linear
 from hpx_analysis.io.devices import cpu_name
+from hpx_analysis.models import fast
+from hpx_analysis.models.fast import packed_linear
+from hpx_analysis.models.fast.fixed_weight import channel_linear
 
 # (tokens, c_in, c_out): stage MLP fc1/fc2 and output projections at 1024 px, and MLP blocks
 SHAPES = [
@@ -47,15 +48,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--shapes", type=int, default=None, help="only the first N shapes (a quick check)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     reuse_freed_memory()  # as hpx-analyze runs: fresh mmap pages would be timed otherwise
-    packed = packed_linear.available()
+    packed = fast.available()[packed_linear.PROBE]
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print("fast paths: " + ", ".join(f"{name} {state}" for name, state in fast.probe_report().items()))
     print(f"{'tokens x c_in -> c_out':>24s} {'F.linear':>16s} {'channel_linear':>16s}  speed-up"
-          + (f" {'reordered weight':>17s}  speed-up" if packed else "  (no oneDNN linear operators: no reordered-weight column)"))
-    for n, c_in, c_out in SHAPES:
+          + (f" {'reordered weight':>17s}  speed-up" if packed else "  (oneDNN linear operators off: no reordered-weight column)"))
+    for n, c_in, c_out in SHAPES[:args.shapes]:
         x, w = torch.randn(n, c_in), torch.randn(c_out, c_in)
         gflop = 2 * n * c_in * c_out / 1e9
         a = best_ms(lambda: F.linear(x, w), args.reps)

@@ -1,5 +1,5 @@
 """2D inverse real FFTs of hpx_former_s18's long convolutions at 1024 px on the CPU:
-``torch.fft.irfftn`` against one MKL call (:func:`hpx_analysis.models.mkl_irfft2.irfft2`).
+``torch.fft.irfftn`` against one MKL call (:func:`hpx_analysis.models.fast.mkl_irfft2.irfft2`).
 
 Prints, per stage (channels and FFT size of one image's long convolution, see
 :func:`hpx_analysis.models.fft_conv.fft_size`), the median of ``--reps`` timings of each
@@ -16,8 +16,8 @@ import time
 import torch
 
 from hpx_analysis.execution.allocator import reuse_freed_memory
-from hpx_analysis.models import mkl_irfft2
 from hpx_analysis.io.devices import cpu_name
+from hpx_analysis.models.fast import mkl_irfft2
 
 # (channels, FFT height, FFT width) of the four stages' long convolutions at 1024 px
 SHAPES = [(64, 320, 320), (128, 160, 160), (320, 80, 80), (512, 40, 40)]
@@ -43,7 +43,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     if not mkl_irfft2.available():
-        print("MKL's DFTI functions are not exported by this PyTorch build: irfft2 falls back to irfftn")
+        print("MKL's 2D inverse FFT is off in this PyTorch build (see the warning): irfft2 falls back to irfftn")
         return
     print(f"{'channels x FFT size':>22s} {'irfftn':>10s} {'MKL 2D':>10s}  speed-up  max diff")
     torch.manual_seed(0)

@@ -14,32 +14,22 @@ per point on this project's CPU, see :func:`fast_even_len`). It is usually
 much smaller than the blanket ``2n`` of the published code (e.g. 320 instead of 512 for a
 256 px feature map and a 111 tap kernel).
 
-Fixed kernels. When the kernel needs no gradient (an eval-mode model with frozen
-parameters, as in every analysis here), :class:`KernelSpectrum` holds the spectra of the
-kernel and of its mirror image, and :func:`fft_conv2d` / :func:`fft_conv1d` run a custom
-autograd function: the input gradient of a centred convolution is the centred
-convolution of the output gradient with the mirrored kernel, so the backward pass costs
-one real FFT and one inverse real FFT, like the forward, and stores no activations.
-On the CPU the 2D inverse runs as one MKL call (see :mod:`.mkl_irfft2`).
+The fixed-kernel variant (cached kernel spectra, a backward with the mirrored kernel,
+MKL's 2D inverse FFT) is in :mod:`.fast.spectrum`.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .mkl_irfft2 import irfft2
-
 __all__ = [
     "next_fast_len",
     "fast_even_len",
-    "KernelSpectrum",
-    "kernel_spectrum",
     "crop_kernel",
     "fft_size",
-    "plane_stride",
+    "check_odd",
     "fft_conv1d",
     "fft_conv2d",
     "causal_fft_conv1d",
@@ -99,144 +89,22 @@ def fft_size(n: int, kernel_len: int) -> int:
     return fast_even_len(max(n + kernel_len // 2, kernel_len))
 
 
-def _check_odd(k: torch.Tensor, ndim: int) -> None:
+def check_odd(k: torch.Tensor, ndim: int) -> None:
     for K in k.shape[-ndim:]:
         if K % 2 != 1:
             raise ValueError(f"centred long convolutions need odd kernel sizes, got {tuple(k.shape[-ndim:])}")
 
 
-@dataclass(frozen=True)
-class KernelSpectrum:
-    """A fixed centred kernel laid out for inputs of ``input_size``: the real FFTs of the
-    cropped kernel and of its mirror image (flipped on every spatial axis), both of size
-    ``fft_shape``. ``kernel_shape`` is the cropped kernel's spatial shape."""
-
-    spectrum: torch.Tensor
-    mirrored: torch.Tensor
-    input_size: tuple[int, ...]
-    kernel_shape: tuple[int, ...]
-    fft_shape: tuple[int, ...]
-
-
-def kernel_spectrum(k: torch.Tensor, input_size: tuple[int, ...]) -> KernelSpectrum:
-    """The :class:`KernelSpectrum` of a ``(C, *K)`` kernel for inputs of ``input_size``
-    (one size per spatial axis; 1 or 2 axes)."""
-    nd = len(input_size)
-    _check_odd(k, nd)
-    kc = crop_kernel(k.detach().float(), tuple(input_size))
-    kernel_shape = tuple(kc.shape[-nd:])
-    fft_shape = tuple(fft_size(n, K) for n, K in zip(input_size, kernel_shape))
-    dims = tuple(range(-nd, 0))
-    return KernelSpectrum(
-        spectrum=torch.fft.rfftn(kc, s=fft_shape, dim=dims),
-        mirrored=torch.fft.rfftn(kc.flip(dims), s=fft_shape, dim=dims),
-        input_size=tuple(input_size),
-        kernel_shape=kernel_shape,
-        fft_shape=fft_shape,
-    )
-
-
-def plane_stride(plane: int) -> int:
-    """Floats between the starts of consecutive planes of ``plane`` floats in the inverse
-    FFT's output: the smallest ``m >= plane`` with ``m % 32 == 16``. Then ``4 m`` bytes is
-    an odd multiple of 64, so the same pixel of 64 consecutive channels falls into 64
-    different sets of a 4 KiB-per-way L1 cache. Planes of a multiple of 4 KiB (320 x 320,
-    160 x 160 floats) put them all into one set: the transposing add that reads every
-    channel of a pixel back into the channels-last layout took 7 ms instead of 2.5 ms for
-    the 64 channels of 320 x 320 here."""
-    return plane + (16 - plane) % 32
-
-
-# a transposing copy of a large map runs in slabs of rows of about this many bytes
-_COPY_SLAB_BYTES = 512 << 10
-
-
-def _copy_into(dst: torch.Tensor, src: torch.Tensor) -> None:
-    """``dst.copy_(src)``. A large channels-last ``src (B, C, h, w)`` going into a
-    channel-planar ``dst`` is copied a slab of rows at a time: one copy writes to every
-    channel plane at once, which the CPU handles badly for large maps (a first-stage map of
-    hpx_former_s18 at 1024 px, 64 x 256 x 256: 3 ms in slabs of 8 rows, 6-10 ms at once)."""
-    transposing = src.ndim == 4 and src.stride(1) == 1 and dst.stride(-1) == 1 and src.shape[1] > 1
-    if not transposing or src.device.type != "cpu" or src.numel() * src.element_size() <= 4 * _COPY_SLAB_BYTES:
-        dst.copy_(src)
-        return
-    row_bytes = src.numel() // src.shape[2] * src.element_size()  # one row of every image and channel
-    rows = max(1, _COPY_SLAB_BYTES // row_bytes)
-    for start in range(0, src.shape[2], rows):
-        dst[:, :, start:start + rows].copy_(src[:, :, start:start + rows])
-
-
-def _apply_spectrum(u: torch.Tensor, spectrum: torch.Tensor, kernel_shape, fft_shape) -> torch.Tensor:
-    """The centred convolution of float32 ``u (..., *n)`` with the kernel whose spectrum is
-    given: zero-pad into one buffer (any input layout), real FFT, product, inverse, crop."""
-    nd = len(fft_shape)
-    sizes = u.shape[-nd:]
-    dims = tuple(range(-nd, 0))
-    padded = u.new_empty(*u.shape[:-nd], *fft_shape)
-    for axis, n in enumerate(sizes):  # zero only the padding
-        lead = tuple(slice(0, m) for m in sizes[:axis])
-        padded[(...,) + lead + (slice(n, None),) + (slice(None),) * (nd - axis - 1)] = 0
-    _copy_into(padded[(...,) + tuple(slice(0, n) for n in sizes)], u)
-    product = torch.fft.rfftn(padded, dim=dims).mul_(spectrum)
-    if nd == 2:
-        y = irfft2(product, fft_shape, plane_stride=plane_stride(fft_shape[0] * fft_shape[1]))
-    else:
-        y = torch.fft.irfftn(product, s=fft_shape, dim=dims)
-    return y[(...,) + tuple(slice(K // 2, K // 2 + n) for K, n in zip(kernel_shape, sizes))]
-
-
-def _plus_skip(y: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, out_dtype) -> torch.Tensor:
-    """``y + u * bias`` in ``u``'s memory layout and ``out_dtype``."""
-    out = torch.empty_like(u, dtype=out_dtype)
-    if bias is None:
-        return out.copy_(y)
-    b = bias.detach().float().reshape(1, -1, *([1] * (u.ndim - 2)))
-    if out_dtype == torch.float32:
-        return torch.addcmul(y, u, b, out=out)
-    return out.copy_(torch.addcmul(y, u, b))
-
-
-class _FixedKernelConv(torch.autograd.Function):
-    """Centred convolution with a fixed kernel (plus ``u * bias``); gradient w.r.t. ``u`` only."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, ks: KernelSpectrum, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.ks, ctx.bias, ctx.in_dtype = ks, bias, u.dtype
-        u32 = u.float()
-        return _plus_skip(_apply_spectrum(u32, ks.spectrum, ks.kernel_shape, ks.fft_shape), u32, bias, u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        ks = ctx.ks
-        g32 = grad.float()
-        grad_u = _plus_skip(_apply_spectrum(g32, ks.mirrored, ks.kernel_shape, ks.fft_shape), g32, ctx.bias,
-                            ctx.in_dtype)
-        return grad_u, None, None
-
-
-def _fixed_kernel_conv(u: torch.Tensor, ks: KernelSpectrum, bias: torch.Tensor | None) -> torch.Tensor:
-    if bias is not None and bias.requires_grad and torch.is_grad_enabled():
-        raise ValueError("a precomputed kernel spectrum is for fixed kernels: the bias must not require grad")
-    if tuple(u.shape[-len(ks.input_size):]) != ks.input_size:
-        raise ValueError(f"the kernel spectrum was prepared for inputs of {ks.input_size}, "
-                         f"got {tuple(u.shape[-len(ks.input_size):])}")
-    return _FixedKernelConv.apply(u, ks, bias)
-
-
-def fft_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None,
-               k_spec: KernelSpectrum | None = None) -> torch.Tensor:
+def fft_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Per-channel centred 2D convolution ``u (B, C, h, w) * k (C, kh, kw)`` plus ``u * bias``.
 
-    Computed in float32 (as the published models do) and returned in ``u``'s dtype.
-    With ``k_spec`` (from :func:`kernel_spectrum`) the kernel is treated as fixed and the
-    fixed-kernel autograd function is used; without it, gradients also reach ``k``.
+    Computed in float32 (as the published models do) and returned in ``u``'s dtype;
+    differentiable in ``u``, ``k`` and ``bias``.
     """
-    if k_spec is not None:
-        return _fixed_kernel_conv(u, k_spec, bias)
     h, w = u.shape[-2:]
     out_dtype = u.dtype
     u32 = u.float()
-    _check_odd(k, 2)
+    check_odd(k, 2)
     kc = crop_kernel(k.float(), (h, w))
     kh, kw = kc.shape[-2:]
     nh, nw = fft_size(h, kh), fft_size(w, kw)
@@ -247,16 +115,13 @@ def fft_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = Non
     return y.to(out_dtype)
 
 
-def fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None,
-               k_spec: KernelSpectrum | None = None) -> torch.Tensor:
-    """Per-channel centred 1D convolution ``u (B, C, n) * k (C, K)`` plus ``u * bias``;
-    ``k_spec`` as in :func:`fft_conv2d`."""
-    if k_spec is not None:
-        return _fixed_kernel_conv(u, k_spec, bias)
+def fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-channel centred 1D convolution ``u (B, C, n) * k (C, K)`` plus ``u * bias``,
+    computed in float32 and returned in ``u``'s dtype."""
     n = u.shape[-1]
     out_dtype = u.dtype
     u32 = u.float()
-    _check_odd(k, 1)
+    check_odd(k, 1)
     kc = crop_kernel(k.float(), (n,))
     K = kc.shape[-1]
     N = fft_size(n, K)

@@ -18,7 +18,7 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from .layers import Downsampling, Mlp, MlpHead, Scale
+from .layers import Downsampling, LayerNormNoBias, Mlp, MlpHead, Scale
 from .mixers import (
     Attention, BidirectionalHyena, BidirectionalHyenaNorm, CausalHyena, HyenaPixel, HyenaPixelExplicit,
     HyenaPixelNoNorm, HyenaPixelSeparable, SepConv,
@@ -33,8 +33,6 @@ class MetaFormerBlock(nn.Module):
 
     def __init__(self, dim: int, token_mixer: nn.Module, res_scale: bool = False, drop_path: float = 0.0):
         super().__init__()
-        from .layers import LayerNormNoBias
-
         self.norm1 = LayerNormNoBias(dim, eps=1e-6)
         self.token_mixer = token_mixer
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()

@@ -10,7 +10,7 @@ import timm
 import torch
 
 import hpx_analysis  # noqa: F401  (registers the models)
-from hpx_analysis.models import mkl_irfft2
+from hpx_analysis.models.fast import mkl_irfft2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import cuda_check  # noqa: E402

@@ -6,8 +6,8 @@ import platform
 import pytest
 import torch
 
-from hpx_analysis.models import mkl_irfft2
-from hpx_analysis.models.mkl_irfft2 import irfft2
+from hpx_analysis.models.fast import mkl_irfft2
+from hpx_analysis.models.fast.mkl_irfft2 import irfft2
 
 needs_mkl = pytest.mark.skipif(not mkl_irfft2.available(), reason="this PyTorch build exports no MKL DFTI functions")
 

@@ -8,17 +8,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpx_analysis.models import packed_linear, weight_cache
-from hpx_analysis.models.layers import ChannelLinear, fixed_channel_linear
+from torch import nn
 
-needs_onednn = pytest.mark.skipif(not packed_linear.available(), reason="no oneDNN linear operators in this build")
+from hpx_analysis.models import fast
+from hpx_analysis.models.fast import packed_linear, weight_cache
+from hpx_analysis.models.fast.fixed_weight import fixed_linear
+
+needs_onednn = pytest.mark.skipif(not fast.available()[packed_linear.PROBE],
+                                  reason="no working oneDNN linear operators in this build")
 
 
 @pytest.mark.skipif(not (platform.system() == "Linux" and platform.machine() == "x86_64"
                          and torch.backends.mkldnn.is_available()), reason="PyTorch's x86-64 Linux wheels only")
 def test_the_packed_path_is_found_in_x86_linux_wheels():
     # the fast path must not go missing silently where it exists
-    assert packed_linear.available()
+    assert fast.available()[packed_linear.PROBE], fast.probe_report()
     assert packed_linear.applies(torch.zeros(2, 3))
 
 
@@ -80,13 +84,13 @@ def test_not_taken_for_other_dtypes_or_under_cpu_autocast():
 
 @needs_onednn
 @pytest.mark.parametrize("shape", [(2, 9, 31, 24), (1, 24)])
-def test_fixed_channel_linear_in_float32_with_its_input_gradient(shape):
+def test_fixed_linear_in_float32_with_its_input_gradient(shape):
     g = torch.Generator().manual_seed(7)
     x = torch.randn(*shape, generator=g)
     w, b = torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
     out_grad = torch.randn(*shape[:-1], 40, generator=g)
     xa = x.clone().requires_grad_(True)
-    y = fixed_channel_linear(xa, w, b)
+    y = fixed_linear(xa, w, b)
     (grad,) = torch.autograd.grad(y, xa, out_grad)
     _assert_float32_close(y.detach(), _reference(x, w, b))
     _assert_float32_close(grad, out_grad.double() @ w.double())  # the input gradient of x W^T + b
@@ -95,11 +99,17 @@ def test_fixed_channel_linear_in_float32_with_its_input_gradient(shape):
 @needs_onednn
 def test_weights_loaded_into_a_frozen_layer_are_used():
     torch.manual_seed(0)
-    lin = ChannelLinear(24, 40).eval().requires_grad_(False)
+    lin = nn.Linear(24, 40).eval().requires_grad_(False)
     x = torch.randn(300, 24)
-    _assert_float32_close(lin(x), _reference(x, lin.weight, lin.bias))
-    lin.load_state_dict({"weight": torch.randn(40, 24), "bias": torch.randn(40)})
-    _assert_float32_close(lin(x), _reference(x, lin.weight, lin.bias))
+    fast.set_enabled(True)
+    try:
+        with fast.fast_paths(lin) as swapped:
+            assert swapped == 1
+            _assert_float32_close(lin(x), _reference(x, lin.weight, lin.bias))
+            lin.load_state_dict({"weight": torch.randn(40, 24), "bias": torch.randn(40)})
+            _assert_float32_close(lin(x), _reference(x, lin.weight, lin.bias))
+    finally:
+        fast.set_enabled(None)
 
 
 @needs_onednn

@@ -14,6 +14,8 @@ import hpx_analysis  # noqa: F401  (registers the models)
 from hpx_analysis.erf import frozen_for_erf
 from hpx_analysis.models.metaformer import SEPCONV, HyenaMetaFormer
 
+from .fast_switch import FAST_IDS, FAST_MODES, fast_mode
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from published_metaformer import PublishedStyleMetaFormer, published_style_copy  # noqa: E402
 
@@ -49,26 +51,32 @@ def test_baseline_is_independent_and_loads_strictly(models):
     assert frozen and all(n.endswith("long_conv.distance_map") for n in frozen)
 
 
+@pytest.mark.parametrize("fast", FAST_MODES, ids=FAST_IDS)
 @pytest.mark.parametrize("hw", [(64, 64), (96, 64)])
-def test_features_and_input_gradient_match_ours(models, hw):
+def test_features_and_input_gradient_match_ours(models, hw, fast):
+    # trainable weights: the fast classes fall back to the plain forwards
     ours, baseline = models
     x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(1))
-    f_ours, g_ours = _features_and_centre_grad(ours, x)
     f_pub, g_pub = _features_and_centre_grad(baseline, x)
+    with fast_mode(ours, fast):
+        f_ours, g_ours = _features_and_centre_grad(ours, x)
+        with torch.no_grad():
+            logits = ours(x)
     assert f_pub.shape == f_ours.shape == (1, 512, hw[0] // 32, hw[1] // 32)
     assert _rel_err(f_pub, f_ours) < 1e-4
     assert g_ours.abs().max() > 0 and _rel_err(g_pub, g_ours) < 1e-4
     with torch.no_grad():
-        assert _rel_err(baseline(x), ours(x)) < 1e-4
+        assert _rel_err(baseline(x), logits) < 1e-4
 
 
-def test_fixed_weight_fast_paths_match_the_baseline(models):
-    # frozen, our model takes its fixed-weight paths (cached spectra with the mirrored-kernel
-    # backward, the blocked MLP, oneDNN linear layers); the baseline has none of them
+@pytest.mark.parametrize("fast", FAST_MODES, ids=FAST_IDS)
+def test_frozen_model_matches_the_baseline(models, fast):
+    # frozen, our model with fast_paths takes its fixed-weight paths (cached spectra with the
+    # mirrored-kernel backward, the blocked MLP, oneDNN linear layers); the baseline has none
     ours, baseline = models
     x = torch.randn(1, 3, 96, 64, generator=torch.Generator().manual_seed(2))
     f_pub, g_pub = _features_and_centre_grad(baseline, x)
-    with frozen_for_erf(ours):
+    with frozen_for_erf(ours), fast_mode(ours, fast):
         f_ours, g_ours = _features_and_centre_grad(ours, x)
     assert _rel_err(f_ours, f_pub) < 1e-4 and _rel_err(g_ours, g_pub) < 1e-4
 

@@ -5,8 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hpx_analysis.models.fast import fast_paths, set_enabled
+from hpx_analysis.models.fast.modules import FastStemConv2d
+from hpx_analysis.models.fast.strided_conv import input_gradient, phase_kernel, supported
 from hpx_analysis.models.layers import Downsampling, StemConv2d
-from hpx_analysis.models.strided_conv import input_gradient, phase_kernel, supported
+
+
+@pytest.fixture(autouse=True)
+def fast_on():
+    set_enabled(True)
+    yield
+    set_enabled(None)
 
 
 def _autograd_input_gradient(x, w, stride, padding, grad):
@@ -49,11 +58,13 @@ def test_stem_conv_takes_the_phase_path_only_with_fixed_weights():
     x = torch.randn(2, 3, 40, 36).contiguous(memory_format=torch.channels_last)
     grad = torch.randn(F.conv2d(x, conv.weight, None, 4, 2).shape)
     xa = x.clone().requires_grad_(True)
-    y = conv(xa)
-    assert "FixedStridedConv2d" not in type(y.grad_fn).__name__  # trainable: weight grads flow
-    conv.eval().requires_grad_(False)
-    xb = x.clone().requires_grad_(True)
-    y = conv(xb)
+    with fast_paths(conv):
+        assert type(conv) is FastStemConv2d
+        y = conv(xa)
+        assert "FixedStridedConv2d" not in type(y.grad_fn).__name__  # trainable: weight grads flow
+        conv.eval().requires_grad_(False)
+        xb = x.clone().requires_grad_(True)
+        y = conv(xb)
     assert "FixedStridedConv2d" in type(y.grad_fn).__name__
     torch.testing.assert_close(y, F.conv2d(x, conv.weight, conv.bias, 4, 2), rtol=0, atol=0)
     (got,) = torch.autograd.grad(y, xb, grad)
@@ -70,5 +81,7 @@ def test_only_square_strided_geometries_are_supported():
 
 
 def test_only_the_stem_uses_it():
-    assert type(Downsampling(3, 8, 7, 4, 2, post_norm=True).conv) is StemConv2d
-    assert type(Downsampling(8, 16, 3, 2, 1, pre_norm=True).conv) is torch.nn.Conv2d
+    stem, merge = Downsampling(3, 8, 7, 4, 2, post_norm=True), Downsampling(8, 16, 3, 2, 1, pre_norm=True)
+    assert type(stem.conv) is StemConv2d and type(merge.conv) is torch.nn.Conv2d
+    with fast_paths(stem), fast_paths(merge):
+        assert type(stem.conv) is FastStemConv2d and type(merge.conv) is torch.nn.Conv2d

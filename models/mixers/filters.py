@@ -1,11 +1,9 @@
-"""Long-convolution filters: the modules that own a kernel, its truncation and its cache.
+"""Long-convolution filters: the modules that own a kernel and its truncation.
 
 A filter computes its kernel from parameters (implicitly, through a small network, or
-explicitly). In eval mode, when no gradient w.r.t. the filter's own parameters can be
-asked for (grad mode off, or the parameters frozen), the kernel and its FFT spectrum are
-computed once per input size (in full float32: no autocast, no TF32) and reused; the
-cache is keyed on the parameters' storage and in-place version counters, so loading
-weights, editing them in place or changing the truncation invalidates it.
+explicitly) on every call, then applies the current truncation. Frozen models can keep
+the kernel and its FFT spectrum between calls inside ``fast_paths(model)``
+(:mod:`..fast.spectrum`).
 """
 from __future__ import annotations
 
@@ -15,9 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ..fft_conv import kernel_spectrum
-from ..layers import Sin, weights_fixed
-from ..numerics import full_float32
+from ..layers import Sin
 from .base import Truncation, centred_mask
 
 __all__ = [
@@ -74,7 +70,7 @@ def complex_exp_embedding_1d(emb_dim: int, seq_len: int, bidirectional: bool) ->
 
 
 class LongFilter(nn.Module, abc.ABC):
-    """Base class: truncation state and the eval-mode kernel/spectrum cache."""
+    """Base class: a kernel ``(C, *K)`` from :meth:`untruncated_kernel` and a truncation."""
 
     kernel_ndim = 2
 
@@ -82,10 +78,7 @@ class LongFilter(nn.Module, abc.ABC):
         super().__init__()
         self.feature_size = tuple(int(n) for n in feature_size)
         self.truncation: Truncation | None = None
-        self._cache: dict = {}
-        self._cache_key = None
 
-    # -- subclasses ---------------------------------------------------------------
     @abc.abstractmethod
     def untruncated_kernel(self) -> torch.Tensor:
         """The kernel (C, *K) before truncation."""
@@ -98,79 +91,24 @@ class LongFilter(nn.Module, abc.ABC):
     def window(self) -> torch.Tensor | None:
         return None
 
-    # -- truncation ---------------------------------------------------------------
     def set_truncation(self, trunc: Truncation | None) -> None:
         self.truncation = trunc
-        self._cache.clear()
 
     def truncation_mask(self) -> torch.Tensor | None:
+        """Boolean mask of the taps the truncation keeps, or None without truncation."""
         if self.truncation is None:
             return None
         extent = self.feature_size if self.kernel_ndim == 2 else (math.prod(self.feature_size),)
         return centred_mask(self.kernel_shape, extent, self.truncation)
 
-    def _masked(self, k: torch.Tensor) -> torch.Tensor:
+    def truncate(self, k: torch.Tensor) -> torch.Tensor:
+        """``k`` with the taps outside the current truncation set to zero."""
         mask = self.truncation_mask()
         return k if mask is None else k * mask.to(device=k.device, dtype=k.dtype)
 
     def kernel(self) -> torch.Tensor:
         """The kernel after the window and the current truncation, (C, *K)."""
-        return self._masked(self.untruncated_kernel())
-
-    # -- cache --------------------------------------------------------------------
-    def _can_cache(self) -> bool:
-        return weights_fixed(self)
-
-    def _state_key(self):
-        tensors = list(self.parameters()) + list(self.buffers())
-        return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
-
-    @torch.compiler.disable
-    def kernel_and_spectrum(self, input_size: tuple[int, ...]):
-        """``(kernel, its spectrum or None)`` for an input of ``input_size``. Cached when
-        allowed: the untruncated kernel per weight state (so a truncation sweep does not
-        re-run the filter network) and the spectrum per weight state, truncation and input
-        size. Left out of ``torch.compile`` graphs (it runs as written): its cache check
-        compares data pointers, which would make every block recompile."""
-        if not self._can_cache():
-            self._cache.clear()
-            return self.kernel(), None
-        state = self._state_key()
-        if self._cache_key is None or self._cache_key[0] != state:
-            self._cache.clear()
-            # computed once, so in full float32 whatever the caller's autocast/TF32 settings
-            # (cuDNN's default TF32 1x1 convolutions moved hpx_former_s18's ERF by 1.5%)
-            with torch.no_grad(), full_float32(self._device_type()):
-                self._cache_key = (state, self.untruncated_kernel())
-        key = (input_size, self.truncation)
-        if key not in self._cache:
-            with torch.no_grad():
-                k = self._masked(self._cache_key[1])
-                spec = self._spectrum(k, input_size)
-            if len(self._cache) >= 4:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = (k, spec)
-        return self._cache[key]
-
-    def _device_type(self) -> str:
-        param = next(iter(self.parameters()), None)
-        return param.device.type if param is not None else "cpu"
-
-    def _spectrum(self, k: torch.Tensor, input_size):
-        return kernel_spectrum(k, tuple(input_size))
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
-        self._cache_key = None
-
-    def train(self, mode: bool = True):
-        if mode != self.training:  # eval() on an eval model keeps the cached kernels
-            self.clear_cache()
-        return super().train(mode)
-
-    def _apply(self, fn, *args, **kwargs):
-        self.clear_cache()
-        return super()._apply(fn, *args, **kwargs)
+        return self.truncate(self.untruncated_kernel())
 
 
 class ImplicitWindowedFilter2d(LongFilter):
@@ -260,9 +198,6 @@ class ImplicitFilter1d(LongFilter):
         # causal kernels start at the current token: keep the first rel_size * L taps
         n_keep = self.truncation.rel_size * math.prod(self.feature_size)
         return torch.arange(self.kernel_shape[0]) < n_keep
-
-    def _spectrum(self, k, input_size):
-        return super()._spectrum(k, input_size) if self.bidirectional else None
 
     def untruncated_kernel(self) -> torch.Tensor:
         h = self.implicit_filter(self.pos_emb.z)[0]  # (Lf, C)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import causal_fft_conv1d, fft_conv1d
-from ..layers import ChannelLinear, DepthwiseConv1d, LayerNormNoBias, split_channels
+from ..layers import DepthwiseConv1d, LayerNormNoBias
 from .base import LongConvMixer
 from .filters import ImplicitFilter1d
 
@@ -38,13 +38,13 @@ class BidirectionalHyena(nn.Module, LongConvMixer):
         self.feature_size = tuple(feature_size)
         seq_len = self.feature_size[0] * self.feature_size[1]
         kernel_len = 2 * seq_len - 1 if self.bidirectional else seq_len
-        self.in_proj = ChannelLinear(dim, 3 * dim)
+        self.in_proj = nn.Linear(dim, 3 * dim)
         self.short_filter = (DepthwiseConv1d(3 * dim, 3) if self.bidirectional else
                              nn.Conv1d(3 * dim, 3 * dim, 3, padding=2, groups=3 * dim))
         self.filter_fn = ImplicitFilter1d(dim, kernel_len, emb_dim, filter_order, self.feature_size,
                                           bidirectional=self.bidirectional)
         self._build_norms(dim)
-        self.out_proj = ChannelLinear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
 
     def _build_norms(self, dim: int) -> None:
         pass
@@ -58,14 +58,18 @@ class BidirectionalHyena(nn.Module, LongConvMixer):
     def _short_filter(self, u: torch.Tensor) -> torch.Tensor:
         return self.short_filter(u)
 
+    def split_qkv(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x0, x1, v``: the three channel groups of ``u (B, 3C, L)``."""
+        return u.split(self.dim, dim=1)
+
     def long_convolution(self, v: torch.Tensor) -> torch.Tensor:
-        kernel, spec = self.filter_fn.kernel_and_spectrum((v.shape[-1],))
-        return fft_conv1d(v, kernel, self.filter_fn.bias, k_spec=spec)
+        """``y = conv(v, k) + v * bias``: the centred long convolution with all ``Lf`` taps."""
+        return fft_conv1d(v, self.filter_fn.kernel(), self.filter_fn.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         u = self.in_proj(x.reshape(B, H * W, C)).transpose(1, 2)
-        x0, x1, v = split_channels(self._short_filter(u), self.dim)
+        x0, x1, v = self.split_qkv(self._short_filter(u))
         v = self._norm_qk(v * x1)
         y = (self.long_convolution(v) * x0).transpose(1, 2)
         return self.out_proj(self._norm_out(y)).reshape(B, H, W, C)
@@ -96,5 +100,4 @@ class CausalHyena(BidirectionalHyena):
                         groups=u.shape[1])[..., : u.shape[-1]]
 
     def long_convolution(self, v):
-        kernel, _ = self.filter_fn.kernel_and_spectrum((v.shape[-1],))
-        return causal_fft_conv1d(v, kernel, self.filter_fn.bias)
+        return causal_fft_conv1d(v, self.filter_fn.kernel(), self.filter_fn.bias)

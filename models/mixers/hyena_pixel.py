@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..fft_conv import fft_conv2d
-from ..layers import ChannelLinear, DepthwiseConv2d, LayerNormNoBias, channel_linear_for
+from ..layers import DepthwiseConv2d, LayerNormNoBias, PointwiseConv2d
 from .base import LongConvMixer
 from .filters import ExplicitFilter2d, ImplicitWindowedFilter2d, LongFilter
 
@@ -31,7 +31,7 @@ class _HyenaPixelBase(nn.Module, LongConvMixer):
         super().__init__()
         self.dim = dim
         self.feature_size = tuple(feature_size)
-        self.pointwise_conv = nn.Conv2d(dim, 3 * dim, 1)
+        self.pointwise_conv = PointwiseConv2d(dim, 3 * dim)
         self.depthwise_conv = DepthwiseConv2d(3 * dim, short_kernel)
 
     # hooks of the output side; overridden by the norm-free variant
@@ -42,13 +42,12 @@ class _HyenaPixelBase(nn.Module, LongConvMixer):
         return x.permute(0, 2, 3, 1)
 
     def long_convolution(self, u: torch.Tensor) -> torch.Tensor:
-        filt: LongFilter = self.long_conv
-        kernel, spec = filt.kernel_and_spectrum(tuple(u.shape[-2:]))
-        return fft_conv2d(u, kernel, filt.bias, k_spec=spec)
+        """``y = conv(u, K) + u * bias``: the global convolution with the filter's kernel."""
+        return fft_conv2d(u, self.long_conv.kernel(), self.long_conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pw = self.pointwise_conv  # a 1x1 conv (published parameter shapes), computed as a linear layer
-        x = self.depthwise_conv(channel_linear_for(pw)(x, pw.weight.flatten(1), pw.bias).permute(0, 3, 1, 2))
+        # (B, H, W, C) -> a (B, C, H, W) view of channels-last memory; the convs keep that layout
+        x = self.depthwise_conv(self.pointwise_conv(x.permute(0, 3, 1, 2)))
         q, k, v = x.split(self.dim, dim=1)
         u = self._norm_qk(q * k)
         return self._output(v * self.long_convolution(u))
@@ -60,7 +59,7 @@ class _LayerNormOutput:
     def _build_output(self, dim: int) -> None:
         self.qk_norm = LayerNormNoBias(dim)
         self.out_norm = LayerNormNoBias(dim)
-        self.out_proj = ChannelLinear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
 
     def _norm_qk(self, u):
         return self.qk_norm(u.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

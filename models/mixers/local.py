@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ChannelLinear, DepthwiseConv2d, StarReLU
+from ..layers import DepthwiseConv2d, StarReLU
 
 __all__ = ["SepConv", "Attention"]
 
@@ -18,10 +18,10 @@ class SepConv(nn.Module):
         super().__init__()
         med = int(expansion_ratio * dim)
         self.kernel_size = kernel_size
-        self.pwconv1 = ChannelLinear(dim, med, bias=False)
+        self.pwconv1 = nn.Linear(dim, med, bias=False)
         self.act1 = StarReLU()
         self.dwconv = DepthwiseConv2d(med, kernel_size, bias=False)
-        self.pwconv2 = ChannelLinear(med, dim, bias=False)
+        self.pwconv2 = nn.Linear(med, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.pwconv1(x))

@@ -12,7 +12,7 @@ stem (paired timings in one process), although the stacked kernel holds zeros wh
 phase has fewer taps (for the stem a 3 x 3 kernel per phase, 2.9x the multiply-adds).
 Strided convolutions with many input channels (the 3 x 3 down-sampling layers) already
 reach oneDNN's full speed and would only pay for the zeros, so only the stem uses this
-(:class:`.layers.StemConv2d`), and only on the CPU, where it was measured.
+(:class:`.modules.FastStemConv2d`), and only on the CPU, where it was measured.
 
 For input pixel ``i = s q + a`` and output position ``o``, tap ``t = a + p - s (o - q)``
 links them (``p`` the padding); with ``e = o - q`` the phase-``a`` gradient is the

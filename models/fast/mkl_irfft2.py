@@ -9,11 +9,12 @@ copies cost as much as the transform itself: for the 64 channels of a 320 x 320 
 2D complex-to-real call about 9 ms (``benchmarks/irfft2_backends.py`` prints both).
 
 PyTorch's CPU wheels link MKL statically and export its DFTI functions from
-``libtorch_cpu``; this module calls them through ``ctypes``. Where they are missing
-(builds whose FFTs use pocketfft, such as macOS arm64 wheels), or for tensors this path
-does not cover (not on the CPU, not complex64), :func:`irfft2` falls back to
-``torch.fft.irfftn``. Results agree with ``irfftn`` to float32 rounding; the spectrum is
-left unchanged.
+``libtorch_cpu``; this module calls them through ``ctypes``. The path is probed once
+(:mod:`.probe`) against ``irfftn``; where the functions are missing (builds whose FFTs use
+pocketfft, such as macOS arm64 wheels), fail or disagree, or for tensors this path does
+not cover (not on the CPU, not complex64, under ``torch.compile``), :func:`irfft2` falls
+back to ``torch.fft.irfftn``. Results agree with ``irfftn`` to float32 rounding; the
+spectrum is left unchanged.
 
 Descriptors are committed once per (FFT shape, number of transforms, output plane
 stride, thread count) and kept in a small cache.
@@ -23,7 +24,7 @@ whose size in bytes is a multiple of 4 KiB (320 x 320 and 160 x 160 floats, the 
 stages at 1024 px) puts the same pixel of every channel into the same set of the CPU's
 L1 cache, and an operation that reads all channels of a pixel together (the transposing
 add back into the channels-last layout) then misses the cache on almost every read:
-7 ms against 2.5 ms for the first stage's 64 channels (see :func:`fft_conv.plane_stride`).
+7 ms against 2.5 ms for the first stage's 64 channels (see :func:`.spectrum.plane_stride`).
 """
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["available", "irfft2", "torch_fft_only"]
+from . import probe
+
+__all__ = ["PROBE", "available", "irfft2", "torch_fft_only"]
+
+PROBE = "mkl_irfft2"
 
 # DFTI configuration parameters and values (mkl_dfti.h)
 _NUMBER_OF_TRANSFORMS, _BACKWARD_SCALE = 7, 5
@@ -69,9 +74,21 @@ def _load_dfti():
 _dfti = _load_dfti() if torch.backends.mkl.is_available() else None
 
 
+def _probe() -> str | None:
+    if _dfti is None:
+        return "MKL's DFTI functions are not exported by this PyTorch build"
+    g = torch.Generator().manual_seed(0)
+    spectrum = torch.fft.rfftn(torch.randn(3, 6, 8, generator=g), dim=(-2, -1))
+    return probe.compare(_mkl_irfft2(spectrum, (6, 8), 6 * 8 + 5), torch.fft.irfftn(spectrum, s=(6, 8), dim=(-2, -1)),
+                         "MKL's 2D inverse FFT")
+
+
+probe.register(probe.Check(PROBE, _probe, "torch.fft.irfftn"))
+
+
 def available() -> bool:
-    """Whether MKL's DFTI functions could be found in this PyTorch build."""
-    return _dfti is not None
+    """Whether MKL's DFTI functions were found in this PyTorch build and give irfftn's result."""
+    return probe.passes(PROBE)
 
 
 @contextlib.contextmanager
@@ -141,10 +158,17 @@ def irfft2(spectrum: torch.Tensor, fft_shape: tuple[int, int], plane_stride: int
     plane_stride = fh * fw if plane_stride is None else int(plane_stride)
     if plane_stride < fh * fw:
         raise ValueError(f"plane_stride {plane_stride} is smaller than a {fh} x {fw} plane")
-    if (not _use_mkl or _dfti is None or spectrum.device.type != "cpu" or spectrum.dtype != torch.complex64
+    if (not _use_mkl or spectrum.device.type != "cpu" or spectrum.dtype != torch.complex64
             or tuple(spectrum.shape[-2:]) != (fh, fw // 2 + 1) or spectrum.numel() == 0
-            or (torch.is_grad_enabled() and spectrum.requires_grad)):
+            or (torch.is_grad_enabled() and spectrum.requires_grad) or torch.compiler.is_compiling()
+            or not probe.passes(PROBE)):
         return torch.fft.irfftn(spectrum, s=fft_shape, dim=(-2, -1))
+    return _mkl_irfft2(spectrum, fft_shape, plane_stride)
+
+
+def _mkl_irfft2(spectrum: torch.Tensor, fft_shape: tuple[int, int], plane_stride: int) -> torch.Tensor:
+    """The MKL call of :func:`irfft2` (a complex64 CPU half spectrum)."""
+    fh, fw = fft_shape
     spectrum = spectrum.contiguous()
     count = spectrum.numel() // (fh * (fw // 2 + 1))
     storage = spectrum.new_empty((count - 1) * plane_stride + fh * fw, dtype=torch.float32)
