@@ -9,7 +9,7 @@ covers the whole map: H_px with ``kernel_size = 2 * (R/4) - 1``, H_b with a 1D k
 What is timed:
 
 - Construction of the mixer and its input is never timed.
-- ``forward``: eval mode, gradients off. The long-convolution mixers then cache their
+- ``forward``: eval mode, gradients off, inside ``fast_paths``: the long-convolution mixers cache their
   kernel and its FFT spectrum per input size, so after the untimed priming call a
   forward is the per-image cost of applying the layer (filter generation excluded).
 - ``forward_backward``: train mode, parameters and input require grad; every call
@@ -29,6 +29,7 @@ materialises it) would exceed the budget; such rows read
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import statistics
@@ -39,6 +40,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .models.fast import fast_paths
 from .models.mixers import Attention, BidirectionalHyena, HyenaPixel, HyenaPixelSeparable, SepConv
 from .execution.out_of_memory import is_out_of_memory
 from .io.devices import device_description, resolve_device
@@ -184,12 +186,14 @@ def _measure_one(name: str, resolution: int, mode: str, device: torch.device, di
                 for p in params:
                     p.grad = None
 
-        for _ in range(1 + warmup):  # priming call (lazy init, kernel cache) + warm-up
-            if before is not None:
-                before()
-            call()
-        _synchronize(device)
-        return time_calls(call, repeats, device, before)
+        # forward: the fast paths of frozen models (cached kernel spectra); training: the plain layers
+        with fast_paths(module) if mode == "forward" else contextlib.nullcontext():
+            for _ in range(1 + warmup):  # priming call (lazy init, kernel cache) + warm-up
+                if before is not None:
+                    before()
+                call()
+            _synchronize(device)
+            return time_calls(call, repeats, device, before)
     finally:
         del module, x
 

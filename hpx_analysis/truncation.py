@@ -40,6 +40,7 @@ from torch import nn
 
 from .kernels import NoLongKernelsError
 from .models import long_conv_mixers
+from .models.fast import fast_paths
 from .execution.distributed import all_reduce_sum
 
 __all__ = [
@@ -208,7 +209,7 @@ def truncation_sweep(
             for *_, n in chunk:
                 on_batch(n)
 
-    with restore_truncations(model), torch.no_grad():
+    with restore_truncations(model), fast_paths(model), torch.no_grad():
         chunk, in_chunk = [], 0
         for x, labels in batches:
             if labels is not None:

@@ -59,6 +59,7 @@ from .state import ErfAccumulator
 from ..execution.out_of_memory import is_out_of_memory
 from ..execution.prefetch import prefetched
 from ..execution.compiled import compiling
+from ..models.fast import fast_paths
 from ..models.numerics import full_float32, tf32
 
 __all__ = [
@@ -241,7 +242,9 @@ def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, method: str = "
 
 @contextlib.contextmanager
 def frozen_for_erf(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and frozen parameters for the duration; the caller's flags are restored."""
+    """Eval mode, frozen parameters and the fast paths of frozen models
+    (:func:`~hpx_analysis.models.fast.fast_paths`, where ``HPX_ANALYSIS_FAST`` allows them)
+    for the duration; the caller's flags and module classes are restored."""
     params = list(model.parameters())
     grad_flags = [p.requires_grad for p in params]
     train_flags = [(m, m.training) for m in model.modules()]
@@ -249,7 +252,8 @@ def frozen_for_erf(model: nn.Module) -> Iterator[nn.Module]:
         for p in params:
             p.requires_grad_(False)
         model.eval()
-        yield model
+        with fast_paths(model):
+            yield model
     finally:
         for p, flag in zip(params, grad_flags):
             p.requires_grad_(flag)
