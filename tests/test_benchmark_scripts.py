@@ -12,10 +12,7 @@ import torch
 import hpx_analysis  # noqa: F401  (registers the models)
 from hpx_analysis.models.fast import mkl_irfft2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import cuda_check  # noqa: E402
-import erf_benchmark  # noqa: E402
-import irfft2_backends  # noqa: E402
+from benchmarks import cuda_check, erf_benchmark, irfft2_backends
 
 
 def test_compare_on_constructed_matrices():

@@ -504,13 +504,13 @@ def test_two_gloo_processes_equal_single_process(tmp_path):
     out = tmp_path / "dist"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(HERE / "erf_dist_worker.py"), str(out)]
+           str(HERE / "helpers" / "erf_dist_worker.py"), str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("erf_dist_worker", HERE / "erf_dist_worker.py")
+    spec = importlib.util.spec_from_file_location("erf_dist_worker", HERE / "helpers" / "erf_dist_worker.py")
     worker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker)
     worker_model, worker_images = worker.worker_model, worker.worker_images

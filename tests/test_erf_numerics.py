@@ -12,7 +12,7 @@ import hpx_analysis.erf.compute as erf_compute
 from hpx_analysis.erf import compute_erf
 from hpx_analysis.models.fast import fast_paths, set_enabled
 
-from .fast_switch import FAST_IDS, FAST_MODES
+from .helpers.fast_switch import FAST_IDS, FAST_MODES
 
 
 def plain_autograd_erf(model: torch.nn.Module, xs: torch.Tensor) -> np.ndarray:

@@ -12,8 +12,8 @@ from hpx_analysis.models import EXTRA, PUBLISHED, long_conv_mixers, resample_fil
 from hpx_analysis.models.layers import Scale
 from hpx_analysis.models.mixers.filters import distance_map
 
-from .fast_switch import FAST_IDS, FAST_MODES, fast_mode
-from .reference_forward import model_forward
+from .helpers.fast_switch import FAST_IDS, FAST_MODES, fast_mode
+from .helpers.reference_forward import model_forward
 
 # a copy of shared/reference/official_checkpoints.json (names and shapes of the published checkpoints)
 MANIFEST = Path(__file__).with_name("data") / "official_checkpoints.json"

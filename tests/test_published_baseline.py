@@ -14,10 +14,9 @@ import hpx_analysis  # noqa: F401  (registers the models)
 from hpx_analysis.erf import frozen_for_erf
 from hpx_analysis.models.metaformer import SEPCONV, HyenaMetaFormer
 
-from .fast_switch import FAST_IDS, FAST_MODES, fast_mode
+from .helpers.fast_switch import FAST_IDS, FAST_MODES, fast_mode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from published_metaformer import PublishedStyleMetaFormer, published_style_copy  # noqa: E402
+from benchmarks.published_metaformer import PublishedStyleMetaFormer, published_style_copy
 
 # names and shapes of the published checkpoints (copy of shared/reference/official_checkpoints.json)
 CHECKPOINTS = Path(__file__).with_name("data") / "official_checkpoints.json"
@@ -76,7 +75,7 @@ def test_frozen_model_matches_the_baseline(models, fast):
     ours, baseline = models
     x = torch.randn(1, 3, 96, 64, generator=torch.Generator().manual_seed(2))
     f_pub, g_pub = _features_and_centre_grad(baseline, x)
-    with frozen_for_erf(ours), fast_mode(ours, fast):
+    with fast_mode(ours, fast), frozen_for_erf(ours):
         f_ours, g_ours = _features_and_centre_grad(ours, x)
     assert _rel_err(f_ours, f_pub) < 1e-4 and _rel_err(g_ours, g_pub) < 1e-4
 

@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 
 
 def _load_worker():
-    spec = importlib.util.spec_from_file_location("truncation_dist_worker", HERE / "truncation_dist_worker.py")
+    spec = importlib.util.spec_from_file_location("truncation_dist_worker", HERE / "helpers" / "truncation_dist_worker.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -190,7 +190,7 @@ def test_two_gloo_processes_equal_one(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out2 = tmp_path / "two.csv"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "truncation_dist_worker.py"), str(out2)]
+           str(HERE / "helpers" / "truncation_dist_worker.py"), str(out2)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = pd.read_csv(out2)

@@ -1,0 +1,1 @@
+"""Helpers of the tests: reference computations, the fast-path switch, distributed workers."""
