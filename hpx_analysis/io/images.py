@@ -175,11 +175,14 @@ def erf_transform(size: int) -> Callable:
     ])
 
 
-def model_eval_transform(model, crop_pct: float | None = None) -> Callable:
-    """The model's own evaluation transform from its timm data config."""
+def model_eval_transform(model, crop_pct: float | None = None, size: int | None = None) -> Callable:
+    """The model's own evaluation transform from its timm data config, optionally with another
+    centre-crop fraction ``crop_pct`` or input side ``size`` (px)."""
     from timm.data import create_transform, resolve_data_config
 
     config = resolve_data_config(model=model)
+    if size is not None:
+        config["input_size"] = (3, int(size), int(size))
     if crop_pct is not None:
         if not 0.0 < crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
