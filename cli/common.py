@@ -16,7 +16,7 @@ from hpx_analysis.io.images import ImageInputError, ImageLoadError
 from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
 
 __all__ = [
-    "Device", "split_list", "OUT_ROOT",
+    "Device", "split_list", "OUT_ROOT", "command_line",
     "ModelOption", "OutOption", "DeviceOption", "SeedOption", "ImagesOption", "NumImagesOption",
     "default_out", "model_specs", "fail", "user_errors", "progress", "stderr_console",
 ]
@@ -78,6 +78,14 @@ def split_list(text: str | None, option: str, kind: Callable[[str], T] = str, wh
     if length is not None and len(values) != length:
         fail(f"{option} expects {length} {what} separated by commas, got {text!r}")
     return values
+
+
+def command_line() -> str:
+    """The command as typed, named ``hpx-analyze`` however it was started (console script,
+    ``python -m hpx_analysis.cli.main``), for the records."""
+    import sys
+
+    return " ".join(["hpx-analyze"] + sys.argv[1:])
 
 
 def fail(message: str) -> NoReturn:

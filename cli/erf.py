@@ -7,8 +7,6 @@ non-finite count, metrics, time, versions, device), ``erf_metrics.csv``, ``erf.p
 """
 from __future__ import annotations
 
-import os
-import sys
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -24,7 +22,7 @@ from hpx_analysis.io.images import list_images
 from hpx_analysis.io.weights import load_model
 from hpx_analysis.plotting.files import save_erf_figure
 
-from .common import (DeviceOption, ImagesOption, ModelOption, NumImagesOption, OutOption, SeedOption,
+from .common import (DeviceOption, ImagesOption, ModelOption, NumImagesOption, OutOption, SeedOption, command_line,
                      default_out, fail, model_specs, progress, stderr_console, user_errors)
 
 __all__ = ["erf", "Method", "Precision"]
@@ -87,7 +85,7 @@ def erf(
         fail(f"--batch-size must be at least 1, got {batch_size}")
     if ig_steps < 1:
         fail(f"--ig-steps must be at least 1, got {ig_steps}")
-    command = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    command = command_line()
     with user_errors():
         dev = resolve_device(device.value)
         if precision != "fp32" and dev.type != "cuda":

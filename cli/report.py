@@ -6,8 +6,6 @@ library into ``--out``'s subfolders (``kernels``, ``coverage``, ``erf``, ``trunc
 """
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,7 +13,8 @@ import typer
 
 from hpx_analysis import report as rp
 
-from .common import DeviceOption, ImagesOption, OUT_ROOT, SeedOption, fail, stderr_console, user_errors
+from .common import (OUT_ROOT, DeviceOption, ImagesOption, SeedOption, command_line, fail, stderr_console,
+                     user_errors)
 
 __all__ = ["report"]
 
@@ -39,7 +38,7 @@ def report(
     """Regenerate the paper's analysis figures (Fig. 2 runtime, Fig. 4 kernels, Fig. 5 ERFs,
     Fig. 6 coverage, Fig. 7 truncation) into one folder with report.md and report.json."""
     settings = rp.QUICK if quick else rp.FULL
-    command = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    command = command_line()
     with user_errors():
         try:
             manifest, _ = rp.build_report(out, settings, device=device.value, seed=seed, images=images,
