@@ -49,7 +49,8 @@ def runtime(
                          "(hb = bidirectional Hyena, hpx = HyenaPixel, hpx_sep = HyenaPixel with "
                          "separable convolutions, sepconv = ConvFormer's local 7x7 mixer).")] = ",".join(rt.MIXERS),
     resolutions: Annotated[Optional[str], typer.Option(
-        "--resolutions", metavar="PX[,PX...]", help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
+        "--resolutions", metavar="PX[,PX...]",
+        help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
                               "R/4 x R/4 feature map). Default: "
                               f"{','.join(map(str, rt.CPU_RESOLUTIONS))} on CPU, "
                               f"{rt.CUDA_RESOLUTIONS[0]}..{rt.CUDA_RESOLUTIONS[-1]} in steps of 224 on CUDA.")] = None,

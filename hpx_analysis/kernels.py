@@ -134,7 +134,8 @@ class KernelResult:
         """Read back ``kernels_<model>.npz`` as written by :meth:`save`."""
         with np.load(Path(out_dir) / f"kernels_{model}.npz") as data:
             files = set(data.files)
-            stage_ids = sorted(int(k.split("_")[0][5:]) for k in files if k.startswith("stage") and k.endswith("_picked"))
+            picked = [k for k in files if k.startswith("stage") and k.endswith("_picked")]
+            stage_ids = sorted(int(k.split("_")[0][5:]) for k in picked)
             result = cls(model=str(data["model"]), weights=str(data["weights"]))
             for s in stage_ids:
                 p = f"stage{s}"

@@ -34,7 +34,8 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
     ok = df[df["status"] == "ok"]
     if not ok.empty:
         sns.lineplot(data=ok, x="resolution", y="median_ms", hue="mixer",
-                     hue_order=[n for n in names if n in set(ok["mixer"])], palette=colours, style="mode", style_order=[m for m in MODE_STYLES if m in set(ok["mode"])],
+                     hue_order=[n for n in names if n in set(ok["mixer"])], palette=colours,
+                     style="mode", style_order=[m for m in MODE_STYLES if m in set(ok["mode"])],
                      dashes={"forward": "", "forward_backward": (4, 2)}, markers={m: "o" for m in MODE_STYLES},
                      markersize=5, estimator=None, legend=False, ax=ax)
     oom = df[df["status"].str.startswith("oom")]

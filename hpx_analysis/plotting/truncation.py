@@ -34,7 +34,8 @@ def plot_truncation(df: pd.DataFrame, ax=None, metric: str | None = None):
     swept = d[d["stage"] != BASELINE_STAGE]
     if len(swept):
         swept = swept.assign(stage_label=[f"S{int(s) + 1}" for s in swept["stage"]],
-                             model_label=[with_weights(d, m) for m in swept["model"]]).sort_values(["stage", "rel_size"])
+                             model_label=[with_weights(d, m) for m in swept["model"]])
+        swept = swept.sort_values(["stage", "rel_size"])
         marks = dict(style="model_label", markers=True, dashes=False) if several else dict(marker="o")
         sns.lineplot(data=swept, x="rel_size", y="value", hue="stage_label", markersize=5, estimator=None, ax=ax,
                      **marks)

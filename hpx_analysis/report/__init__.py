@@ -5,10 +5,12 @@ from .comparison import ARRAY_ATOL_REL, ATOL, RTOL, TIMING_COLUMNS, VOLATILE_KEY
 from .build import build_report, random_init_models
 from .manifest import write_manifest
 from .markdown import markdown_table, weights_by_model, write_report_md
-from .settings import UnusedModelWeightsError, FIGURES, FULL, QUICK, SECTION_MODELS, SECTIONS, TITLES, ReportSettings, weights_chooser
+from .settings import (FIGURES, FULL, QUICK, SECTION_MODELS, SECTIONS, TITLES, ReportSettings, UnusedModelWeightsError,
+                       weights_chooser)
 
 __all__ = [
-    "UnusedModelWeightsError", "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES", "weights_chooser",
+    "UnusedModelWeightsError", "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
+    "weights_chooser",
     "build_report", "random_init_models", "weights_by_model", "markdown_table", "write_report_md", "write_manifest",
     "compare_reports", "RTOL", "ATOL", "ARRAY_ATOL_REL", "VOLATILE_KEYS", "TIMING_COLUMNS",
 ]

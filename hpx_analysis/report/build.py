@@ -24,7 +24,8 @@ def random_init_models(results: dict) -> list[str]:
             weights.update({r.model: r.weights for r in result})
         elif section in ("erf", "coverage", "truncation"):
             frame = result.to_frame()
-            weights.update({str(m): str(w) for m, w in frame[["model", "weights"]].drop_duplicates().itertuples(index=False)})
+            pairs = frame[["model", "weights"]].drop_duplicates().itertuples(index=False)
+            weights.update({str(m): str(w) for m, w in pairs})
     return sorted(m for m, w in weights.items() if w.startswith("random init"))
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-__all__ = ["UnusedModelWeightsError", "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
+__all__ = ["UnusedModelWeightsError",
+           "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
            "weights_chooser"]
 
 # Execution order; report.md lists them by figure number.
