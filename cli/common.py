@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, NoReturn, Optional
+from typing import Annotated, Callable, Iterator, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +16,7 @@ from hpx_analysis.io.images import ImageInputError, ImageLoadError
 from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
 
 __all__ = [
+    "Device", "split_list", "OUT_ROOT", "command_line",
     "ModelOption", "OutOption", "DeviceOption", "SeedOption", "ImagesOption", "NumImagesOption",
     "default_out", "model_specs", "fail", "user_errors", "progress", "stderr_console",
 ]
@@ -24,10 +26,22 @@ ModelOption = Annotated[list[str], typer.Option(
     help="Model to analyse, repeatable. NAME: a registered name or alias (see `hpx-analyze "
          "models`) or any timm model. WEIGHTS: auto (published if cached or downloadable, else "
          "seeded random init), pretrained, random, or a .safetensors/.pth/.bin file.")]
+OUT_ROOT = Path("hpx-out")
+T = TypeVar("T")
+
+
+class Device(str, Enum):
+    """Where the analysis runs."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 OutOption = Annotated[Optional[Path], typer.Option(
-    "--out", "-o", help="Output folder (default: figures/<command>).")]
-DeviceOption = Annotated[str, typer.Option(
-    "--device", help="auto (CUDA if available), cpu or cuda.")]
+    "--out", "-o", help=f"Output folder (default: {OUT_ROOT}/<command> in the working directory).")]
+DeviceOption = Annotated[Device, typer.Option(
+    "--device", case_sensitive=False, help="auto (CUDA if available), cpu or cuda.")]
 SeedOption = Annotated[int, typer.Option(
     "--seed", help="Seed for random initialisation and any sampling.")]
 ImagesOption = Annotated[Optional[Path], typer.Option(
@@ -40,8 +54,38 @@ stderr_console = Console(stderr=True)
 
 
 def default_out(command: str, out: Path | None) -> Path:
-    """``out`` or ``figures/<command>``."""
-    return out if out is not None else Path("figures") / command
+    """``out`` or ``hpx-out/<command>`` (untracked; only ``report --out figures`` writes the
+    committed report)."""
+    return out if out is not None else OUT_ROOT / command
+
+
+def split_list(text: str | None, option: str, kind: Callable[[str], T] = str, what: str = "values",
+               length: int | None = None) -> list[T] | None:
+    """The one way commands take lists: ``"0.25, 0.5,1"`` -> ``[0.25, 0.5, 1.0]`` with ``kind``
+    applied to each comma-separated item. ``None`` stays ``None``; an empty list, an item
+    ``kind`` rejects or a list of the wrong ``length`` fails naming ``option``."""
+    if text is None:
+        return None
+    items = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not items:
+        fail(f"{option} needs at least one value")
+    values = []
+    for item in items:
+        try:
+            values.append(kind(item))
+        except ValueError:
+            fail(f"{option} expects {what} separated by commas; {item!r} is not one")
+    if length is not None and len(values) != length:
+        fail(f"{option} expects {length} {what} separated by commas, got {text!r}")
+    return values
+
+
+def command_line() -> str:
+    """The command as typed, named ``hpx-analyze`` however it was started (console script,
+    ``python -m hpx_analysis.cli.main``), for the records."""
+    import sys
+
+    return " ".join(["hpx-analyze"] + sys.argv[1:])
 
 
 def fail(message: str) -> NoReturn:

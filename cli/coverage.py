@@ -1,25 +1,34 @@
 """``hpx-analyze coverage``: relative feature-map coverage per block (the paper's Fig. 6).
 
-Writes into ``--out`` (default ``figures/coverage``): ``coverage.csv`` (model, stage,
+Writes into ``--out`` (default ``hpx-out/coverage``): ``coverage.csv`` (model, stage,
 block, mixer, coverage, plus depth, source, diameter, feature_size and weights),
-``coverage_channels.csv`` (per-channel values of windowed mixers) and ``coverage.png``.
+``coverage_channels.csv`` (per-channel values of windowed mixers) and ``coverage.png``
+(:class:`hpx_analysis.coverage.CoverageResult`).
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
-import pandas as pd
 import torch
 import typer
 
-from hpx_analysis.coverage import DIAMETER_READINGS, model_coverage
+from hpx_analysis.coverage import CoverageResult, model_coverage
 from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.weights import load_model
+from hpx_analysis.plotting.files import save_coverage_figure
 
 from .common import (DeviceOption, ModelOption, OutOption, SeedOption, default_out, fail, model_specs,
                      stderr_console, user_errors)
 
-__all__ = ["coverage"]
+__all__ = ["coverage", "Diameter"]
+
+
+class Diameter(str, Enum):
+    """Readings of 'diameter of the non-zero region' (hpx_analysis.coverage.DIAMETER_READINGS)."""
+
+    axis = "axis"
+    area = "area"
 
 
 def coverage(
@@ -29,32 +38,27 @@ def coverage(
     seed: SeedOption = 0,
     threshold: Annotated[float, typer.Option(
         "--threshold", help="Window values below this are set to zero (the paper: 0.05).")] = 0.05,
-    diameter: Annotated[str, typer.Option(
+    diameter: Annotated[Diameter, typer.Option(
         "--diameter", help="Reading of 'diameter of the non-zero region'. axis (the paper's reading, default): "
                            "extent of the non-zero taps along the row and column through the kernel centre, "
                            "averaged; area: diameter of the disk with the same area as the non-zero "
-                           "region.")] = "axis",
+                           "region.")] = Diameter.axis,
 ) -> None:
     """Mean over channels of each block's relative feature-map coverage: decay window >= threshold,
     diameter of that region / feature-map size the kernel was built for. Attention counts as 2, a
     convolution as kernel size / feature-map size; H_b windows on their 1D token axis (extent / h*w)."""
-    import matplotlib.pyplot as plt
-
-    from hpx_analysis.plotting import plot_coverage
-
     specs = model_specs(model)
-    if diameter not in DIAMETER_READINGS:
-        fail(f"unknown --diameter {diameter!r}; choose one of {', '.join(DIAMETER_READINGS)}")
     if not 0 < threshold < 1:
         fail(f"--threshold must be between 0 and 1, got {threshold}")
     out_dir = default_out("coverage", out)
-    blocks, channels = [], []
+    results = []
     with user_errors():
-        dev = resolve_device(device)
+        dev = resolve_device(device.value)
         for spec in specs:
             torch.manual_seed(seed)
             loaded = load_model(spec, device=dev, seed=seed)
-            res = model_coverage(loaded.model, name=loaded.name, threshold=threshold, reading=diameter)
+            res = model_coverage(loaded.model, name=loaded.name, threshold=threshold, reading=diameter.value,
+                                 weights=loaded.weights)
             for note in res.notes:
                 stderr_console.print(f"[yellow]note:[/yellow] {note}")
             if res.blocks.empty:
@@ -62,18 +66,12 @@ def coverage(
             if not res.blocks.source.str.startswith("window").any():
                 stderr_console.print(f"[yellow]{loaded.name}:[/yellow] no long convolutions with a decay window; "
                                      "its convolution/attention values are reported")
-            blocks.append(res.blocks.assign(weights=loaded.weights))
-            channels.append(res.channels.assign(weights=loaded.weights))
+            results.append(res)
             summary = res.blocks.groupby("stage").coverage.mean().round(3).tolist()
             stderr_console.print(f"{loaded.name} ({loaded.weights}): mean coverage per stage {summary}")
-    if not blocks:
+    if not results:
         fail("none of the models has MetaFormer token mixers to measure; nothing written")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = pd.concat(blocks, ignore_index=True)
-    table.to_csv(out_dir / "coverage.csv", index=False)
-    pd.concat(channels, ignore_index=True).to_csv(out_dir / "coverage_channels.csv", index=False)
-    fig = plot_coverage(table)
-    fig.axes[0].set_title(f"window >= {threshold}, diameter: {diameter}", fontsize=9)
-    fig.savefig(out_dir / "coverage.png", dpi=150)
-    plt.close(fig)
+    result = CoverageResult.concat(results)
+    result.save(out_dir)
+    save_coverage_figure(result, out_dir)
     stderr_console.print(f"wrote {out_dir}/coverage.csv, coverage_channels.csv and coverage.png")

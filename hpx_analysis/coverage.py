@@ -28,7 +28,9 @@ package's models use the model's ``feature_sizes``; timm models use their
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,19 +45,48 @@ __all__ = [
 ]
 
 DIAMETER_READINGS = ("axis", "area")
+BLOCKS_FILE, CHANNELS_FILE = "coverage.csv", "coverage_channels.csv"
 ATTENTION_COVERAGE = 2.0
 
 
 @dataclass
 class CoverageResult:
     """``blocks``: one row per block (model, stage, block, mixer, coverage, depth,
-    source, diameter, feature_size); ``channels``: one row per channel of windowed
-    mixers (model, stage, block, mixer, channel, coverage, diameter); ``notes``: mixers
-    that were skipped and why."""
+    source, diameter, feature_size, and weights when known); ``channels``: one row per
+    channel of windowed mixers (model, stage, block, mixer, channel, coverage, diameter,
+    weights); ``notes``: mixers that were skipped and why; ``threshold`` and ``reading``:
+    how the diameter was measured. Files: ``coverage.csv`` and ``coverage_channels.csv``
+    (the notes and settings are not written)."""
 
     blocks: pd.DataFrame
     channels: pd.DataFrame
-    notes: list[str]
+    notes: list[str] = field(default_factory=list)
+    threshold: float | None = None
+    reading: str | None = None
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.blocks
+
+    def save(self, out_dir: str | Path) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.blocks.to_csv(out_dir / BLOCKS_FILE, index=False)
+        self.channels.to_csv(out_dir / CHANNELS_FILE, index=False)
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> CoverageResult:
+        out_dir = Path(out_dir)
+        return cls(pd.read_csv(out_dir / BLOCKS_FILE), pd.read_csv(out_dir / CHANNELS_FILE))
+
+    @classmethod
+    def concat(cls, results: Sequence[CoverageResult]) -> CoverageResult:
+        """Several models' results as one (the settings of the first)."""
+        if not results:
+            raise ValueError("no coverage results to combine")
+        return cls(pd.concat([r.blocks for r in results], ignore_index=True),
+                   pd.concat([r.channels for r in results], ignore_index=True),
+                   [n for r in results for n in r.notes], results[0].threshold, results[0].reading)
 
 
 def _as_tensor(a) -> torch.Tensor:
@@ -159,8 +190,9 @@ def _is_attention(mixer: nn.Module) -> bool:
 
 
 def model_coverage(model: nn.Module, *, name: str = "", threshold: float = 0.05,
-                   reading: str = "axis") -> CoverageResult:
-    """Coverage of every token mixer of ``model`` (see the module docstring)."""
+                   reading: str = "axis", weights: str | None = None) -> CoverageResult:
+    """Coverage of every token mixer of ``model`` (see the module docstring); ``weights``
+    (what the model carries) becomes a last column of both tables when given."""
     if reading not in DIAMETER_READINGS:
         raise ValueError(f"diameter reading must be one of {DIAMETER_READINGS}, got {reading!r}")
     name = name or type(model).__name__
@@ -213,4 +245,7 @@ def model_coverage(model: nn.Module, *, name: str = "", threshold: float = 0.05,
         notes.append(f"{name} has no MetaFormer token mixers (no stages[i][j].token_mixer); nothing to measure")
     block_cols = ["model", "stage", "block", "mixer", "coverage", "depth", "source", "diameter", "feature_size"]
     ch_cols = ["model", "stage", "block", "mixer", "channel", "coverage", "diameter"]
-    return CoverageResult(pd.DataFrame(rows, columns=block_cols), pd.DataFrame(ch_rows, columns=ch_cols), notes)
+    blocks, channels = pd.DataFrame(rows, columns=block_cols), pd.DataFrame(ch_rows, columns=ch_cols)
+    if weights is not None:
+        blocks, channels = blocks.assign(weights=weights), channels.assign(weights=weights)
+    return CoverageResult(blocks, channels, notes, threshold, reading)

@@ -30,9 +30,11 @@ for ``j > i``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -75,8 +77,12 @@ class StageKernels:
 
 @dataclass
 class KernelResult:
+    """The kernels shown for one model (one :class:`StageKernels` per stage with long kernels)
+    and the weights it carries. Files: ``kernels_<model>.npz`` (:meth:`save` / :meth:`load`)."""
+
     model: str
     stages: list[StageKernels] = field(default_factory=list)
+    weights: str = ""
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every plotted array (plus the raw 1D means), keyed for ``np.savez``."""
@@ -93,6 +99,55 @@ class KernelResult:
             if sk.at is not None:
                 out[f"{p}_at"] = np.array(sk.at)
         return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per stage: block, mixer, channel shown, feature map, kernel shape, centre value."""
+        rows = []
+        for sk in self.stages:
+            one_d = sk.kernel_ndim == 1
+            centre = (float(sk.kernel1d_mean[len(sk.kernel1d_mean) // 2]) if one_d
+                      else float(sk.mean[sk.mean.shape[0] // 2, sk.mean.shape[1] // 2]))
+            rows.append({"model": self.model, "weights": self.weights, "stage": sk.stage, "block": sk.block,
+                         "mixer": sk.mixer, "channel": sk.channel, "channel_auto": sk.channel_auto,
+                         "feature_size": "x".join(map(str, sk.feature_size)),
+                         "kernel": f"{len(sk.kernel1d_mean)} taps (1D)" if one_d else "x".join(map(str, sk.mean.shape)),
+                         "mean_centre": centre})
+        return pd.DataFrame(rows, columns=["model", "weights", "stage", "block", "mixer", "channel", "channel_auto",
+                                           "feature_size", "kernel", "mean_centre"])
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``kernels_<model>.npz``: the model, its weights, each stage's orientation
+        convention, mixer and channel choice, and :meth:`arrays`. Returns the file."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, np.ndarray] = {}
+        for sk in self.stages:
+            extra[f"stage{sk.stage}_orientation"] = np.array(sk.orientation)
+            extra[f"stage{sk.stage}_mixer"] = np.array(sk.mixer)
+            extra[f"stage{sk.stage}_channel_auto"] = np.array(sk.channel_auto)
+        path = out_dir / f"kernels_{self.model}.npz"
+        np.savez(path, model=np.array(self.model), weights=np.array(self.weights), **extra, **self.arrays())
+        return path
+
+    @classmethod
+    def load(cls, out_dir: str | Path, model: str) -> KernelResult:
+        """Read back ``kernels_<model>.npz`` as written by :meth:`save`."""
+        with np.load(Path(out_dir) / f"kernels_{model}.npz") as data:
+            files = set(data.files)
+            picked = [k for k in files if k.startswith("stage") and k.endswith("_picked")]
+            stage_ids = sorted(int(k.split("_")[0][5:]) for k in picked)
+            result = cls(model=str(data["model"]), weights=str(data["weights"]))
+            for s in stage_ids:
+                p = f"stage{s}"
+                one_d = f"{p}_kernel1d_mean" in files
+                result.stages.append(StageKernels(
+                    stage=s, block=int(data[f"{p}_block"]), mixer=str(data[f"{p}_mixer"]),
+                    kernel_ndim=1 if one_d else 2, feature_size=tuple(int(n) for n in data[f"{p}_feature_size"]),
+                    mean=data[f"{p}_mean"], picked=data[f"{p}_picked"], channel=int(data[f"{p}_channel"]),
+                    channel_auto=bool(data[f"{p}_channel_auto"]),
+                    kernel1d_mean=data[f"{p}_kernel1d_mean"] if one_d else None,
+                    at=tuple(int(n) for n in data[f"{p}_at"]) if f"{p}_at" in files else None))
+        return result
 
 
 def normalize_map(a: np.ndarray) -> np.ndarray:
@@ -150,14 +205,14 @@ def _per_stage(values: int | Sequence[int] | None, stage_ids: list[int], what: s
     if len(values) == 1:
         return {s: values[0] for s in stage_ids}
     if len(values) != len(stage_ids):
-        raise ValueError(f"--{what} takes one value or one per stage with long kernels "
+        raise ValueError(f"{what} takes one value or one per stage with long kernels "
                          f"({len(stage_ids)}: stages {stage_ids}), got {len(values)}")
     return dict(zip(stage_ids, values))
 
 
 def kernel_maps(model: nn.Module, *, name: str = "", block: int | Sequence[int] | None = 0,
                 channel: int | Sequence[int] | None = None,
-                at: Sequence[int] | None = None) -> KernelResult:
+                at: Sequence[int] | None = None, weights: str = "") -> KernelResult:
     """Per-stage normalized kernels of ``model`` (see the module docstring).
 
     ``block``: block index within each stage (negative counts from the end), one for all
@@ -165,6 +220,7 @@ def kernel_maps(model: nn.Module, *, name: str = "", block: int | Sequence[int] 
     rules; ``None`` picks the top-energy channel. ``at``: evaluation position
     ``(row, col)`` for wrapping 1D kernels (default the centre of each stage's map;
     negative values count from the bottom/right, so ``(-1, -1)`` is the last pixel).
+    ``weights``: the weights ``model`` carries, recorded in the result.
     Raises :class:`NoLongKernelsError` for models without long convolutions and
     ``ValueError`` for out-of-range picks.
     """
@@ -177,7 +233,7 @@ def kernel_maps(model: nn.Module, *, name: str = "", block: int | Sequence[int] 
     stage_ids = sorted(by_stage)
     blocks = _per_stage(block, stage_ids, "block")
     channels = _per_stage(channel, stage_ids, "channel")
-    result = KernelResult(model=name)
+    result = KernelResult(model=name, weights=weights)
     for s in stage_ids:
         mixers = dict(by_stage[s])
         depth = max(mixers) + 1

@@ -33,7 +33,10 @@ import contextlib
 import gc
 import math
 import statistics
+import json
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pandas as pd
@@ -46,6 +49,9 @@ from .execution.out_of_memory import is_out_of_memory
 from .io.devices import device_description, resolve_device
 
 __all__ = [
+    "RuntimeResult",
+    "runtime_sweep",
+    "MODE_CHOICES",
     "MIXERS",
     "MIXER_LABELS",
     "MODES",
@@ -74,6 +80,9 @@ MIXER_LABELS = {
     "sepconv": "SepConv 7x7 (local)",
 }
 MODES = ("forward", "forward_backward")
+# what the commands call the mode choices
+MODE_CHOICES = {"forward": ("forward",), "backward": ("forward_backward",), "both": MODES}
+TABLE_FILE, RECORD_FILE = "runtime.csv", "runtime.json"
 COLUMNS = ["mixer", "resolution", "feature_size", "mode", "device", "median_ms", "min_ms", "repeats", "status"]
 
 CPU_RESOLUTIONS = (224, 448, 672, 896)
@@ -319,3 +328,64 @@ def _sweep(mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_
                 if progress is not None:
                     progress(row)
     return rows
+
+
+@dataclass
+class RuntimeResult:
+    """A runtime sweep: ``table`` (:data:`COLUMNS`, one row per mixer, mode and resolution) and
+    ``settings`` (what was measured, on which device, defaults resolved, seconds taken,
+    versions). Files: ``runtime.csv`` and ``runtime.json``."""
+
+    table: pd.DataFrame
+    settings: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table
+
+    def save(self, out_dir: str | Path) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.table.to_csv(out_dir / TABLE_FILE, index=False)
+        (out_dir / RECORD_FILE).write_text(json.dumps(self.settings, indent=1))
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> RuntimeResult:
+        out_dir = Path(out_dir)
+        return cls(pd.read_csv(out_dir / TABLE_FILE), json.loads((out_dir / RECORD_FILE).read_text()))
+
+
+def runtime_sweep(
+    mixers: Iterable[str] = MIXERS,
+    resolutions: Sequence[int] | None = None,
+    mode: str | Iterable[str] = MODES,
+    device: str | torch.device = "auto",
+    dim: int = 64,
+    batch: int = 1,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    memory_budget_gib: float | None = None,
+    seed: int = 0,
+    max_call_s: float | None = None,
+    num_threads: int | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> RuntimeResult:
+    """:func:`measure_mixer_runtime` with its settings recorded (defaults resolved)."""
+    from .versions import versions
+
+    dev = torch.device(resolve_device(device))
+    kind = "cuda" if dev.type == "cuda" else "cpu"
+    names, modes = list(_as_tuple(mixers, "mixers")), list(_as_tuple(mode, "mode"))
+    start = time.perf_counter()
+    df = measure_mixer_runtime(mixers=names, resolutions=resolutions, mode=modes, device=dev, dim=dim, batch=batch,
+                               warmup=warmup, repeats=repeats, memory_budget_gib=memory_budget_gib, seed=seed,
+                               max_call_s=max_call_s, num_threads=num_threads, progress=progress)
+    elapsed = time.perf_counter() - start
+    budget = memory_budget_gib if memory_budget_gib is not None or kind == "cuda" else CPU_MEMORY_BUDGET_GIB
+    settings = dict(mixers=names, resolutions=sorted(int(r) for r in df["resolution"].unique()), modes=modes,
+                    device=str(dev), device_description=device_description(dev, num_threads), dim=dim,
+                    batch=batch, warmup=DEFAULT_WARMUP[kind] if warmup is None else warmup,
+                    repeats=DEFAULT_REPEATS[kind] if repeats is None else repeats, memory_budget_gib=budget,
+                    max_call_seconds=max_call_s, threads=num_threads or torch.get_num_threads(), seed=seed,
+                    patch_size=PATCH_SIZE, seconds=round(elapsed, 2), versions=versions())
+    return RuntimeResult(df, settings)

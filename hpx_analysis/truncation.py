@@ -30,7 +30,10 @@ when the sweep fails.
 """
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pandas as pd
@@ -44,23 +47,84 @@ from .models.fast import fast_paths
 from .execution.distributed import all_reduce_sum
 
 __all__ = [
+    "TruncationComparison", "truncation_for_model", "truncation_settings", "TABLE_FILE", "RECORD_FILE",
     "DEFAULT_REL_SIZES", "TruncationResult", "truncation_sweep", "full_rel_sizes", "swept_stages",
     "restore_truncations", "stage_prefixes", "BASELINE_STAGE",
 ]
 
 DEFAULT_REL_SIZES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
 BASELINE_STAGE = -1
+TABLE_FILE, RECORD_FILE = "truncation.csv", "truncation.json"
 # accumulator columns: images, top-1 agreement, KL sum, labelled images, top-1 hits, top-5 hits
 _N, _AGREE, _KL, _NLAB, _TOP1, _TOP5 = range(6)
 
 
 @dataclass
 class TruncationResult:
+    """One model's sweep: ``table`` (model, stage, rel_size, metric, value; ``stage = -1`` is
+    the untruncated model), image counts, the relative size that keeps each stage's whole
+    kernel, notes, and the model's record (``weights``, ``weights_kind``) plus ``run`` (images
+    skipped, seconds) as written into ``truncation.json``."""
+
     table: pd.DataFrame
     n_images: int
     n_labelled: int
     full_rel_size: dict[int, float] = field(default_factory=dict)  # per stage: K / n (whole kernel)
     notes: list[str] = field(default_factory=list)
+    model: str = ""
+    weights: str = ""
+    weights_kind: str = ""
+    run: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table with the weights as a last column (``truncation.csv``'s rows of this model)."""
+        return self.table.assign(weights=self.weights)
+
+    def record(self) -> dict:
+        """This model's entry in ``truncation.json``."""
+        return {"model": self.model, "weights": self.weights, "weights_kind": self.weights_kind,
+                "images_evaluated": self.n_images, "images_labelled": self.n_labelled,
+                "images_skipped_by_this_process": self.run.get("images_skipped_by_this_process", []),
+                "full_kernel_rel_size": {str(k): v for k, v in self.full_rel_size.items()},
+                "notes": list(self.notes), "seconds": self.run.get("seconds")}
+
+    @classmethod
+    def from_record(cls, record: dict, table: pd.DataFrame) -> TruncationResult:
+        run = {"images_skipped_by_this_process": record["images_skipped_by_this_process"],
+               "seconds": record["seconds"]}
+        return cls(table.reset_index(drop=True), record["images_evaluated"], record["images_labelled"],
+                   {int(k): v for k, v in record["full_kernel_rel_size"].items()}, list(record["notes"]),
+                   record["model"], record["weights"], record["weights_kind"], run)
+
+
+@dataclass
+class TruncationComparison:
+    """Sweeps of several models with the settings they share. Files: ``truncation.csv``
+    (every model's table, with a ``weights`` column) and ``truncation.json`` (settings and
+    one record per model)."""
+
+    results: list[TruncationResult] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.concat([r.to_frame() for r in self.results], ignore_index=True)
+
+    def save(self, out_dir: str | Path) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.to_frame().to_csv(out_dir / TABLE_FILE, index=False)
+        record = {"settings": self.settings, "models": [r.record() for r in self.results]}
+        (out_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> TruncationComparison:
+        out_dir = Path(out_dir)
+        table = pd.read_csv(out_dir / TABLE_FILE)
+        record = json.loads((out_dir / RECORD_FILE).read_text())
+        results = [TruncationResult.from_record(r, table[table["model"] == r["model"]].drop(columns="weights"))
+                   for r in record["models"]]
+        return cls(results, record["settings"])
 
 
 def _check_model(model: nn.Module, name: str) -> dict[int, list[nn.Module]]:
@@ -247,3 +311,47 @@ def truncation_sweep(
     full = {s: v for s, v in full_rel_sizes(model).items() if s in stage_ids}
     return TruncationResult(table, n_images, n_lab, full, notes)
 
+
+
+def truncation_for_model(
+    loaded,
+    items: Sequence,
+    *,
+    labelled: bool,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    crop_pct: float | None = None,
+    size: int | None = None,
+    rel_sizes: Sequence[float] = DEFAULT_REL_SIZES,
+    stages: Sequence[int] | None = None,
+    shape: str = "square",
+    on_batch: Callable[[int], None] | None = None,
+) -> TruncationResult:
+    """:func:`truncation_sweep` of a :class:`~hpx_analysis.io.weights.LoadedModel` over image
+    ``items`` (this process's share under ``torchrun``) at its evaluation transform, with the
+    model's record and the images skipped and seconds taken. Raises
+    :class:`~hpx_analysis.kernels.NoLongKernelsError` before reading any image when the model
+    has no long kernels."""
+    from .io.batches import ImageBatches
+    from .io.images import model_eval_transform
+
+    swept_stages(loaded.model, stages, loaded.name)
+    batches = ImageBatches(list(items), model_eval_transform(loaded.model, crop_pct, size), batch_size,
+                           with_labels=labelled, device=torch.device(device))
+    start = time.perf_counter()
+    result = truncation_sweep(loaded.model, batches, name=loaded.name, rel_sizes=rel_sizes, stages=stages,
+                              shape=shape, on_batch=on_batch)
+    result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
+    result.run = {"images_skipped_by_this_process": [list(s) for s in batches.skipped],
+                  "seconds": round(time.perf_counter() - start, 3)}
+    return result
+
+
+def truncation_settings(*, rel_sizes: Sequence[float], shape: str, stages: Sequence[int] | None, batch_size: int,
+                        crop_pct: float | None, size: int | None, seed: int, world_size: int, images: str,
+                        num_images: int, labels: bool, no_labels_reason: str | None) -> dict:
+    """The settings block of ``truncation.json``."""
+    return {"rel_sizes": [float(r) for r in rel_sizes], "shape": shape,
+            "stages": None if stages is None else list(stages), "batch_size": batch_size, "crop_pct": crop_pct,
+            "size": size, "seed": seed, "world_size": world_size, "images": images, "num_images": num_images,
+            "labels": labels, "no_labels_reason": no_labels_reason or None}

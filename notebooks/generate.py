@@ -120,10 +120,17 @@ fig = plot_kernels(hb_kernels)
 plt.close(fig)  # shown once, as the cell's value
 fig"""),
         ("md", """\
-The arrays behind the figures are plain numpy arrays, e.g. to save them with `np.savez`:"""),
+The arrays behind the figures are plain numpy arrays. `save` writes them to `kernels_<model>.npz`
+(the file `hpx-analyze kernels` writes) and `KernelResult.load` reads them back; `to_frame` lists
+what each stage shows:"""),
         ("code", """\
-arrays = hb_kernels.arrays()
-sorted(arrays)[:6], arrays["stage0_mean"].shape"""),
+import tempfile
+from hpx_analysis.kernels import KernelResult
+with tempfile.TemporaryDirectory() as folder:
+    print(hb_kernels.save(folder).name)
+    again = KernelResult.load(folder, hb.name)
+print(again.stages[0].mean.shape, (again.stages[0].mean == hb_kernels.stages[0].mean).all())
+again.to_frame()"""),
     ],
     "coverage.ipynb": [
         ("md", """\

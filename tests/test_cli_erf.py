@@ -123,7 +123,7 @@ def test_cli_skips_bad_images_and_lists_them(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--images", "/nonexistent/folder"], "image folder not found"),
     (["--precision", "bf16"], "needs CUDA"),
-    (["--method", "occlusion"], "unknown --method"),
+    (["--method", "occlusion"], "Invalid value for '--method'"),
     (["--size", "8"], "--size must be at least"),
     (["--model", "no_such_model_xyz"], "unknown model"),
 ])

@@ -4,7 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hpx_analysis.cli.main import app
-from hpx_analysis.report import FULL, QUICK, markdown_table, weights_chooser
+from hpx_analysis.report import FULL, QUICK, UnusedModelWeightsError, markdown_table, weights_chooser
 from hpx_analysis.io.weights import WeightsError
 
 runner = CliRunner()
@@ -30,7 +30,7 @@ def test_weights_chooser_defaults_and_overrides(tmp_path):
 def test_weights_chooser_rejects_unknown_and_unused_models():
     with pytest.raises(WeightsError, match="unknown model"):
         weights_chooser("random", ["no_such_model_xyz=random"])
-    with pytest.raises(ValueError, match="does not use"):
+    with pytest.raises(UnusedModelWeightsError, match="does not use"):
         weights_chooser("random", ["resnet18=random"])
 
 
@@ -38,7 +38,7 @@ def test_weights_chooser_rejects_unknown_and_unused_models():
     (("--images", "/no/such/folder"), "image folder not found"),
     (("--model-weights", "no_such_model_xyz=random"), "unknown model"),
     (("--model-weights", "resnet18=random"), "does not use"),
-    (("--device", "tpu"), "unknown device"),
+    (("--device", "tpu"), "Invalid value for '--device'"),
 ])
 def test_report_bad_input_is_one_message_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "rep"

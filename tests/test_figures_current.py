@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from hpx_analysis import report as rp
-from hpx_analysis.cli.report import build_report
+from hpx_analysis.report import build_report
 
 REPO = Path(__file__).resolve().parent.parent
 REGENERATE = "hpx-analyze report --quick --out figures --device cpu"
@@ -33,8 +33,8 @@ REGENERATE = "hpx-analyze report --quick --out figures --device cpu"
 
 @pytest.fixture(scope="module")
 def committed_figures(tmp_path_factory) -> Path:
-    """figures/ as committed (git HEAD), so that running a single command, which writes into
-    figures/<command> by default, does not make this check fail; the working tree's
+    """figures/ as committed (git HEAD), so that uncommitted changes to figures/ do not make
+    this check pass or fail; the working tree's
     figures/ when this is not a git checkout."""
     import subprocess
     import tarfile

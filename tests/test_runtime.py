@@ -195,9 +195,9 @@ def test_cli_writes_csv_png_and_json(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--mode", "sideways"], "--mode must be one of"),
+    (["--mode", "sideways"], "Invalid value for '--mode'"),
     (["--resolutions", "30"], "multiple of the patch size"),
-    (["--resolutions", "32,abc"], "not a whole number"),
+    (["--resolutions", "32,abc"], "whole numbers of pixels"),
     (["--mixers", "conv"], "unknown mixer"),
 ])
 def test_cli_rejects_bad_input_without_traceback(tmp_path, args, message):

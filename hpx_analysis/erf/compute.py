@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .result import ErfResult
 from .state import ErfAccumulator
 from ..execution.out_of_memory import is_out_of_memory
 from ..execution.prefetch import prefetched
@@ -75,42 +76,6 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 class ErfError(ValueError):
     """The ERF cannot be computed for these inputs (clear message, no traceback needed)."""
-
-
-@dataclass
-class ErfResult:
-    """Mean contribution matrix (float64, H x W, before any scaling) and how it was made."""
-
-    matrix: np.ndarray
-    used: list[str]
-    skipped: list[dict]
-    nonfinite_values: int
-    seconds: float
-    method: str
-    precision: str
-    input_size: tuple[int, int]
-    device: str
-    precision_deviation: dict | None = None
-    settings: dict = field(default_factory=dict)
-    compiled_blocks: int = 0
-    images_per_pass: int | None = None
-
-    @property
-    def num_images(self) -> int:
-        return len(self.used)
-
-    def as_dict(self) -> dict:
-        """Everything except the matrix, JSON-ready."""
-        return {
-            "method": self.method, "precision": self.precision, "input_size": list(self.input_size),
-            "device": self.device, "num_images": self.num_images, "images_used": list(self.used),
-            "images_skipped": list(self.skipped), "nonfinite_values": self.nonfinite_values,
-            "nonfinite_policy": "images with non-finite gradient values are excluded from the mean",
-            "seconds": self.seconds,
-            "seconds_per_image": self.seconds / max(1, self.num_images + len(self.skipped)),
-            "precision_deviation": self.precision_deviation, "settings": dict(self.settings),
-            "compiled_blocks": self.compiled_blocks, "images_per_pass": self.images_per_pass,
-        }
 
 
 # ----------------------------------------------------------------------------- output unit

@@ -56,7 +56,7 @@ def load_partial(stem: str | Path, settings: dict) -> ErfAccumulator:
         part = ErfAccumulator.load(s)
         if part.settings != settings:
             raise ErfStateError(f"the partial ERF state {s} was made with other settings ({part.settings}); "
-                                f"rerun without --resume to start over")
+                                f"start over without resuming")
         merged = merged.merge(part)
     return merged
 

@@ -78,7 +78,7 @@ def list_images(images_dir: str | Path | None, num_images: int | None = None) ->
     """Images of a folder (ImageFolder tree or flat, recursive, sorted), or the bundled
     photographs when ``images_dir`` is None; the first ``num_images`` of them (None = all)."""
     if num_images is not None and num_images < 1:
-        raise ImageInputError(f"--num-images must be at least 1, got {num_images}")
+        raise ImageInputError(f"the number of images must be at least 1, got {num_images}")
     if images_dir is None:
         items = _bundled_items()
     else:
@@ -86,7 +86,7 @@ def list_images(images_dir: str | Path | None, num_images: int | None = None) ->
         if not root.exists():
             raise ImageInputError(f"image folder not found: {root}")
         if not root.is_dir():
-            raise ImageInputError(f"not a folder: {root} (--images expects a folder of images)")
+            raise ImageInputError(f"not a folder: {root} (expected a folder of images)")
         files = sorted((p for p in root.rglob("*") if _is_image_file(p)),
                        key=lambda p: p.relative_to(root).parts)
         if not files:
@@ -175,11 +175,14 @@ def erf_transform(size: int) -> Callable:
     ])
 
 
-def model_eval_transform(model, crop_pct: float | None = None) -> Callable:
-    """The model's own evaluation transform from its timm data config."""
+def model_eval_transform(model, crop_pct: float | None = None, size: int | None = None) -> Callable:
+    """The model's own evaluation transform from its timm data config, optionally with another
+    centre-crop fraction ``crop_pct`` or input side ``size`` (px)."""
     from timm.data import create_transform, resolve_data_config
 
     config = resolve_data_config(model=model)
+    if size is not None:
+        config["input_size"] = (3, int(size), int(size))
     if crop_pct is not None:
         if not 0.0 < crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 
 from .labels import with_weights
 
@@ -16,9 +17,11 @@ def plot_coverage(df: pd.DataFrame, ax=None):
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4))
     fig = ax.figure
-    for model, g in df.groupby("model", sort=False):
-        g = g.sort_values("depth")
-        ax.plot(g["depth"] + 1, g["coverage"], marker="o", ms=3, label=with_weights(df, model))
+    if len(df):
+        labels = {m: with_weights(df, m) for m in df["model"].unique()}
+        data = df.assign(block_depth=df["depth"] + 1, line=df["model"].map(labels)).sort_values(["line", "depth"])
+        sns.lineplot(data=data, x="block_depth", y="coverage", hue="line", hue_order=list(labels.values()),
+                     marker="o", markersize=4, estimator=None, sort=True, ax=ax)
     if len(df):
         # stage boundaries of the deepest model (models of different depths cannot share them)
         deepest = df.groupby("model", sort=False)["depth"].max().idxmax()
@@ -31,5 +34,6 @@ def plot_coverage(df: pd.DataFrame, ax=None):
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("block depth")
     ax.set_ylabel("relative feature-map coverage")
-    ax.legend(fontsize=8)
+    if len(df):
+        ax.legend(fontsize=8, title=None)
     return fig

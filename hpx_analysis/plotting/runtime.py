@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
@@ -30,21 +31,19 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
     names = [m for m in MIXERS if m in set(df["mixer"])] + sorted(set(df["mixer"]) - set(MIXERS))
     colours = {m: f"C{i}" for i, m in enumerate(names)}
     top = ax.get_xaxis_transform()  # x in data, y in axes fraction
-    any_oom = False
-    for name in names:
-        for mode, style in MODE_STYLES.items():
-            sub = df[(df["mixer"] == name) & (df["mode"] == mode)].sort_values("resolution")
-            if sub.empty:
-                continue
-            ok = sub[sub["status"] == "ok"]
-            if not ok.empty:
-                ax.plot(ok["resolution"], ok["median_ms"], style, marker="o", ms=3.5, color=colours[name])
-            oom = sub[sub["status"].str.startswith("oom")]
-            if not oom.empty:
-                any_oom = True
-                y = 0.96 if mode == "forward" else 0.91
-                ax.scatter(oom["resolution"], [y] * len(oom), marker="x", s=30, color=colours[name],
-                           transform=top, clip_on=False)
+    ok = df[df["status"] == "ok"]
+    if not ok.empty:
+        sns.lineplot(data=ok, x="resolution", y="median_ms", hue="mixer",
+                     hue_order=[n for n in names if n in set(ok["mixer"])], palette=colours,
+                     style="mode", style_order=[m for m in MODE_STYLES if m in set(ok["mode"])],
+                     dashes={"forward": "", "forward_backward": (4, 2)}, markers={m: "o" for m in MODE_STYLES},
+                     markersize=5, estimator=None, legend=False, ax=ax)
+    oom = df[df["status"].str.startswith("oom")]
+    any_oom = not oom.empty
+    for (name, mode), rows in oom.groupby(["mixer", "mode"], sort=False):
+        y = 0.96 if mode == "forward" else 0.91
+        ax.scatter(rows["resolution"], [y] * len(rows), marker="x", s=30, color=colours[name], transform=top,
+                   clip_on=False)
     ax.set_xscale("log")
     ax.set_yscale("log")
     measured = df.loc[df["status"] == "ok", "median_ms"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 
 from ..truncation import BASELINE_STAGE
 from .labels import with_weights
@@ -24,17 +25,23 @@ def plot_truncation(df: pd.DataFrame, ax=None, metric: str | None = None):
     if metric is None:
         metric = "top1" if (df["metric"] == "top1").any() else "agreement"
     d = df[df["metric"] == metric]
+    several = d["model"].nunique() > 1
     for model, gm in d.groupby("model", sort=False):
-        prefix = f"{with_weights(d, model)} " if d["model"].nunique() > 1 else ""
+        prefix = f"{with_weights(d, model)} " if several else ""
         base = gm[gm["stage"] == BASELINE_STAGE]["value"]
         if len(base):
             ax.axhline(float(base.iloc[0]), color="k", ls=":", lw=1, label=f"{prefix}untruncated")
-        for s, g in gm[gm["stage"] != BASELINE_STAGE].groupby("stage"):
-            g = g.sort_values("rel_size")
-            ax.plot(g["rel_size"], g["value"], marker="o", ms=3, label=f"{prefix}S{int(s) + 1}")
+    swept = d[d["stage"] != BASELINE_STAGE]
+    if len(swept):
+        swept = swept.assign(stage_label=[f"S{int(s) + 1}" for s in swept["stage"]],
+                             model_label=[with_weights(d, m) for m in swept["model"]])
+        swept = swept.sort_values(["stage", "rel_size"])
+        marks = dict(style="model_label", markers=True, dashes=False) if several else dict(marker="o")
+        sns.lineplot(data=swept, x="rel_size", y="value", hue="stage_label", markersize=5, estimator=None, ax=ax,
+                     **marks)
     models = d["model"].unique()
     suffix = f" ({with_weights(d, models[0])})" if len(models) == 1 else ""
     ax.set_xlabel("relative filter size" + suffix)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=None)
     return fig

@@ -2,12 +2,15 @@
 report folders. Each section (``runtime/``, ``kernels/``, ``erf/``, ``coverage/``,
 ``truncation/``) holds one analysis's files."""
 from .comparison import ARRAY_ATOL_REL, ATOL, RTOL, TIMING_COLUMNS, VOLATILE_KEYS, compare_reports
-from .manifest import versions, write_manifest
+from .build import build_report, random_init_models
+from .manifest import write_manifest
 from .markdown import markdown_table, weights_by_model, write_report_md
-from .settings import FIGURES, FULL, QUICK, SECTION_MODELS, SECTIONS, TITLES, ReportSettings, weights_chooser
+from .settings import (FIGURES, FULL, QUICK, SECTION_MODELS, SECTIONS, TITLES, ReportSettings, UnusedModelWeightsError,
+                       weights_chooser)
 
 __all__ = [
-    "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES", "weights_chooser",
-    "versions", "weights_by_model", "markdown_table", "write_report_md", "write_manifest",
+    "UnusedModelWeightsError", "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
+    "weights_chooser",
+    "build_report", "random_init_models", "weights_by_model", "markdown_table", "write_report_md", "write_manifest",
     "compare_reports", "RTOL", "ATOL", "ARRAY_ATOL_REL", "VOLATILE_KEYS", "TIMING_COLUMNS",
 ]

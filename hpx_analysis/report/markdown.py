@@ -1,7 +1,6 @@
 """``report.md``: each figure beside its key numbers and how it was made."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,27 +14,6 @@ __all__ = ["weights_by_model", "markdown_table", "write_report_md"]
 
 def weights_by_model(table: pd.DataFrame) -> dict[str, str]:
     return {str(m): str(w) for m, w in table[["model", "weights"]].drop_duplicates().itertuples(index=False)}
-
-
-def _kernel_result_from_npz(path: Path):
-    """A :class:`~hpx_analysis.kernels.KernelResult` rebuilt from ``kernels_<model>.npz`` (for
-    redrawing; the channels shown are the report's top-energy picks)."""
-    from ..kernels import KernelResult, StageKernels
-
-    data = np.load(path)
-    stages = sorted({int(k.split("_")[0][5:]) for k in data.files if k.startswith("stage") and k.endswith("_mean")
-                     and not k.endswith("kernel1d_mean")})
-    result = KernelResult(model=str(data["model"]))
-    for s in stages:
-        p = f"stage{s}"
-        one_d = f"{p}_kernel1d_mean" in data.files
-        result.stages.append(StageKernels(
-            stage=s, block=int(data[f"{p}_block"]), mixer="", kernel_ndim=1 if one_d else 2,
-            feature_size=tuple(int(n) for n in data[f"{p}_feature_size"]), mean=data[f"{p}_mean"],
-            picked=data[f"{p}_picked"], channel=int(data[f"{p}_channel"]), channel_auto=True,
-            kernel1d_mean=data[f"{p}_kernel1d_mean"] if one_d else None,
-            at=tuple(int(n) for n in data[f"{p}_at"]) if f"{p}_at" in data.files else None))
-    return result, str(data["weights"])
 
 
 # ----------------------------------------------------------------------------- report.md
@@ -65,9 +43,8 @@ def _models_line(weights: dict[str, str]) -> str:
     return "; ".join(f"`{m}`: {w}" for m, w in weights.items())
 
 
-def _runtime_section(d: Path) -> tuple[str, str]:
-    df = pd.read_csv(d / "runtime.csv")
-    info = json.loads((d / "runtime.json").read_text())
+def _runtime_section(result) -> tuple[str, str]:
+    df, info = result.to_frame(), result.settings
     ok = df.assign(value=[f"{v:.3g}" if s == "ok" else s.split(" (")[0]
                           for v, s in zip(df["median_ms"], df["status"])])
     table = ok.pivot_table(index=["mixer", "mode"], columns="resolution", values="value", aggfunc="first",
@@ -80,52 +57,48 @@ def _runtime_section(d: Path) -> tuple[str, str]:
     return how, markdown_table(table.reset_index())
 
 
-def _kernels_section(d: Path) -> tuple[str, str]:
+def _kernels_section(results) -> tuple[str, str]:
     rows, weights = [], {}
-    for path in sorted(d.glob("kernels_*.npz")):
-        result, w = _kernel_result_from_npz(path)
-        weights[result.model] = w
-        for sk in result.stages:
-            shape = f"{len(sk.kernel1d_mean)} taps (1D)" if sk.kernel_ndim == 1 else "x".join(map(str, sk.mean.shape))
-            rows.append({"model": result.model, "stage": f"S{sk.stage + 1}", "block": sk.block,
-                         "channel shown": sk.channel, "feature map": "x".join(map(str, sk.feature_size)),
-                         "kernel": shape, "mean kernel, centre value": float(
-                             sk.mean[sk.mean.shape[0] // 2, sk.mean.shape[1] // 2]) if sk.kernel_ndim == 2 else
-                         float(sk.kernel1d_mean[len(sk.kernel1d_mean) // 2])})
+    for result in sorted(results, key=lambda r: r.model):  # as listed in the folder
+        weights[result.model] = result.weights
+        for r in result.to_frame().itertuples(index=False):
+            rows.append({"model": r.model, "stage": f"S{r.stage + 1}", "block": r.block, "channel shown": r.channel,
+                         "feature map": r.feature_size, "kernel": r.kernel, "mean kernel, centre value": r.mean_centre})
     how = (f"Models: {_models_line(weights)}. First block of each stage; top row the channel mean "
            f"normalized to max |w| = 1, bottom row the channel with the most energy. H_b kernels are "
            f"wrapped onto the feature map for its centre pixel.")
     return how, markdown_table(pd.DataFrame(rows))
 
 
-def _erf_section(d: Path) -> tuple[str, str]:
-    df = pd.read_csv(d / "erf_metrics.csv")
+def _erf_section(comparison) -> tuple[str, str]:
+    df = comparison.to_frame()
     keep = ["model", "num_images", "size", "square_side_t0.2", "square_area_t0.2", "square_side_t0.5",
             "square_area_t0.5", "r50_px", "r90_px", "anisotropy", "dead_fraction"]
     table = df[[c for c in keep if c in df.columns]]
-    first = json.loads(next(iter(sorted(d.glob("erf_*.json")))).read_text())
+    first = min(comparison.results, key=lambda r: r.label)  # as listed in the folder
     how = (f"Models: {_models_line(weights_by_model(df))}. Gradient of the centre unit of the last feature "
            f"map (Luo et al. / RepLKNet protocol, method {df['method'].iloc[0]}), averaged over "
-           f"{int(df['num_images'].iloc[0])} image(s) ({first.get('images_source', '')}) resized to "
+           f"{int(df['num_images'].iloc[0])} image(s) ({first.run.get('images_source', '')}) resized to "
            f"{int(df['size'].iloc[0])} px. Raw matrices: `erf_<model>.npy`.")
     return how, markdown_table(table)
 
 
-def _coverage_section(d: Path) -> tuple[str, str]:
-    df = pd.read_csv(d / "coverage.csv")
+def _coverage_section(result) -> tuple[str, str]:
+    df = result.to_frame()
     table = df.pivot_table(index="model", columns="stage", values="coverage", aggfunc="mean", sort=False)
     table.columns = [f"S{int(c) + 1} mean" for c in table.columns]
     mixers = df.groupby("model", sort=False)["mixer"].agg(lambda s: "/".join(dict.fromkeys(s)))
     table.insert(0, "mixers", mixers)
-    how = (f"Models: {_models_line(weights_by_model(df))}. Decay window >= 0.05, extent along the axes "
+    threshold = 0.05 if result.threshold is None else result.threshold
+    how = (f"Models: {_models_line(weights_by_model(df))}. Decay window >= {threshold:g}, extent along the axes "
            f"through the kernel centre divided by the feature-map size, mean over channels; attention "
            f"counts as 2, convolutions as kernel size / feature-map size. Per block: `coverage.csv`.")
     return how, markdown_table(table.reset_index())
 
 
-def _truncation_section(d: Path) -> tuple[str, str]:
-    df = pd.read_csv(d / "truncation.csv")
-    info = json.loads((d / "truncation.json").read_text())["settings"]
+def _truncation_section(comparison) -> tuple[str, str]:
+    df = comparison.to_frame()
+    info = comparison.settings
     metric = "top1" if (df["metric"] == "top1").any() else "agreement"
     sub = df[df["metric"].isin([metric, "kl"])].copy()
     sub["row"] = ["untruncated" if s == -1 else f"S{int(s) + 1}" for s in sub["stage"]]
@@ -153,8 +126,9 @@ _FIGURE_FILES = {"runtime": ["runtime.png"], "erf": ["erf.png"], "coverage": ["c
                  "truncation": ["truncation.png"]}
 
 
-def write_report_md(out: Path, manifest: dict) -> Path:
-    """``report.md``: how the report was made, then each figure with its key numbers."""
+def write_report_md(out: Path, manifest: dict, results: dict) -> Path:
+    """``report.md``: how the report was made, then each figure with its key numbers.
+    ``results``: section -> its result (kernels: a list of :class:`KernelResult`), in memory."""
     out = Path(out)
     s = manifest["settings"]
     lines = [f"# HyenaPixel analysis report ({s['name']} settings)", ""]
@@ -173,11 +147,10 @@ def write_report_md(out: Path, manifest: dict) -> Path:
               f"| total time | {manifest['total_seconds']:.0f} s |", ""]
     lines += ["Settings: " + "; ".join(s["notes"]), ""]
     for section in sorted(manifest["sections"], key=lambda k: FIGURES[k]):
-        d = out / section
-        how, table = _SECTION_WRITERS[section](d)
+        how, table = _SECTION_WRITERS[section](results[section])
         secs = manifest["seconds"][section]
         lines += [f"## Fig. {FIGURES[section]}: {TITLES[section]}", ""]
-        files = _FIGURE_FILES.get(section) or [p.name for p in sorted(d.glob("kernels_*.png"))]
+        files = _FIGURE_FILES.get(section) or sorted(f"kernels_{r.model}.png" for r in results[section])
         lines += [f"![{section} {f}]({section}/{f})" for f in files] + [""]
         lines += [f"{how} Time: {secs:.1f} s. Data: `{section}/`.", "", table, ""]
     path = out / "report.md"

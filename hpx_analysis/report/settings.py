@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-__all__ = ["ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
+__all__ = ["UnusedModelWeightsError",
+           "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
            "weights_chooser"]
 
 # Execution order; report.md lists them by figure number.
@@ -74,6 +75,15 @@ FULL = ReportSettings(
 # ----------------------------------------------------------------------------- weights
 
 
+class UnusedModelWeightsError(ValueError):
+    """Weights were given for a model the report does not run (``names``: those models)."""
+
+    def __init__(self, names: Sequence[str], known: Sequence[str]):
+        self.names, self.known = list(names), sorted(known)
+        super().__init__(f"weights given for {', '.join(self.names)}, which the report does not use "
+                         f"(it uses {', '.join(self.known)})")
+
+
 def weights_chooser(default: str, overrides: Sequence[str] | None = None):
     """A function ``alias -> "alias=WEIGHTS"``.
 
@@ -95,8 +105,7 @@ def weights_chooser(default: str, overrides: Sequence[str] | None = None):
     known = {parse_model_spec(a).name for models in SECTION_MODELS.values() for a in models}
     unused = sorted(set(per_model) - known)
     if unused:
-        raise ValueError(f"--model-weights names {', '.join(unused)}, which the report does not use "
-                         f"(it uses {', '.join(sorted(known))})")
+        raise UnusedModelWeightsError(unused, known)
 
     def choose(alias: str) -> str:
         canonical = parse_model_spec(alias).name

@@ -1,0 +1,90 @@
+"""One model's ERF as the commands and the report compute it: the settings that guard a
+resumed run, the record written beside the matrix, and the run itself."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..execution.distributed import DistContext
+from ..io.weights import LoadedModel
+from .result import ErfResult
+from .run import discard_partial, partial_stem, run_erf
+
+__all__ = ["erf_for_model", "default_batch_size", "images_label", "CPU_BATCH_SIZE", "CUDA_BATCH_SIZE",
+           "DEFAULT_NUM_IMAGES", "MIN_SIZE", "GradCheckpointingError", "finish_state"]
+
+DEFAULT_NUM_IMAGES = 50
+# a CPU is busy with one image (batches are slower per image there); on an H100, batch 8 at
+# 1024 px took hpx_former_s18 from 61 to 20 ms per image with 13.2 GiB (smaller GPUs split it)
+CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 1, 8
+MIN_SIZE = 32
+
+
+class GradCheckpointingError(ValueError):
+    """The model cannot recompute its activations (no ``set_grad_checkpointing``)."""
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    return CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
+
+
+def images_label(images: str | Path | None) -> str:
+    """How the images are named in settings and records."""
+    return str(images) if images is not None else "bundled scikit-image photographs"
+
+
+def erf_for_model(
+    loaded: LoadedModel,
+    items: Sequence,
+    *,
+    size: int,
+    seed: int = 0,
+    method: str = "grad",
+    precision: str = "fp32",
+    ig_steps: int = 32,
+    images: str | Path | None = None,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+    state_dir: str | Path | None = None,
+    resume: bool = False,
+    ctx: DistContext | None = None,
+    grad_checkpointing: bool = False,
+    compile_blocks: bool = False,
+    command: str = "",
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> ErfResult:
+    """The ERF of ``loaded`` over ``items`` with its model record and run record attached.
+
+    ``state_dir``: where the partial accumulation is kept while it runs (resumable with
+    ``resume``); it is removed once the result is complete. Under ``torchrun`` every rank
+    returns the full result."""
+    ctx = ctx or DistContext()
+    batch_size = batch_size or default_batch_size(device)
+    if grad_checkpointing:
+        if not hasattr(loaded.model, "set_grad_checkpointing"):
+            raise GradCheckpointingError(f"{loaded.name} does not support gradient checkpointing")
+        loaded.model.set_grad_checkpointing(True)
+    # a stable description of the weights guards resuming (the full text, which may carry a
+    # changing download error, is in the record's "weights")
+    weights_key = loaded.weights if loaded.weights_kind != "random" else f"random init (seed {seed})"
+    settings = {"model": loaded.name, "weights": weights_key, "size": size, "method": method,
+                "precision": precision, "ig_steps": ig_steps if method == "integrated_gradients" else None,
+                "images": images_label(images)}
+    stem = partial_stem(state_dir, loaded.name) if state_dir is not None else None
+    result = run_erf(loaded.model, items, settings=settings, state_stem=stem, resume=resume, ctx=ctx, size=size,
+                     batch_size=batch_size, method=method, precision=precision, device=device, ig_steps=ig_steps,
+                     compile_blocks=compile_blocks, progress=progress, on_start=on_start)
+    result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
+    result.run = {"size": size, "batch_size": batch_size, "seed": seed, "images_source": settings["images"],
+                  "grad_checkpointing": grad_checkpointing, "compile": compile_blocks,
+                  "world_size": ctx.world_size, "command": command}
+    return result
+
+
+def finish_state(state_dir: str | Path | None, result: ErfResult) -> None:
+    """Remove the partial accumulation of ``result``'s run (after its files are written)."""
+    if state_dir is not None:
+        discard_partial(partial_stem(state_dir, result.label))

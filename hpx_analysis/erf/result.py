@@ -1,0 +1,154 @@
+"""ERF results and their files: ``erf_<model>.npy`` / ``erf_<model>.json`` per model
+(:class:`ErfResult`) and ``erf_metrics.csv`` for several models (:class:`ErfComparison`)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .metrics import erf_metrics
+
+__all__ = ["ErfResult", "ErfComparison", "METRICS_FILE"]
+
+METRICS_FILE = "erf_metrics.csv"
+# derived from other fields when written, dropped when read back
+_DERIVED = ("num_images", "nonfinite_policy", "seconds_per_image", "metrics", "versions")
+_INTEGER_COLUMNS = ("r50_px", "r90_px")
+
+
+@dataclass
+class ErfResult:
+    """Mean contribution matrix (float64, H x W, before any scaling) and how it was made.
+
+    ``model``, ``weights`` and ``weights_kind`` record the model it was computed for (see
+    :class:`~hpx_analysis.io.weights.LoadedModel`); ``run`` holds whatever else describes the
+    run (batch size, seed, command, ...) and is written into the JSON record as it is."""
+
+    matrix: np.ndarray
+    used: list[str]
+    skipped: list[dict]
+    nonfinite_values: int
+    seconds: float
+    method: str
+    precision: str
+    input_size: tuple[int, int]
+    device: str
+    precision_deviation: dict | None = None
+    settings: dict = field(default_factory=dict)
+    compiled_blocks: int = 0
+    images_per_pass: int | None = None
+    model: str = ""
+    weights: str = ""
+    weights_kind: str = ""
+    run: dict = field(default_factory=dict)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.used)
+
+    @property
+    def label(self) -> str:
+        """The name in the file names: the model, else the model in the settings."""
+        return self.model or str(self.settings.get("model", "model"))
+
+    def metrics(self) -> dict:
+        """:func:`~hpx_analysis.erf.metrics.erf_metrics` of the matrix."""
+        return erf_metrics(self.matrix)
+
+    def as_dict(self) -> dict:
+        """Everything except the matrix and the model record, JSON-ready."""
+        return {
+            "method": self.method, "precision": self.precision, "input_size": list(self.input_size),
+            "device": self.device, "num_images": self.num_images, "images_used": list(self.used),
+            "images_skipped": list(self.skipped), "nonfinite_values": self.nonfinite_values,
+            "nonfinite_policy": "images with non-finite gradient values are excluded from the mean",
+            "seconds": self.seconds,
+            "seconds_per_image": self.seconds / max(1, self.num_images + len(self.skipped)),
+            "precision_deviation": self.precision_deviation, "settings": dict(self.settings),
+            "compiled_blocks": self.compiled_blocks, "images_per_pass": self.images_per_pass,
+        }
+
+    def record(self) -> dict:
+        """The JSON record: model and weights, the run, the result, its metrics and the versions."""
+        from ..versions import versions
+
+        head = {"model": self.label, "weights": self.weights, "weights_kind": self.weights_kind}
+        return {**head, **self.run, **self.as_dict(), "metrics": self.metrics(), "versions": versions()}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: model, weights, method, size, image counts and the metrics (``erf_metrics.csv``)."""
+        row = {"model": self.label, "weights": self.weights, "method": self.method,
+               "size": int(self.settings.get("size", self.input_size[0])), "num_images": self.num_images,
+               "num_skipped": len(self.skipped), "nonfinite_values": self.nonfinite_values, **self.metrics()}
+        return _integer_pixels(pd.DataFrame([row]))
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``erf_<label>.npy`` (float64) and ``erf_<label>.json``; returns the folder."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        np.save(out_dir / f"erf_{self.label}.npy", np.asarray(self.matrix, dtype=np.float64))
+        (out_dir / f"erf_{self.label}.json").write_text(json.dumps(self.record(), indent=1, default=str))
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir: str | Path, label: str) -> ErfResult:
+        """Read back what :meth:`save` wrote for ``label``."""
+        out_dir = Path(out_dir)
+        matrix = np.load(out_dir / f"erf_{label}.npy")
+        record = json.loads((out_dir / f"erf_{label}.json").read_text())
+        own = {k: record.pop(k) for k in ("model", "weights", "weights_kind")}
+        fields = dict(
+            method=record.pop("method"), precision=record.pop("precision"),
+            input_size=tuple(record.pop("input_size")), device=record.pop("device"),
+            used=record.pop("images_used"), skipped=record.pop("images_skipped"),
+            nonfinite_values=record.pop("nonfinite_values"), seconds=record.pop("seconds"),
+            precision_deviation=record.pop("precision_deviation"), settings=record.pop("settings"),
+            compiled_blocks=record.pop("compiled_blocks"), images_per_pass=record.pop("images_per_pass"))
+        for key in _DERIVED:
+            record.pop(key, None)
+        return cls(matrix=matrix, **fields, **own, run=record)
+
+
+def _integer_pixels(table: pd.DataFrame) -> pd.DataFrame:
+    for column in table.columns:
+        if column.startswith("square_side_") or column in _INTEGER_COLUMNS:
+            table[column] = table[column].astype("Int64")  # integer pixels; empty where none qualifies
+    return table
+
+
+@dataclass
+class ErfComparison:
+    """The ERFs of several models (the paper's Fig. 5), in order."""
+
+    results: list[ErfResult] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per model (``erf_metrics.csv``)."""
+        if not self.results:
+            return pd.DataFrame()
+        return _integer_pixels(pd.concat([r.to_frame() for r in self.results], ignore_index=True))
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Every model's ``erf_<model>.npy`` / ``.json`` and ``erf_metrics.csv``."""
+        out_dir = Path(out_dir)
+        for result in self.results:
+            result.save(out_dir)
+        self.save_table(out_dir)
+        return out_dir
+
+    def save_table(self, out_dir: str | Path) -> Path:
+        """Only ``erf_metrics.csv`` (the per-model files already written)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.to_frame().to_csv(out_dir / METRICS_FILE, index=False)
+        return out_dir
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> ErfComparison:
+        """The models listed in ``erf_metrics.csv``, each read back with :meth:`ErfResult.load`."""
+        out_dir = Path(out_dir)
+        labels = pd.read_csv(out_dir / METRICS_FILE)["model"].astype(str)
+        return cls([ErfResult.load(out_dir, label) for label in labels])

@@ -1,0 +1,71 @@
+"""The figure files of each analysis: which plot, which file names, resolution and title.
+Each ``save_*_figure`` draws a result into a new figure, writes it into ``out_dir`` and
+closes it; returns the paths written."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["save_erf_figure", "save_kernel_figure", "save_coverage_figure", "save_truncation_figure",
+           "save_runtime_figure"]
+
+
+def _write(fig, out_dir: str | Path, names: list[str], dpi: int) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / name for name in names]
+    try:
+        for path in paths:
+            fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return paths
+
+
+def save_erf_figure(comparison, out_dir: str | Path) -> list[Path]:
+    """``erf.png`` and ``erf.pdf`` of an :class:`~hpx_analysis.erf.ErfComparison`."""
+    from .erf import plot_erf
+
+    return _write(plot_erf(comparison.results), out_dir, ["erf.png", "erf.pdf"], dpi=150)
+
+
+def save_kernel_figure(result, out_dir: str | Path) -> list[Path]:
+    """``kernels_<model>.png`` of a :class:`~hpx_analysis.kernels.KernelResult`."""
+    from .kernels import plot_kernels
+
+    return _write(plot_kernels(result, weights=result.weights), out_dir, [f"kernels_{result.model}.png"], dpi=130)
+
+
+def save_coverage_figure(result, out_dir: str | Path) -> list[Path]:
+    """``coverage.png`` of a :class:`~hpx_analysis.coverage.CoverageResult`."""
+    from .coverage import plot_coverage
+
+    fig = plot_coverage(result.to_frame())
+    if result.threshold is not None:
+        fig.axes[0].set_title(f"window >= {result.threshold}, diameter: {result.reading}", fontsize=9)
+    return _write(fig, out_dir, ["coverage.png"], dpi=150)
+
+
+def save_truncation_figure(comparison, out_dir: str | Path) -> list[Path]:
+    """``truncation.png`` of a :class:`~hpx_analysis.truncation.TruncationComparison`."""
+    from .truncation import plot_truncation
+
+    fig = plot_truncation(comparison.to_frame())
+    s = comparison.settings
+    if s:
+        fig.axes[0].set_title(f"{s.get('shape')} truncation, {s.get('num_images')} images", fontsize=9)
+    return _write(fig, out_dir, ["truncation.png"], dpi=150)
+
+
+def save_runtime_figure(result, out_dir: str | Path) -> list[Path]:
+    """``runtime.png`` of a :class:`~hpx_analysis.runtime.RuntimeResult`."""
+    from .runtime import plot_runtime
+
+    s = result.settings
+    title = (f"Token mixer runtime, batch {s['batch']}, {s['dim']} ch\n{s['device_description']}"
+             if {"batch", "dim", "device_description"} <= set(s) else None)
+    return _write(plot_runtime(result.to_frame(), title=title), out_dir, ["runtime.png"], dpi=150)
