@@ -13,6 +13,7 @@ app = typer.Typer(
          "models: effective receptive fields, learned kernels, window coverage, truncation.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: flags without a "<bool>" metavar
 )
 
 

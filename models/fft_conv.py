@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
 def next_fast_len(n: int) -> int:
     """Smallest integer >= n whose prime factors are 2, 3, 5 or 7 (fast for cuFFT/pocketfft)."""
     if n <= 1:
@@ -61,7 +60,6 @@ def next_fast_len(n: int) -> int:
     return best
 
 
-@functools.lru_cache(maxsize=None)
 def fast_even_len(n: int) -> int:
     """Smallest even 7-smooth integer >= n: the FFT lengths used here. A real FFT of even
     length runs as a complex FFT of half the length; odd lengths lose that (measured on

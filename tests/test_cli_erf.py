@@ -69,6 +69,7 @@ def test_cli_matches_library(tmp_path):
     assert timm and torch
 
 
+@pytest.mark.slow
 def test_cli_resume_after_interruption(tmp_path, monkeypatch):
     images = make_folder(tmp_path / "imgs", n=3)
     args = BASE + ["--images", str(images)]

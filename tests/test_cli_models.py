@@ -43,6 +43,7 @@ def shared_reference():
     return Path(__file__).with_name("data")
 
 
+@pytest.mark.slow
 def test_json_lists_every_family_model_and_alias(listing):
     rows = {row["name"]: row for row in listing["models"]}
     assert set(PUBLISHED + EXTRA) <= rows.keys()
@@ -80,6 +81,7 @@ def test_counts_match_the_official_manifest_where_it_counts_parameters(listing, 
         assert rows[name]["params"] <= state_numel
 
 
+@pytest.mark.slow
 def test_table_output_names_models_and_aliases():
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0, result.output

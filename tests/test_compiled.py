@@ -64,6 +64,7 @@ def test_compiling_swaps_blocks_and_restores_them_after_an_error():
     assert list(model.state_dict()) == keys
 
 
+@pytest.mark.slow
 def test_compiled_erf_equals_eager_and_leaves_the_model_as_found(monkeypatch):
     monkeypatch.setattr(erf_module, "compiling", functools.partial(compiling, backend="aot_eager"))
     torch.manual_seed(0)
@@ -79,6 +80,7 @@ def test_compiled_erf_equals_eager_and_leaves_the_model_as_found(monkeypatch):
     assert [p.requires_grad for p in model.parameters()] == flags
 
 
+@pytest.mark.slow
 def test_a_blocks_forward_at_is_compiled_too():
     # the ERF's last block enters through forward_at; it must not bypass the compiled wrapper
     graphs = []

@@ -500,6 +500,7 @@ def test_keyed_inputs_are_resumed_by_key():
 
 
 # ----------------------------------------------------------------------------- two processes
+@pytest.mark.slow
 def test_two_gloo_processes_equal_single_process(tmp_path):
     out = tmp_path / "dist"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}

@@ -186,6 +186,7 @@ def test_bad_requests_are_clear(model):
         truncation_sweep(model, [], rel_sizes=[0.5], stages=[3])
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out2 = tmp_path / "two.csv"
