@@ -17,6 +17,7 @@ ERF is the input gradient of the whole network.
 usage: python benchmarks/cuda_check.py [--device cuda] [--models hpx_former_s18,hb_former_s18]
                                        [--size 256] [--images 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,19 +32,25 @@ DEFAULT_MODELS = "hpx_former_s18,hb_former_s18,c_hpx_former_s18,hpx_a_former_s18
 def compare(matrix: np.ndarray, reference: np.ndarray) -> dict:
     """Relative L1 and max-normalized deviation of ``matrix`` from ``reference``."""
     diff = np.abs(matrix - reference)
-    return {"rel_l1": float(diff.sum() / np.abs(reference).sum()),
-            "max_rel": float(diff.max() / np.abs(reference).max()),
-            "finite": bool(np.isfinite(matrix).all())}
+    return {
+        "rel_l1": float(diff.sum() / np.abs(reference).sum()),
+        "max_rel": float(diff.max() / np.abs(reference).max()),
+        "finite": bool(np.isfinite(matrix).all()),
+    }
 
 
 def variants(device_type: str, n_images: int) -> list[tuple[str, int, str, bool]]:
     """(label, batch size, precision, gradient checkpointing) of the device runs."""
-    out = [("fp32 batch 1", 1, "fp32", False),
-           (f"fp32 batch {n_images}", n_images, "fp32", False),
-           (f"fp32 batch {n_images} ckpt", n_images, "fp32", True)]
+    out = [
+        ("fp32 batch 1", 1, "fp32", False),
+        (f"fp32 batch {n_images}", n_images, "fp32", False),
+        (f"fp32 batch {n_images} ckpt", n_images, "fp32", True),
+    ]
     if device_type == "cuda":
-        out += [(f"tf32 batch {n_images}", n_images, "tf32", False),
-                (f"bf16 batch {n_images}", n_images, "bf16", False)]
+        out += [
+            (f"tf32 batch {n_images}", n_images, "tf32", False),
+            (f"bf16 batch {n_images}", n_images, "bf16", False),
+        ]
     return out
 
 
@@ -69,7 +76,12 @@ def check_model(name: str, size: int, n_images: int, device, fp32_tol: float) ->
         result = compute_erf(model, images, batch_size=batch_size, precision=precision, device=device)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        row = {"model": name, "variant": label, "seconds": time.perf_counter() - t0, **compare(result.matrix, reference)}
+        row = {
+            "model": name,
+            "variant": label,
+            "seconds": time.perf_counter() - t0,
+            **compare(result.matrix, reference),
+        }
         row["judged"] = precision == "fp32"
         row["ok"] = row["finite"] and (not row["judged"] or row["rel_l1"] <= fp32_tol)
         rows.append(row)
@@ -96,15 +108,19 @@ def main(argv=None) -> int:
         print("CUDA is not available here")
         return 2
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"ERF on {where} vs float64 CPU reference: {args.size} px, {args.images} images, "
-          f"torch {torch.__version__}", flush=True)
+    print(
+        f"ERF on {where} vs float64 CPU reference: {args.size} px, {args.images} images, torch {torch.__version__}",
+        flush=True,
+    )
     rows = []
     for name in args.models.split(","):
         rows += check_model(name, args.size, args.images, device, args.fp32_tol)
     print(f"{'model':22s} {'variant':22s} {'rel L1':>9s} {'max rel':>9s} {'time s':>7s}  verdict")
     for r in rows:
         verdict = ("ok" if r["ok"] else "FAIL") if r["judged"] else ("reported" if r["finite"] else "FAIL (non-finite)")
-        print(f"{r['model']:22s} {r['variant']:22s} {r['rel_l1']:9.2e} {r['max_rel']:9.2e} {r['seconds']:7.2f}  {verdict}")
+        print(
+            f"{r['model']:22s} {r['variant']:22s} {r['rel_l1']:9.2e} {r['max_rel']:9.2e} {r['seconds']:7.2f}  {verdict}"
+        )
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -7,6 +7,7 @@ and the largest difference relative to the largest value of ``irfftn``'s output.
 
 usage: python benchmarks/irfft2_backends.py [--reps 15] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@ Prints the device, the load of the machine and the median runtime (ms) of one to
 layer (64 channels, batch 1, patch size 4) per mixer, mode and resolution, with the
 status where a resolution was not measured. ``--csv`` also keeps the raw rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,15 @@ from hpx_analysis import runtime as rt
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mixer x mode rows, resolution columns: median ms, or the status where not measured."""
+
     def cell(row) -> str:
         if row.status == "ok":
             return f"{row.median_ms:.3g}" if row.median_ms < 100 else f"{row.median_ms:.0f}"
         return "OOM" if row.status.startswith("oom") else "skipped"
 
-    table = df.assign(cell=[cell(r) for r in df.itertuples(index=False)],
-                      label=[rt.MIXER_LABELS.get(m, m) for m in df["mixer"]])
+    table = df.assign(
+        cell=[cell(r) for r in df.itertuples(index=False)], label=[rt.MIXER_LABELS.get(m, m) for m in df["mixer"]]
+    )
     table = table.pivot(index=["label", "mode"], columns="resolution", values="cell")
     order = [(rt.MIXER_LABELS.get(m, m), md) for m in dict.fromkeys(df["mixer"]) for md in dict.fromkeys(df["mode"])]
     table = table.reindex([k for k in order if k in table.index])
@@ -47,14 +50,18 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     print(f"device: {rt.device_description(df['device'].iloc[0], args.threads)}")
     print(f"1-min load average before / after the sweep: {load_before} / {_load()}")
-    print(f"one mixer layer, 64 channels, batch 1, patch size 4; median of "
-          f"{int(df['repeats'].max())} timed calls (ms); sweep took {elapsed:.0f} s")
+    print(
+        f"one mixer layer, 64 channels, batch 1, patch size 4; median of "
+        f"{int(df['repeats'].max())} timed calls (ms); sweep took {elapsed:.0f} s"
+    )
     print(summary_table(df).to_string())
     notes = sorted({s for s in df["status"] if s != "ok"})
     for note in notes:
         rows = df[df["status"] == note]
-        where = ", ".join(f"{rt.MIXER_LABELS.get(m, m)} {md} {r} px"
-                          for m, md, r in zip(rows["mixer"], rows["mode"], rows["resolution"]))
+        where = ", ".join(
+            f"{rt.MIXER_LABELS.get(m, m)} {md} {r} px"
+            for m, md, r in zip(rows["mixer"], rows["mode"], rows["resolution"])
+        )
         print(f"- {note}: {where}")
     if args.csv:
         df.to_csv(args.csv, index=False)

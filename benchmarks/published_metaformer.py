@@ -37,10 +37,11 @@ norm and pooling (the published ``forward_features`` pools; this matches what
 :meth:`HyenaMetaFormer.forward_features` returns, which the ERF benchmark differentiates);
 ``forward`` computes the logits as the published model does.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,12 +50,12 @@ from torch import nn
 __all__ = ["PublishedStyleMetaFormer", "published_fftconv2d", "published_style_copy"]
 
 # eps values of the published model definition
-EPS_BLOCK_NORM = 1e-6      # norm1 / norm2 of every block
+EPS_BLOCK_NORM = 1e-6  # norm1 / norm2 of every block
 EPS_DOWNSAMPLE_NORM = 1e-6  # stem post-norm and merging pre-norms
-EPS_MIXER_NORM = 1e-5      # qk_norm / out_norm of the H_px operator
-EPS_OUTPUT_NORM = 1e-6     # final norm before the head
-EPS_HEAD_NORM = 1e-5       # norm inside the classifier head
-SHORT_KERNEL = 5           # depthwise conv of the H_px operator
+EPS_MIXER_NORM = 1e-5  # qk_norm / out_norm of the H_px operator
+EPS_OUTPUT_NORM = 1e-6  # final norm before the head
+EPS_HEAD_NORM = 1e-5  # norm inside the classifier head
+SHORT_KERNEL = 5  # depthwise conv of the H_px operator
 MLP_RATIO = 4
 
 
@@ -189,7 +190,7 @@ def published_fftconv2d(u: torch.Tensor, k: torch.Tensor, d: torch.Tensor) -> to
     k_spec = torch.fft.rfft2(k, s=(hh, ww)) / (hh * ww)
     u_spec = torch.fft.rfft2(u, s=(hh, ww))
     y = torch.fft.irfft2(u_spec * k_spec, s=(hh, ww), norm="forward")
-    y = y[..., kh // 2: h + kh // 2, kw // 2: w + kw // 2]
+    y = y[..., kh // 2 : h + kh // 2, kw // 2 : w + kw // 2]
     return (y + u * d).to(out_dtype)
 
 
@@ -214,7 +215,7 @@ def _sincos_grid(channels: int, size: int) -> torch.Tensor:
     grid[0:half:2] = torch.sin(angles).T[:, None, :]
     grid[1:half:2] = torch.cos(angles).T[:, None, :]
     grid[half::2] = torch.sin(angles).T[:, :, None]
-    grid[half + 1::2] = torch.cos(angles).T[:, :, None]
+    grid[half + 1 :: 2] = torch.cos(angles).T[:, :, None]
     return grid
 
 
@@ -260,8 +261,9 @@ class HyenaPixelOperatorPublishedStyle(nn.Module):
         super().__init__()
         self.dim = dim
         self.pointwise_conv = nn.Conv2d(dim, 3 * dim, kernel_size=1)
-        self.depthwise_conv = nn.Conv2d(3 * dim, 3 * dim, kernel_size=SHORT_KERNEL, padding=SHORT_KERNEL // 2,
-                                        groups=3 * dim)
+        self.depthwise_conv = nn.Conv2d(
+            3 * dim, 3 * dim, kernel_size=SHORT_KERNEL, padding=SHORT_KERNEL // 2, groups=3 * dim
+        )
         self.long_conv = ImplicitLongConv2d(dim, kernel_size, emb_dim, filter_order)
         self.qk_norm = FusedLayerNormNoBias(dim, EPS_MIXER_NORM)
         self.out_norm = FusedLayerNormNoBias(dim, EPS_MIXER_NORM)
@@ -312,9 +314,17 @@ class PublishedStyleMetaFormer(nn.Module):
         in_chans, num_classes: image channels and classifier outputs.
     """
 
-    def __init__(self, depths: Sequence[int], dims: Sequence[int], kernel_sizes: Sequence[int],
-                 emb_dims: Sequence[int], filter_orders: Sequence[int], res_scale_stages: Sequence[int],
-                 in_chans: int = 3, num_classes: int = 1000):
+    def __init__(
+        self,
+        depths: Sequence[int],
+        dims: Sequence[int],
+        kernel_sizes: Sequence[int],
+        emb_dims: Sequence[int],
+        filter_orders: Sequence[int],
+        res_scale_stages: Sequence[int],
+        in_chans: int = 3,
+        num_classes: int = 1000,
+    ):
         super().__init__()
         n = len(depths)
         self.num_stages = n
@@ -324,14 +334,16 @@ class PublishedStyleMetaFormer(nn.Module):
             + [ConvDownsample(chans[i], chans[i + 1], 3, stride=2, padding=1, stem=False) for i in range(1, n)]
         )
         self.stages = nn.ModuleList(
-            nn.Sequential(*[
-                PublishedStyleBlock(
-                    dims[i],
-                    HyenaPixelOperatorPublishedStyle(dims[i], kernel_sizes[i], emb_dims[i], filter_orders[i]),
-                    res_scale=i in res_scale_stages,
-                )
-                for _ in range(depths[i])
-            ])
+            nn.Sequential(
+                *[
+                    PublishedStyleBlock(
+                        dims[i],
+                        HyenaPixelOperatorPublishedStyle(dims[i], kernel_sizes[i], emb_dims[i], filter_orders[i]),
+                        res_scale=i in res_scale_stages,
+                    )
+                    for _ in range(depths[i])
+                ]
+            )
             for i in range(n)
         )
         self.norm = nn.LayerNorm(dims[-1], eps=EPS_OUTPUT_NORM)
@@ -384,12 +396,19 @@ def published_style_copy(model: nn.Module) -> PublishedStyleMetaFormer:
 
     if not isinstance(model, HyenaMetaFormer):
         raise TypeError(f"expected an hpx_analysis HyenaMetaFormer, got {type(model).__name__}")
-    unsupported = sorted({f"stage {i}: {type(b.token_mixer).__name__}"
-                          for i, stage in enumerate(model.stages) for b in stage
-                          if type(b.token_mixer) is not HyenaPixel})
+    unsupported = sorted(
+        {
+            f"stage {i}: {type(b.token_mixer).__name__}"
+            for i, stage in enumerate(model.stages)
+            for b in stage
+            if type(b.token_mixer) is not HyenaPixel
+        }
+    )
     if unsupported:
-        raise ValueError("the published-style baseline supports only HyenaPixel (H_px with layer norms) "
-                         "token mixers in every stage; this model has " + ", ".join(unsupported))
+        raise ValueError(
+            "the published-style baseline supports only HyenaPixel (H_px with layer norms) "
+            "token mixers in every stage; this model has " + ", ".join(unsupported)
+        )
     if not isinstance(model.head.fc2, nn.Linear):
         raise ValueError("the published-style baseline needs the model's classifier head (num_classes > 0)")
     _check_eps(model)

@@ -4,6 +4,7 @@ for every setting, on one model and a few random images (checks both give the sa
 usage: python benchmarks/truncation_benchmark.py [--model hpx_former_s4] [--images 8]
        [--size 64] [--rel-sizes 0.3,1] [--batch-size 2] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,10 +65,12 @@ def main() -> None:
     rel_sizes = [float(v) for v in args.rel_sizes.split(",")]
     stages = swept_stages(model, None, args.model)
     x = torch.randn(args.images, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
-    batches = [(x[i:i + args.batch_size], None) for i in range(0, args.images, args.batch_size)]
+    batches = [(x[i : i + args.batch_size], None) for i in range(0, args.images, args.batch_size)]
     settings = len(stages) * len(rel_sizes)
-    print(f"{args.model}: {args.images} images of {args.size} px, batch {args.batch_size}, {len(stages)} stages x "
-          f"{len(rel_sizes)} sizes = {settings} settings, {torch.get_num_threads()} threads")
+    print(
+        f"{args.model}: {args.images} images of {args.size} px, batch {args.batch_size}, {len(stages)} stages x "
+        f"{len(rel_sizes)} sizes = {settings} settings, {torch.get_num_threads()} threads"
+    )
 
     with torch.no_grad():  # warm-up (first-call allocations)
         model(x[:1])

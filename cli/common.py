@@ -1,31 +1,59 @@
 """Option definitions and error handling shared by every ``hpx-analyze`` command."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, NoReturn, Optional, TypeVar
+from typing import Annotated, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from hpx_analysis.io.images import ImageInputError, ImageLoadError
 from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
 
 __all__ = [
-    "Device", "split_list", "OUT_ROOT", "command_line",
-    "ModelOption", "OutOption", "DeviceOption", "SeedOption", "ImagesOption", "NumImagesOption",
-    "default_out", "model_specs", "fail", "user_errors", "progress", "stderr_console",
+    "Device",
+    "split_list",
+    "OUT_ROOT",
+    "command_line",
+    "ModelOption",
+    "OutOption",
+    "DeviceOption",
+    "SeedOption",
+    "ImagesOption",
+    "NumImagesOption",
+    "default_out",
+    "model_specs",
+    "fail",
+    "user_errors",
+    "progress",
+    "stderr_console",
 ]
 
-ModelOption = Annotated[list[str], typer.Option(
-    "--model", "-m", metavar="NAME[=WEIGHTS]",
-    help="Model to analyse, repeatable. NAME: a registered name or alias (see `hpx-analyze "
-         "models`) or any timm model. WEIGHTS: auto (published if cached or downloadable, else "
-         "seeded random init), pretrained, random, or a .safetensors/.pth/.bin file.")]
+ModelOption = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="NAME[=WEIGHTS]",
+        help="Model to analyse, repeatable. NAME: a registered name or alias (see `hpx-analyze "
+        "models`) or any timm model. WEIGHTS: auto (published if cached or downloadable, else "
+        "seeded random init), pretrained, random, or a .safetensors/.pth/.bin file.",
+    ),
+]
 OUT_ROOT = Path("hpx-out")
 T = TypeVar("T")
 
@@ -38,17 +66,25 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-OutOption = Annotated[Optional[Path], typer.Option(
-    "--out", "-o", help=f"Output folder (default: {OUT_ROOT}/<command> in the working directory).")]
-DeviceOption = Annotated[Device, typer.Option(
-    "--device", case_sensitive=False, help="auto (CUDA if available), cpu or cuda.")]
-SeedOption = Annotated[int, typer.Option(
-    "--seed", help="Seed for random initialisation and any sampling.")]
-ImagesOption = Annotated[Optional[Path], typer.Option(
-    "--images", help="ImageFolder tree (e.g. IN-1k val/) or flat folder, read recursively in "
-                     "sorted order. Default: real photographs bundled with scikit-image.")]
-NumImagesOption = Annotated[Optional[int], typer.Option(
-    "--num-images", min=1, help="Use the first N images (default: the command's own).")]
+OutOption = Annotated[
+    Optional[Path],
+    typer.Option("--out", "-o", help=f"Output folder (default: {OUT_ROOT}/<command> in the working directory)."),
+]
+DeviceOption = Annotated[
+    Device, typer.Option("--device", case_sensitive=False, help="auto (CUDA if available), cpu or cuda.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed for random initialisation and any sampling.")]
+ImagesOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--images",
+        help="ImageFolder tree (e.g. IN-1k val/) or flat folder, read recursively in "
+        "sorted order. Default: real photographs bundled with scikit-image.",
+    ),
+]
+NumImagesOption = Annotated[
+    Optional[int], typer.Option("--num-images", min=1, help="Use the first N images (default: the command's own).")
+]
 
 stderr_console = Console(stderr=True)
 
@@ -59,8 +95,9 @@ def default_out(command: str, out: Path | None) -> Path:
     return out if out is not None else OUT_ROOT / command
 
 
-def split_list(text: str | None, option: str, kind: Callable[[str], T] = str, what: str = "values",
-               length: int | None = None) -> list[T] | None:
+def split_list(
+    text: str | None, option: str, kind: Callable[[str], T] = str, what: str = "values", length: int | None = None
+) -> list[T] | None:
     """The one way commands take lists: ``"0.25, 0.5,1"`` -> ``[0.25, 0.5, 1.0]`` with ``kind``
     applied to each comma-separated item. ``None`` stays ``None``; an empty list, an item
     ``kind`` rejects or a list of the wrong ``length`` fails naming ``option``."""
@@ -91,8 +128,7 @@ def command_line() -> str:
 def fail(message: str) -> NoReturn:
     """Print one red error line to stderr and exit with status 2."""
     line = " ".join(str(message).split())
-    stderr_console.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True,
-                         highlight=False)
+    stderr_console.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -126,7 +162,13 @@ def model_specs(values: list[str] | None) -> list[ModelSpec]:
 def progress(transient: bool = False) -> Progress:
     """A progress bar on stderr: spinner, description, bar, M/N, elapsed and ETA."""
     return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=stderr_console, transient=transient,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=transient,
     )

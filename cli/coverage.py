@@ -5,6 +5,7 @@ block, mixer, coverage, plus depth, source, diameter, feature_size and weights),
 ``coverage_channels.csv`` (per-channel values of windowed mixers) and ``coverage.png``
 (:class:`hpx_analysis.coverage.CoverageResult`).
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -18,8 +19,17 @@ from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.weights import load_model
 from hpx_analysis.plotting.files import save_coverage_figure
 
-from .common import (DeviceOption, ModelOption, OutOption, SeedOption, default_out, fail, model_specs,
-                     stderr_console, user_errors)
+from .common import (
+    DeviceOption,
+    ModelOption,
+    OutOption,
+    SeedOption,
+    default_out,
+    fail,
+    model_specs,
+    stderr_console,
+    user_errors,
+)
 
 __all__ = ["coverage", "Diameter"]
 
@@ -36,13 +46,19 @@ def coverage(
     out: OutOption = None,
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
-    threshold: Annotated[float, typer.Option(
-        "--threshold", help="Window values below this are set to zero (the paper: 0.05).")] = 0.05,
-    diameter: Annotated[Diameter, typer.Option(
-        "--diameter", help="Reading of 'diameter of the non-zero region'. axis (the paper's reading, default): "
-                           "extent of the non-zero taps along the row and column through the kernel centre, "
-                           "averaged; area: diameter of the disk with the same area as the non-zero "
-                           "region.")] = Diameter.axis,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Window values below this are set to zero (the paper: 0.05).")
+    ] = 0.05,
+    diameter: Annotated[
+        Diameter,
+        typer.Option(
+            "--diameter",
+            help="Reading of 'diameter of the non-zero region'. axis (the paper's reading, default): "
+            "extent of the non-zero taps along the row and column through the kernel centre, "
+            "averaged; area: diameter of the disk with the same area as the non-zero "
+            "region.",
+        ),
+    ] = Diameter.axis,
 ) -> None:
     """Mean over channels of each block's relative feature-map coverage: decay window >= threshold,
     diameter of that region / feature-map size the kernel was built for. Attention counts as 2, a
@@ -57,15 +73,18 @@ def coverage(
         for spec in specs:
             torch.manual_seed(seed)
             loaded = load_model(spec, device=dev, seed=seed)
-            res = model_coverage(loaded.model, name=loaded.name, threshold=threshold, reading=diameter.value,
-                                 weights=loaded.weights)
+            res = model_coverage(
+                loaded.model, name=loaded.name, threshold=threshold, reading=diameter.value, weights=loaded.weights
+            )
             for note in res.notes:
                 stderr_console.print(f"[yellow]note:[/yellow] {note}")
             if res.blocks.empty:
                 continue
             if not res.blocks.source.str.startswith("window").any():
-                stderr_console.print(f"[yellow]{loaded.name}:[/yellow] no long convolutions with a decay window; "
-                                     "its convolution/attention values are reported")
+                stderr_console.print(
+                    f"[yellow]{loaded.name}:[/yellow] no long convolutions with a decay window; "
+                    "its convolution/attention values are reported"
+                )
             results.append(res)
             summary = res.blocks.groupby("stage").coverage.mean().round(3).tolist()
             stderr_console.print(f"{loaded.name} ({loaded.weights}): mean coverage per stage {summary}")

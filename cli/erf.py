@@ -5,6 +5,7 @@ contribution matrix), ``erf_<model>.json`` (settings, weights, images used and s
 non-finite count, metrics, time, versions, device), ``erf_metrics.csv``, ``erf.png`` and
 ``erf.pdf``. Runs under ``torchrun`` too: images are sharded across ranks, rank 0 writes.
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -14,16 +15,37 @@ import torch
 import typer
 
 from hpx_analysis.erf import ErfComparison, ErfError
-from hpx_analysis.erf.analysis import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_NUM_IMAGES, MIN_SIZE,
-                                       GradCheckpointingError, default_batch_size, erf_for_model, finish_state)
+from hpx_analysis.erf.analysis import (
+    CPU_BATCH_SIZE,
+    CUDA_BATCH_SIZE,
+    DEFAULT_NUM_IMAGES,
+    MIN_SIZE,
+    GradCheckpointingError,
+    default_batch_size,
+    erf_for_model,
+    finish_state,
+)
 from hpx_analysis.execution.distributed import dist_context
 from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.images import list_images
 from hpx_analysis.io.weights import load_model
 from hpx_analysis.plotting.files import save_erf_figure
 
-from .common import (DeviceOption, ImagesOption, ModelOption, NumImagesOption, OutOption, SeedOption, command_line,
-                     default_out, fail, model_specs, progress, stderr_console, user_errors)
+from .common import (
+    DeviceOption,
+    ImagesOption,
+    ModelOption,
+    NumImagesOption,
+    OutOption,
+    SeedOption,
+    command_line,
+    default_out,
+    fail,
+    model_specs,
+    progress,
+    stderr_console,
+    user_errors,
+)
 
 __all__ = ["erf", "Method", "Precision"]
 
@@ -53,27 +75,53 @@ def erf(
     images: ImagesOption = None,
     num_images: NumImagesOption = None,
     size: Annotated[int, typer.Option("--size", help="Side length the images are resized to (px).")] = 1024,
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", help="Images per forward/backward pass (exact: same matrix as one at a time). Default: "
-                             f"{CPU_BATCH_SIZE} on a CPU, {CUDA_BATCH_SIZE} on CUDA. When the GPU runs out of "
-                             "memory, the pass is split in halves until it fits.", show_default=False)] = None,
-    method: Annotated[Method, typer.Option("--method", help="grad (Luo et al./RepLKNet protocol), saliency or "
-                                                            "integrated_gradients (captum).")] = Method.grad,
-    precision: Annotated[Precision, typer.Option("--precision", help="fp32 (full float32), or tf32 products and "
-                                                                     "convolutions, or bf16/fp16 autocast (CUDA only; "
-                                                                     "the deviation from fp32 is recorded).")
-                         ] = Precision.fp32,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--batch-size",
+            help="Images per forward/backward pass (exact: same matrix as one at a time). Default: "
+            f"{CPU_BATCH_SIZE} on a CPU, {CUDA_BATCH_SIZE} on CUDA. When the GPU runs out of "
+            "memory, the pass is split in halves until it fits.",
+            show_default=False,
+        ),
+    ] = None,
+    method: Annotated[
+        Method,
+        typer.Option(
+            "--method", help="grad (Luo et al./RepLKNet protocol), saliency or integrated_gradients (captum)."
+        ),
+    ] = Method.grad,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            help="fp32 (full float32), or tf32 products and "
+            "convolutions, or bf16/fp16 autocast (CUDA only; "
+            "the deviation from fp32 is recorded).",
+        ),
+    ] = Precision.fp32,
     ig_steps: Annotated[int, typer.Option("--ig-steps", help="Integration steps for integrated_gradients.")] = 32,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its partial "
-                                                          "accumulation in --out.")] = False,
-    grad_checkpointing: Annotated[bool, typer.Option(
-        "--grad-checkpointing", help="Recompute activations in the backward pass (timm's "
-                                     "set_grad_checkpointing): far less memory for large batches or "
-                                     "sizes, about 1.5x the time; same matrix.")] = False,
-    compile_blocks: Annotated[bool, typer.Option(
-        "--compile", help="Run the model's repeated blocks through torch.compile: faster and leaner on a GPU "
-                          "for many images, after a minute or more of compiling the first time; slower on "
-                          "CPUs. Same matrix up to float32 rounding.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its partial accumulation in --out.")
+    ] = False,
+    grad_checkpointing: Annotated[
+        bool,
+        typer.Option(
+            "--grad-checkpointing",
+            help="Recompute activations in the backward pass (timm's "
+            "set_grad_checkpointing): far less memory for large batches or "
+            "sizes, about 1.5x the time; same matrix.",
+        ),
+    ] = False,
+    compile_blocks: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Run the model's repeated blocks through torch.compile: faster and leaner on a GPU "
+            "for many images, after a minute or more of compiling the first time; slower on "
+            "CPUs. Same matrix up to float32 rounding.",
+        ),
+    ] = False,
 ) -> None:
     """Effective receptive fields (Luo et al. / RepLKNet protocol) of the centre unit of the last
     feature map, averaged over images: arrays, metrics and a side-by-side heatmap figure."""
@@ -105,9 +153,22 @@ def erf(
         for spec in specs:
             torch.manual_seed(seed)
             loaded = load_model(spec, device=dev, seed=seed)
-            kwargs = dict(size=size, seed=seed, method=method, precision=precision, ig_steps=ig_steps, images=images,
-                          batch_size=batch_size, device=dev, state_dir=out_dir, resume=resume, ctx=ctx,
-                          grad_checkpointing=grad_checkpointing, compile_blocks=compile_blocks, command=command)
+            kwargs = dict(
+                size=size,
+                seed=seed,
+                method=method,
+                precision=precision,
+                ig_steps=ig_steps,
+                images=images,
+                batch_size=batch_size,
+                device=dev,
+                state_dir=out_dir,
+                resume=resume,
+                ctx=ctx,
+                grad_checkpointing=grad_checkpointing,
+                compile_blocks=compile_blocks,
+                command=command,
+            )
             try:
                 result = _run_one(loaded, items, ctx.is_main, ctx.distributed, ctx.world_size, **kwargs)
             except GradCheckpointingError:
@@ -123,11 +184,14 @@ def erf(
             result.save(out_dir)
             finish_state(out_dir, result)
             if result.images_per_pass is not None and result.images_per_pass < batch_size:
-                stderr_console.print(f"{loaded.name}: a batch of {batch_size} did not fit in device memory; "
-                                     f"ran {result.images_per_pass} image(s) per pass")
+                stderr_console.print(
+                    f"{loaded.name}: a batch of {batch_size} did not fit in device memory; "
+                    f"ran {result.images_per_pass} image(s) per pass"
+                )
             if result.skipped:
-                stderr_console.print(f"{loaded.name}: {len(result.skipped)} image(s) skipped "
-                                     f"(listed in erf_{loaded.name}.json)")
+                stderr_console.print(
+                    f"{loaded.name}: {len(result.skipped)} image(s) skipped (listed in erf_{loaded.name}.json)"
+                )
         if ctx.is_main:
             comparison.save_table(out_dir)
             save_erf_figure(comparison, out_dir)

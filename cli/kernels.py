@@ -3,6 +3,7 @@
 Writes into ``--out`` (default ``hpx-out/kernels``), per model: ``kernels_<model>.npz``
 (:meth:`hpx_analysis.kernels.KernelResult.save`) and ``kernels_<model>.png``.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
@@ -15,8 +16,18 @@ from hpx_analysis.io.weights import load_model
 from hpx_analysis.kernels import NoLongKernelsError, kernel_maps
 from hpx_analysis.plotting.files import save_kernel_figure
 
-from .common import (DeviceOption, ModelOption, OutOption, SeedOption, default_out, fail, model_specs, split_list,
-                     stderr_console, user_errors)
+from .common import (
+    DeviceOption,
+    ModelOption,
+    OutOption,
+    SeedOption,
+    default_out,
+    fail,
+    model_specs,
+    split_list,
+    stderr_console,
+    user_errors,
+)
 
 __all__ = ["kernels"]
 
@@ -26,18 +37,34 @@ def kernels(
     out: OutOption = None,
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
-    block: Annotated[str, typer.Option(
-        "--block", metavar="INT[,INT...]",
-        help="Block shown per stage: one index for every stage or one per stage with long kernels, "
-             "comma-separated; negative counts from the end (-1 = last block).")] = "0",
-    channel: Annotated[Optional[str], typer.Option(
-        "--channel", metavar="INT[,INT...]",
-        help="Hand-picked channel shown next to the mean: one index or one per stage, comma-separated. Default: "
-             "the channel with the most energy (largest sum of squared taps) in that block.")] = None,
-    at: Annotated[Optional[str], typer.Option(
-        "--at", metavar="ROW,COL", help="H_b only: output pixel for which the 1D kernel is wrapped onto the "
-                                        "feature map (default its centre; negative counts from the bottom/right, "
-                                        "e.g. 0,0 or -1,-1 for corners).")] = None,
+    block: Annotated[
+        str,
+        typer.Option(
+            "--block",
+            metavar="INT[,INT...]",
+            help="Block shown per stage: one index for every stage or one per stage with long kernels, "
+            "comma-separated; negative counts from the end (-1 = last block).",
+        ),
+    ] = "0",
+    channel: Annotated[
+        Optional[str],
+        typer.Option(
+            "--channel",
+            metavar="INT[,INT...]",
+            help="Hand-picked channel shown next to the mean: one index or one per stage, comma-separated. Default: "
+            "the channel with the most energy (largest sum of squared taps) in that block.",
+        ),
+    ] = None,
+    at: Annotated[
+        Optional[str],
+        typer.Option(
+            "--at",
+            metavar="ROW,COL",
+            help="H_b only: output pixel for which the 1D kernel is wrapped onto the "
+            "feature map (default its centre; negative counts from the bottom/right, "
+            "e.g. 0,0 or -1,-1 for corners).",
+        ),
+    ] = None,
 ) -> None:
     """Normalized mean kernel weights of each stage's long convolution (after the decay window), and a
     hand-picked channel. H_px: the 2D kernel array itself (K[a,b] weights the input at (i-(a-kh//2),
@@ -56,15 +83,18 @@ def kernels(
             torch.manual_seed(seed)
             loaded = load_model(spec, device=dev, seed=seed)
             try:
-                result = kernel_maps(loaded.model, name=loaded.name, block=blocks, channel=channels, at=pos,
-                                     weights=loaded.weights)
+                result = kernel_maps(
+                    loaded.model, name=loaded.name, block=blocks, channel=channels, at=pos, weights=loaded.weights
+                )
             except NoLongKernelsError as err:
                 stderr_console.print(f"[yellow]{loaded.name}:[/yellow] {err}; skipped")
                 continue
             result.save(out_dir)
             save_kernel_figure(result, out_dir)
-            picks = ", ".join(f"S{sk.stage + 1}: block {sk.block} channel {sk.channel}"
-                              f"{' (top energy)' if sk.channel_auto else ''}" for sk in result.stages)
+            picks = ", ".join(
+                f"S{sk.stage + 1}: block {sk.block} channel {sk.channel}{' (top energy)' if sk.channel_auto else ''}"
+                for sk in result.stages
+            )
             stderr_console.print(f"{loaded.name} ({loaded.weights}): {picks}")
             written += 1
     if not written:

@@ -1,4 +1,5 @@
 """The ``hpx-analyze`` command-line app: one module per command, registered below."""
+
 from __future__ import annotations
 
 import warnings
@@ -10,7 +11,7 @@ from hpx_analysis.execution.allocator import reuse_freed_memory
 app = typer.Typer(
     name="hpx-analyze",
     help="Analysis toolbench for HyenaPixel and other large-kernel / global-convolution vision "
-         "models: effective receptive fields, learned kernels, window coverage, truncation.",
+    "models: effective receptive fields, learned kernels, window coverage, truncation.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,  # plain click help: flags without a "<bool>" metavar

@@ -1,4 +1,5 @@
 """``hpx-analyze models``: the HyenaPixel family and its aliases at a glance."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED, iter_token_mixers
 from hpx_analysis.io.weights import published_weights_cached
+from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED, iter_token_mixers
 
 __all__ = ["models", "model_rows", "mixer_summary", "count_parameters"]
 
@@ -32,8 +33,9 @@ def mixer_summary(model: torch.nn.Module) -> list[str]:
     stages: dict[int, list[str]] = {}
     for stage, _block, mixer in iter_token_mixers(model):
         stages.setdefault(stage, []).append(type(mixer).__name__)
-    return [" + ".join(f"{cls} ×{len(list(run))}" for cls, run in groupby(classes))
-            for _, classes in sorted(stages.items())]
+    return [
+        " + ".join(f"{cls} ×{len(list(run))}" for cls, run in groupby(classes)) for _, classes in sorted(stages.items())
+    ]
 
 
 def model_rows() -> list[dict]:
@@ -45,16 +47,18 @@ def model_rows() -> list[dict]:
         model = _build_without_weights(name)
         cfg = timm.models.get_pretrained_cfg(name)
         hub_id = getattr(cfg, "hf_hub_id", None) or None
-        rows.append({
-            "name": name,
-            "aliases": sorted(alias for alias, target in ALIASES.items() if target == name),
-            "family": "hyenapixel" if name in family else "timm",
-            "params": count_parameters(model),
-            "mixers": mixer_summary(model),
-            "published": name in PUBLISHED if name in family else hub_id is not None,
-            "hub_id": hub_id,
-            "cached": published_weights_cached(name) if hub_id else False,
-        })
+        rows.append(
+            {
+                "name": name,
+                "aliases": sorted(alias for alias, target in ALIASES.items() if target == name),
+                "family": "hyenapixel" if name in family else "timm",
+                "params": count_parameters(model),
+                "mixers": mixer_summary(model),
+                "published": name in PUBLISHED if name in family else hub_id is not None,
+                "hub_id": hub_id,
+                "cached": published_weights_cached(name) if hub_id else False,
+            }
+        )
     return rows
 
 
@@ -80,10 +84,12 @@ def _weights_status(row: dict) -> str:
 
 
 def _table(rows: list[dict]) -> Table:
-    table = Table(title="Registered models (use with --model NAME[=WEIGHTS])",
-                  caption="published weights: cached = in the local Hugging Face cache; on hub = "
-                          "downloaded on first use; none = random init only. (timm) = timm's own "
-                          "model.")
+    table = Table(
+        title="Registered models (use with --model NAME[=WEIGHTS])",
+        caption="published weights: cached = in the local Hugging Face cache; on hub = "
+        "downloaded on first use; none = random init only. (timm) = timm's own "
+        "model.",
+    )
     table.add_column("name [dim](aliases)[/dim]", no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("token mixer: blocks per stage")
@@ -92,8 +98,7 @@ def _table(rows: list[dict]) -> Table:
         name = row["name"] + (" (timm)" if row["family"] == "timm" else "")
         if row["aliases"]:
             name += f"\n[dim]({', '.join(row['aliases'])})[/dim]"
-        table.add_row(name, f"{row['params'] / 1e6:.1f}M", _compact_mixers(row["mixers"]),
-                      _weights_status(row))
+        table.add_row(name, f"{row['params'] / 1e6:.1f}M", _compact_mixers(row["mixers"]), _weights_status(row))
     return table
 
 

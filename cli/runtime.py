@@ -4,6 +4,7 @@ Writes into ``--out`` (default ``hpx-out/runtime``): ``runtime.csv`` (one row pe
 mode and resolution; see :func:`hpx_analysis.runtime.measure_mixer_runtime`),
 ``runtime.png`` (log-log) and ``runtime.json`` (settings, device, versions, time taken).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,49 +34,101 @@ class Mode(str, Enum):
 def _table(df, title: str) -> Table:
     table = Table(title=title)
     modes = {"forward": "fwd", "forward_backward": "fwd+bwd"}
-    for col, justify in (("mixer", "left"), ("mode", "left"), ("px", "right"), ("map", "right"),
-                         ("median ms", "right"), ("min ms", "right"), ("status", "left")):
+    for col, justify in (
+        ("mixer", "left"),
+        ("mode", "left"),
+        ("px", "right"),
+        ("map", "right"),
+        ("median ms", "right"),
+        ("min ms", "right"),
+        ("status", "left"),
+    ):
         table.add_column(col, justify=justify, no_wrap=col != "status", min_width=24 if col == "status" else None)
     for row in df.itertuples(index=False):
-        fmt = (lambda v: "-" if math.isnan(v) else f"{v:.3g}" if v < 100 else f"{v:.0f}")
-        table.add_row(rt.MIXER_LABELS.get(row.mixer, row.mixer), modes.get(row.mode, row.mode), str(row.resolution),
-                      f"{row.feature_size}x{row.feature_size}", fmt(row.median_ms), fmt(row.min_ms), row.status)
+        fmt = lambda v: "-" if math.isnan(v) else f"{v:.3g}" if v < 100 else f"{v:.0f}"
+        table.add_row(
+            rt.MIXER_LABELS.get(row.mixer, row.mixer),
+            modes.get(row.mode, row.mode),
+            str(row.resolution),
+            f"{row.feature_size}x{row.feature_size}",
+            fmt(row.median_ms),
+            fmt(row.min_ms),
+            row.status,
+        )
     return table
 
 
 def runtime(
-    mixers: Annotated[str, typer.Option(
-        "--mixers", metavar="NAME[,NAME...]", help=f"Comma list of token mixers: {', '.join(rt.MIXERS)} "
-                         "(hb = bidirectional Hyena, hpx = HyenaPixel, hpx_sep = HyenaPixel with "
-                         "separable convolutions, sepconv = ConvFormer's local 7x7 mixer).")] = ",".join(rt.MIXERS),
-    resolutions: Annotated[Optional[str], typer.Option(
-        "--resolutions", metavar="PX[,PX...]",
-        help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
-                              "R/4 x R/4 feature map). Default: "
-                              f"{','.join(map(str, rt.CPU_RESOLUTIONS))} on CPU, "
-                              f"{rt.CUDA_RESOLUTIONS[0]}..{rt.CUDA_RESOLUTIONS[-1]} in steps of 224 on CUDA.")] = None,
-    mode: Annotated[Mode, typer.Option(
-        "--mode", help="forward (eval, no grad, cached kernels), backward (forward + backward as in "
-                       "training) or both.")] = Mode.both,
+    mixers: Annotated[
+        str,
+        typer.Option(
+            "--mixers",
+            metavar="NAME[,NAME...]",
+            help=f"Comma list of token mixers: {', '.join(rt.MIXERS)} "
+            "(hb = bidirectional Hyena, hpx = HyenaPixel, hpx_sep = HyenaPixel with "
+            "separable convolutions, sepconv = ConvFormer's local 7x7 mixer).",
+        ),
+    ] = ",".join(rt.MIXERS),
+    resolutions: Annotated[
+        Optional[str],
+        typer.Option(
+            "--resolutions",
+            metavar="PX[,PX...]",
+            help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
+            "R/4 x R/4 feature map). Default: "
+            f"{','.join(map(str, rt.CPU_RESOLUTIONS))} on CPU, "
+            f"{rt.CUDA_RESOLUTIONS[0]}..{rt.CUDA_RESOLUTIONS[-1]} in steps of 224 on CUDA.",
+        ),
+    ] = None,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode",
+            help="forward (eval, no grad, cached kernels), backward (forward + backward as in training) or both.",
+        ),
+    ] = Mode.both,
     device: DeviceOption = "auto",
-    repeats: Annotated[Optional[int], typer.Option(
-        "--repeats", min=1, help="Timed calls per measurement; the median is reported "
-                                 f"(default {rt.DEFAULT_REPEATS['cpu']} on CPU, "
-                                 f"{rt.DEFAULT_REPEATS['cuda']} on CUDA).")] = None,
-    warmup: Annotated[Optional[int], typer.Option(
-        "--warmup", min=0, help="Untimed warm-up calls after the untimed priming call "
-                                f"(default {rt.DEFAULT_WARMUP['cpu']} on CPU, "
-                                f"{rt.DEFAULT_WARMUP['cuda']} on CUDA).")] = None,
-    memory_budget_gb: Annotated[Optional[float], typer.Option(
-        "--memory-budget-gb", help="Record attention as out of memory, without running it, where its "
-                                   "(H*W)^2 score matrix alone would exceed this many GiB "
-                                   f"(default {rt.CPU_MEMORY_BUDGET_GIB:g} on CPU, none on CUDA, where real "
-                                   "out-of-memory errors are caught).")] = None,
-    max_call_seconds: Annotated[Optional[float], typer.Option(
-        "--max-call-seconds", help="Skip the larger resolutions of a mixer once one call takes longer than "
-                                   "this (default: no limit).")] = None,
-    threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help="CPU threads (torch.set_num_threads) for the sweep (default: torch's).")] = None,
+    repeats: Annotated[
+        Optional[int],
+        typer.Option(
+            "--repeats",
+            min=1,
+            help="Timed calls per measurement; the median is reported "
+            f"(default {rt.DEFAULT_REPEATS['cpu']} on CPU, "
+            f"{rt.DEFAULT_REPEATS['cuda']} on CUDA).",
+        ),
+    ] = None,
+    warmup: Annotated[
+        Optional[int],
+        typer.Option(
+            "--warmup",
+            min=0,
+            help="Untimed warm-up calls after the untimed priming call "
+            f"(default {rt.DEFAULT_WARMUP['cpu']} on CPU, "
+            f"{rt.DEFAULT_WARMUP['cuda']} on CUDA).",
+        ),
+    ] = None,
+    memory_budget_gb: Annotated[
+        Optional[float],
+        typer.Option(
+            "--memory-budget-gb",
+            help="Record attention as out of memory, without running it, where its "
+            "(H*W)^2 score matrix alone would exceed this many GiB "
+            f"(default {rt.CPU_MEMORY_BUDGET_GIB:g} on CPU, none on CUDA, where real "
+            "out-of-memory errors are caught).",
+        ),
+    ] = None,
+    max_call_seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-call-seconds",
+            help="Skip the larger resolutions of a mixer once one call takes longer than this (default: no limit).",
+        ),
+    ] = None,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", min=1, help="CPU threads (torch.set_num_threads) for the sweep (default: torch's)."),
+    ] = None,
     dim: Annotated[int, typer.Option("--dim", min=1, help="Channels of the mixer layer.")] = 64,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
     out: OutOption = None,
@@ -98,19 +151,32 @@ def runtime(
         for r in res or ():
             rt.feature_size_for(r)
         kind = "cuda" if dev.type == "cuda" else "cpu"
-        n_res = len(set(res)) if res is not None else len(rt.CUDA_RESOLUTIONS if kind == "cuda"
-                                                            else rt.CPU_RESOLUTIONS)
+        n_res = len(set(res)) if res is not None else len(rt.CUDA_RESOLUTIONS if kind == "cuda" else rt.CPU_RESOLUTIONS)
         with progress() as bar:
             task = bar.add_task("runtime", total=len(names) * len(modes) * n_res)
 
             def advance(row: dict) -> None:
-                bar.update(task, advance=1,
-                           description=f"{row['mixer']} {row['mode'].replace('_', '+')} {row['resolution']} px")
+                bar.update(
+                    task,
+                    advance=1,
+                    description=f"{row['mixer']} {row['mode'].replace('_', '+')} {row['resolution']} px",
+                )
 
             result = rt.runtime_sweep(
-                mixers=names, resolutions=res, mode=modes, device=dev, dim=dim, batch=batch, warmup=warmup,
-                repeats=repeats, memory_budget_gib=memory_budget_gb, seed=seed, max_call_s=max_call_seconds,
-                num_threads=threads, progress=advance)
+                mixers=names,
+                resolutions=res,
+                mode=modes,
+                device=dev,
+                dim=dim,
+                batch=batch,
+                warmup=warmup,
+                repeats=repeats,
+                memory_budget_gib=memory_budget_gb,
+                seed=seed,
+                max_call_s=max_call_seconds,
+                num_threads=threads,
+                progress=advance,
+            )
     result.save(out_dir)
     save_runtime_figure(result, out_dir)
     Console().print(_table(result.to_frame(), f"Token mixer runtime ({result.settings['device_description']})"))

@@ -6,6 +6,7 @@ rel_size, metric, value, weights; ``stage = -1`` rows are the untruncated model)
 (:class:`hpx_analysis.truncation.TruncationComparison`). Runs under ``torchrun`` too: the
 images are sharded across processes, counts and sums are reduced over them, rank 0 writes.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,11 +23,23 @@ from hpx_analysis.io.images import labels_available, list_images
 from hpx_analysis.io.weights import load_model
 from hpx_analysis.kernels import NoLongKernelsError
 from hpx_analysis.plotting.files import save_truncation_figure
-from hpx_analysis.truncation import (DEFAULT_REL_SIZES, TruncationComparison, truncation_for_model,
-                                     truncation_settings)
+from hpx_analysis.truncation import DEFAULT_REL_SIZES, TruncationComparison, truncation_for_model, truncation_settings
 
-from .common import (DeviceOption, ImagesOption, ModelOption, NumImagesOption, OutOption, SeedOption,
-                     default_out, fail, model_specs, progress, split_list, stderr_console, user_errors)
+from .common import (
+    DeviceOption,
+    ImagesOption,
+    ModelOption,
+    NumImagesOption,
+    OutOption,
+    SeedOption,
+    default_out,
+    fail,
+    model_specs,
+    progress,
+    split_list,
+    stderr_console,
+    user_errors,
+)
 
 __all__ = ["truncation", "Shape"]
 
@@ -45,23 +58,42 @@ def truncation(
     seed: SeedOption = 0,
     images: ImagesOption = None,
     num_images: NumImagesOption = None,
-    rel_sizes: Annotated[str, typer.Option(
-        "--rel-sizes", metavar="R[,R...]",
-        help="Relative filter sizes (window side / feature-map size), comma-separated. A tap at "
-             "offset d from the centre is kept when |d| <= (r*n - 1)/2; r >= K/n (about 2 for "
-             "H_px and H_b) keeps the whole kernel.")] = ",".join(f"{r:g}" for r in DEFAULT_REL_SIZES),
-    shape: Annotated[Shape, typer.Option(
-        "--shape", help="square (per-axis window, default; the paper's reading) or disk. H_b kernels are "
-                        "truncated on their 1D token axis either way.")] = Shape.square,
-    stages: Annotated[Optional[str], typer.Option(
-        "--stages", metavar="INT[,INT...]",
-        help="0-based stage indices to sweep, comma-separated (plots label them S1..S4). "
-             "Default: every stage with long kernels.")] = None,
+    rel_sizes: Annotated[
+        str,
+        typer.Option(
+            "--rel-sizes",
+            metavar="R[,R...]",
+            help="Relative filter sizes (window side / feature-map size), comma-separated. A tap at "
+            "offset d from the centre is kept when |d| <= (r*n - 1)/2; r >= K/n (about 2 for "
+            "H_px and H_b) keeps the whole kernel.",
+        ),
+    ] = ",".join(f"{r:g}" for r in DEFAULT_REL_SIZES),
+    shape: Annotated[
+        Shape,
+        typer.Option(
+            "--shape",
+            help="square (per-axis window, default; the paper's reading) or disk. H_b kernels are "
+            "truncated on their 1D token axis either way.",
+        ),
+    ] = Shape.square,
+    stages: Annotated[
+        Optional[str],
+        typer.Option(
+            "--stages",
+            metavar="INT[,INT...]",
+            help="0-based stage indices to sweep, comma-separated (plots label them S1..S4). "
+            "Default: every stage with long kernels.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
-    crop_pct: Annotated[Optional[float], typer.Option(
-        "--crop-pct", help="Override the model's evaluation centre-crop fraction (timm config).")] = None,
-    size: Annotated[Optional[int], typer.Option(
-        "--size", min=32, help="Input side in px (default: the model's own evaluation size).")] = None,
+    crop_pct: Annotated[
+        Optional[float],
+        typer.Option("--crop-pct", help="Override the model's evaluation centre-crop fraction (timm config)."),
+    ] = None,
+    size: Annotated[
+        Optional[int],
+        typer.Option("--size", min=32, help="Input side in px (default: the model's own evaluation size)."),
+    ] = None,
 ) -> None:
     """For each stage in turn, zero every long-kernel tap outside a centred window and measure the model:
     top-1/top-5 accuracy when the images are an ImageFolder tree with IN-1k synset folders, and always
@@ -80,20 +112,31 @@ def truncation(
         items = list_images(images, num_images)
         labelled, why = labels_available(items)
         if shard.is_main and not labelled:
-            stderr_console.print(f"[yellow]note:[/yellow] no accuracy: {why}; reporting top-1 agreement and KL "
-                                 "divergence from the untruncated model only")
+            stderr_console.print(
+                f"[yellow]note:[/yellow] no accuracy: {why}; reporting top-1 agreement and KL "
+                "divergence from the untruncated model only"
+            )
         my_items = shard.take(items)
         for spec in specs:
             torch.manual_seed(seed)
             loaded = load_model(spec, device=dev, seed=seed)
-            kwargs = dict(labelled=labelled, device=dev, batch_size=batch_size, crop_pct=crop_pct, size=size,
-                          rel_sizes=sizes, stages=stage_ids, shape=shape.value)
+            kwargs = dict(
+                labelled=labelled,
+                device=dev,
+                batch_size=batch_size,
+                crop_pct=crop_pct,
+                size=size,
+                rel_sizes=sizes,
+                stages=stage_ids,
+                shape=shape.value,
+            )
             try:
                 if shard.is_main:
                     with progress() as bar:
                         task = bar.add_task(f"truncation {loaded.name}", total=len(items))
-                        result = truncation_for_model(loaded, my_items, **kwargs,
-                                                      on_batch=lambda n: bar.advance(task, n * shard.world_size))
+                        result = truncation_for_model(
+                            loaded, my_items, **kwargs, on_batch=lambda n: bar.advance(task, n * shard.world_size)
+                        )
                 else:
                     result = truncation_for_model(loaded, my_items, **kwargs)
             except NoLongKernelsError as err:
@@ -105,17 +148,34 @@ def truncation(
                 for path, reason in result.run["images_skipped_by_this_process"]:
                     stderr_console.print(f"[yellow]skipped[/yellow] {path}: {reason}")
                 base = result.table[result.table.stage == -1].set_index("metric").value.round(3).to_dict()
-                stderr_console.print(f"{loaded.name} ({loaded.weights}): {result.n_images} images, "
-                                     f"untruncated {base}, {result.run['seconds']:.1f} s")
+                stderr_console.print(
+                    f"{loaded.name} ({loaded.weights}): {result.n_images} images, "
+                    f"untruncated {base}, {result.run['seconds']:.1f} s"
+                )
     if not results:
-        fail("none of the models has long-convolution kernels to truncate (only the HyenaPixel family "
-             "has them); nothing written")
+        fail(
+            "none of the models has long-convolution kernels to truncate (only the HyenaPixel family "
+            "has them); nothing written"
+        )
     if not shard.is_main:
         return
-    comparison = TruncationComparison(results, truncation_settings(
-        rel_sizes=sizes, shape=shape.value, stages=stage_ids, batch_size=batch_size, crop_pct=crop_pct, size=size,
-        seed=seed, world_size=shard.world_size, images=images_label(images), num_images=len(items),
-        labels=labelled, no_labels_reason=why))
+    comparison = TruncationComparison(
+        results,
+        truncation_settings(
+            rel_sizes=sizes,
+            shape=shape.value,
+            stages=stage_ids,
+            batch_size=batch_size,
+            crop_pct=crop_pct,
+            size=size,
+            seed=seed,
+            world_size=shard.world_size,
+            images=images_label(images),
+            num_images=len(items),
+            labels=labelled,
+            no_labels_reason=why,
+        ),
+    )
     comparison.save(out_dir)
     save_truncation_figure(comparison, out_dir)
     stderr_console.print(f"wrote {out_dir}/truncation.csv, truncation.json and truncation.png")

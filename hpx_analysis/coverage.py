@@ -25,12 +25,13 @@ Feature-map sizes: long mixers carry their own (``feature_size``); other mixers 
 package's models use the model's ``feature_sizes``; timm models use their
 ``pretrained_cfg`` input size divided by the stage's reduction (``feature_info``).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,8 +41,14 @@ from torch import nn
 from .models import is_long_conv_mixer, iter_token_mixers
 
 __all__ = [
-    "DIAMETER_READINGS", "CoverageResult", "window_coverage_2d", "window_extent_1d", "axis_extents",
-    "mixer_label", "model_coverage", "stage_feature_size",
+    "DIAMETER_READINGS",
+    "CoverageResult",
+    "window_coverage_2d",
+    "window_extent_1d",
+    "axis_extents",
+    "mixer_label",
+    "model_coverage",
+    "stage_feature_size",
 ]
 
 DIAMETER_READINGS = ("axis", "area")
@@ -84,9 +91,13 @@ class CoverageResult:
         """Several models' results as one (the settings of the first)."""
         if not results:
             raise ValueError("no coverage results to combine")
-        return cls(pd.concat([r.blocks for r in results], ignore_index=True),
-                   pd.concat([r.channels for r in results], ignore_index=True),
-                   [n for r in results for n in r.notes], results[0].threshold, results[0].reading)
+        return cls(
+            pd.concat([r.blocks for r in results], ignore_index=True),
+            pd.concat([r.channels for r in results], ignore_index=True),
+            [n for r in results for n in r.notes],
+            results[0].threshold,
+            results[0].reading,
+        )
 
 
 def _as_tensor(a) -> torch.Tensor:
@@ -114,8 +125,9 @@ def axis_extents(window, threshold: float = 0.05) -> tuple[torch.Tensor, torch.T
     return _extent(keep[:, kh // 2, :]), _extent(keep[:, :, kw // 2])
 
 
-def window_coverage_2d(window, feature_size, threshold: float = 0.05,
-                       reading: str = "axis") -> tuple[np.ndarray, np.ndarray]:
+def window_coverage_2d(
+    window, feature_size, threshold: float = 0.05, reading: str = "axis"
+) -> tuple[np.ndarray, np.ndarray]:
     """Per channel ``(coverage, diameter in taps)`` of a 2D window ``(C, kh, kw)``."""
     if reading not in DIAMETER_READINGS:
         raise ValueError(f"diameter reading must be one of {DIAMETER_READINGS}, got {reading!r}")
@@ -146,10 +158,16 @@ def mixer_label(mixer: nn.Module) -> str:
     """Short name of a token mixer for tables and legends."""
     name = type(mixer).__name__
     table = {
-        "HyenaPixel": "H_px", "HyenaPixelNoNorm": "H_px", "HyenaPixelExplicit": "H_px-explicit",
-        "HyenaPixelSeparable": "H_px-separable", "BidirectionalHyena": "H_b",
-        "BidirectionalHyenaNorm": "H_b", "CausalHyena": "Hyena-causal", "SepConv": "SepConv",
-        "Attention": "Attention", "Pooling": "Pooling",
+        "HyenaPixel": "H_px",
+        "HyenaPixelNoNorm": "H_px",
+        "HyenaPixelExplicit": "H_px-explicit",
+        "HyenaPixelSeparable": "H_px-separable",
+        "BidirectionalHyena": "H_b",
+        "BidirectionalHyenaNorm": "H_b",
+        "CausalHyena": "Hyena-causal",
+        "SepConv": "SepConv",
+        "Attention": "Attention",
+        "Pooling": "Pooling",
     }
     return table.get(name, name)
 
@@ -189,8 +207,9 @@ def _is_attention(mixer: nn.Module) -> bool:
     return "Attention" in type(mixer).__name__ or (hasattr(mixer, "qkv") and hasattr(mixer, "proj"))
 
 
-def model_coverage(model: nn.Module, *, name: str = "", threshold: float = 0.05,
-                   reading: str = "axis", weights: str | None = None) -> CoverageResult:
+def model_coverage(
+    model: nn.Module, *, name: str = "", threshold: float = 0.05, reading: str = "axis", weights: str | None = None
+) -> CoverageResult:
     """Coverage of every token mixer of ``model`` (see the module docstring); ``weights``
     (what the model carries) becomes a last column of both tables when given."""
     if reading not in DIAMETER_READINGS:
@@ -218,29 +237,46 @@ def model_coverage(model: nn.Module, *, name: str = "", threshold: float = 0.05,
                     diam_v = (kh + kw) / 2 if reading == "axis" else math.sqrt(kh * kw)
                 else:
                     size, diam_v = k.shape[-1] / (fs[0] * fs[1]), float(k.shape[-1])
-                rows.append(dict(base, coverage=float(size), source="kernel size", diameter=float(diam_v),
-                                 feature_size=fs[0]))
+                rows.append(
+                    dict(base, coverage=float(size), source="kernel size", diameter=float(diam_v), feature_size=fs[0])
+                )
                 continue
             for c, (cv, dm) in enumerate(zip(cov, diam)):
-                ch_rows.append(dict(model=name, stage=s, block=b, mixer=label, channel=c,
-                                    coverage=float(cv), diameter=float(dm)))
-            rows.append(dict(base, coverage=float(np.mean(cov)), source=source,
-                             diameter=float(np.mean(diam)), feature_size=fs[0]))
+                ch_rows.append(
+                    dict(model=name, stage=s, block=b, mixer=label, channel=c, coverage=float(cv), diameter=float(dm))
+                )
+            rows.append(
+                dict(
+                    base, coverage=float(np.mean(cov)), source=source, diameter=float(np.mean(diam)), feature_size=fs[0]
+                )
+            )
         elif _is_attention(mixer):
             fs = stage_feature_size(model, s)
-            rows.append(dict(base, coverage=ATTENTION_COVERAGE, source="attention", diameter=float("nan"),
-                             feature_size=fs[0] if fs else float("nan")))
+            rows.append(
+                dict(
+                    base,
+                    coverage=ATTENTION_COVERAGE,
+                    source="attention",
+                    diameter=float("nan"),
+                    feature_size=fs[0] if fs else float("nan"),
+                )
+            )
         else:
             ks = _conv_kernel_size(mixer)
             fs = stage_feature_size(model, s)
             if ks is None or fs is None:
-                notes.append(f"{name} stage {s} block {b}: {type(mixer).__name__} has no known kernel size or "
-                             "feature-map size; skipped")
+                notes.append(
+                    f"{name} stage {s} block {b}: {type(mixer).__name__} has no known kernel size or "
+                    "feature-map size; skipped"
+                )
                 continue
-            cov = (ks[1] / fs[1] + ks[0] / fs[0]) / 2 if reading == "axis" else math.sqrt(ks[0] * ks[1] / (fs[0] * fs[1]))
+            cov = (
+                (ks[1] / fs[1] + ks[0] / fs[0]) / 2 if reading == "axis" else math.sqrt(ks[0] * ks[1] / (fs[0] * fs[1]))
+            )
             diam_v = (ks[0] + ks[1]) / 2 if reading == "axis" else math.sqrt(ks[0] * ks[1])
-            rows.append(dict(base, coverage=float(cov), source="kernel size", diameter=float(diam_v),
-                             feature_size=fs[0]))
+            rows.append(
+                dict(base, coverage=float(cov), source="kernel size", diameter=float(diam_v), feature_size=fs[0])
+            )
     if not rows:
         notes.append(f"{name} has no MetaFormer token mixers (no stages[i][j].token_mixer); nothing to measure")
     block_cols = ["model", "stage", "block", "mixer", "coverage", "depth", "source", "diameter", "feature_size"]

@@ -27,11 +27,12 @@ feature map the kernel was trained for). Tap ``k[Lf//2 + (i - j)]`` links input 
 (``Lf = L`` taps, ``y[i] = sum_{j <= i} k[i - j] v[j]``) wrap with ``k[i - j]`` and zero
 for ``j > i``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,12 +42,21 @@ from torch import nn
 from .models import long_conv_mixers
 
 __all__ = [
-    "StageKernels", "KernelResult", "kernel_maps", "wrap_1d_kernel", "normalize_map",
-    "top_energy_channel", "ORIENTATION_2D", "ORIENTATION_WRAPPED", "NoLongKernelsError",
+    "StageKernels",
+    "KernelResult",
+    "kernel_maps",
+    "wrap_1d_kernel",
+    "normalize_map",
+    "top_energy_channel",
+    "ORIENTATION_2D",
+    "ORIENTATION_WRAPPED",
+    "NoLongKernelsError",
 ]
 
-ORIENTATION_2D = ("kernel array K[a,b]: output (i,j) takes input (i-(a-kh//2), j-(b-kw//2)); "
-                  "point-mirrored w.r.t. the inputs it weights")
+ORIENTATION_2D = (
+    "kernel array K[a,b]: output (i,j) takes input (i-(a-kh//2), j-(b-kw//2)); "
+    "point-mirrored w.r.t. the inputs it weights"
+)
 ORIENTATION_WRAPPED = "map[r',c'] = weight of input pixel (r',c') for the marked output pixel"
 
 
@@ -60,15 +70,15 @@ class StageKernels:
 
     stage: int
     block: int
-    mixer: str                      # mixer class name
-    kernel_ndim: int                # 2 (H_px) or 1 (H_b / causal Hyena)
+    mixer: str  # mixer class name
+    kernel_ndim: int  # 2 (H_px) or 1 (H_b / causal Hyena)
     feature_size: tuple[int, int]
-    mean: np.ndarray                # 2D: (kh, kw) kernel; 1D: (h, w) wrapped map
-    picked: np.ndarray              # same layout as ``mean``, one channel
-    channel: int                    # the picked channel
-    channel_auto: bool              # True when picked by top energy
-    kernel1d_mean: np.ndarray | None = None   # 1D only: the normalized mean kernel (Lf,)
-    at: tuple[int, int] | None = None         # 1D only: evaluation position (row, col)
+    mean: np.ndarray  # 2D: (kh, kw) kernel; 1D: (h, w) wrapped map
+    picked: np.ndarray  # same layout as ``mean``, one channel
+    channel: int  # the picked channel
+    channel_auto: bool  # True when picked by top energy
+    kernel1d_mean: np.ndarray | None = None  # 1D only: the normalized mean kernel (Lf,)
+    at: tuple[int, int] | None = None  # 1D only: evaluation position (row, col)
 
     @property
     def orientation(self) -> str:
@@ -105,15 +115,40 @@ class KernelResult:
         rows = []
         for sk in self.stages:
             one_d = sk.kernel_ndim == 1
-            centre = (float(sk.kernel1d_mean[len(sk.kernel1d_mean) // 2]) if one_d
-                      else float(sk.mean[sk.mean.shape[0] // 2, sk.mean.shape[1] // 2]))
-            rows.append({"model": self.model, "weights": self.weights, "stage": sk.stage, "block": sk.block,
-                         "mixer": sk.mixer, "channel": sk.channel, "channel_auto": sk.channel_auto,
-                         "feature_size": "x".join(map(str, sk.feature_size)),
-                         "kernel": f"{len(sk.kernel1d_mean)} taps (1D)" if one_d else "x".join(map(str, sk.mean.shape)),
-                         "mean_centre": centre})
-        return pd.DataFrame(rows, columns=["model", "weights", "stage", "block", "mixer", "channel", "channel_auto",
-                                           "feature_size", "kernel", "mean_centre"])
+            centre = (
+                float(sk.kernel1d_mean[len(sk.kernel1d_mean) // 2])
+                if one_d
+                else float(sk.mean[sk.mean.shape[0] // 2, sk.mean.shape[1] // 2])
+            )
+            rows.append(
+                {
+                    "model": self.model,
+                    "weights": self.weights,
+                    "stage": sk.stage,
+                    "block": sk.block,
+                    "mixer": sk.mixer,
+                    "channel": sk.channel,
+                    "channel_auto": sk.channel_auto,
+                    "feature_size": "x".join(map(str, sk.feature_size)),
+                    "kernel": f"{len(sk.kernel1d_mean)} taps (1D)" if one_d else "x".join(map(str, sk.mean.shape)),
+                    "mean_centre": centre,
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "model",
+                "weights",
+                "stage",
+                "block",
+                "mixer",
+                "channel",
+                "channel_auto",
+                "feature_size",
+                "kernel",
+                "mean_centre",
+            ],
+        )
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``kernels_<model>.npz``: the model, its weights, each stage's orientation
@@ -140,13 +175,21 @@ class KernelResult:
             for s in stage_ids:
                 p = f"stage{s}"
                 one_d = f"{p}_kernel1d_mean" in files
-                result.stages.append(StageKernels(
-                    stage=s, block=int(data[f"{p}_block"]), mixer=str(data[f"{p}_mixer"]),
-                    kernel_ndim=1 if one_d else 2, feature_size=tuple(int(n) for n in data[f"{p}_feature_size"]),
-                    mean=data[f"{p}_mean"], picked=data[f"{p}_picked"], channel=int(data[f"{p}_channel"]),
-                    channel_auto=bool(data[f"{p}_channel_auto"]),
-                    kernel1d_mean=data[f"{p}_kernel1d_mean"] if one_d else None,
-                    at=tuple(int(n) for n in data[f"{p}_at"]) if f"{p}_at" in files else None))
+                result.stages.append(
+                    StageKernels(
+                        stage=s,
+                        block=int(data[f"{p}_block"]),
+                        mixer=str(data[f"{p}_mixer"]),
+                        kernel_ndim=1 if one_d else 2,
+                        feature_size=tuple(int(n) for n in data[f"{p}_feature_size"]),
+                        mean=data[f"{p}_mean"],
+                        picked=data[f"{p}_picked"],
+                        channel=int(data[f"{p}_channel"]),
+                        channel_auto=bool(data[f"{p}_channel_auto"]),
+                        kernel1d_mean=data[f"{p}_kernel1d_mean"] if one_d else None,
+                        at=tuple(int(n) for n in data[f"{p}_at"]) if f"{p}_at" in files else None,
+                    )
+                )
         return result
 
 
@@ -163,8 +206,12 @@ def top_energy_channel(kernel: torch.Tensor) -> int:
     return int(torch.argmax(energy))
 
 
-def wrap_1d_kernel(kernel: torch.Tensor | np.ndarray, feature_size: Sequence[int],
-                   at: Sequence[int] | None = None, bidirectional: bool = True) -> np.ndarray:
+def wrap_1d_kernel(
+    kernel: torch.Tensor | np.ndarray,
+    feature_size: Sequence[int],
+    at: Sequence[int] | None = None,
+    bidirectional: bool = True,
+) -> np.ndarray:
     """Wrap 1D kernel(s) ``(..., Lf)`` onto the ``h x w`` grid for output pixel ``at``.
 
     Returns ``(..., h, w)`` where ``[r', c']`` is the weight of input pixel ``(r', c')``
@@ -205,14 +252,22 @@ def _per_stage(values: int | Sequence[int] | None, stage_ids: list[int], what: s
     if len(values) == 1:
         return {s: values[0] for s in stage_ids}
     if len(values) != len(stage_ids):
-        raise ValueError(f"{what} takes one value or one per stage with long kernels "
-                         f"({len(stage_ids)}: stages {stage_ids}), got {len(values)}")
+        raise ValueError(
+            f"{what} takes one value or one per stage with long kernels "
+            f"({len(stage_ids)}: stages {stage_ids}), got {len(values)}"
+        )
     return dict(zip(stage_ids, values))
 
 
-def kernel_maps(model: nn.Module, *, name: str = "", block: int | Sequence[int] | None = 0,
-                channel: int | Sequence[int] | None = None,
-                at: Sequence[int] | None = None, weights: str = "") -> KernelResult:
+def kernel_maps(
+    model: nn.Module,
+    *,
+    name: str = "",
+    block: int | Sequence[int] | None = 0,
+    channel: int | Sequence[int] | None = None,
+    at: Sequence[int] | None = None,
+    weights: str = "",
+) -> KernelResult:
     """Per-stage normalized kernels of ``model`` (see the module docstring).
 
     ``block``: block index within each stage (negative counts from the end), one for all
@@ -228,8 +283,9 @@ def kernel_maps(model: nn.Module, *, name: str = "", block: int | Sequence[int] 
     for s, b, m in long_conv_mixers(model):
         by_stage.setdefault(s, []).append((b, m))
     if not by_stage:
-        raise NoLongKernelsError(f"{name or type(model).__name__} has no long-convolution token mixers "
-                                 "(no H_px / H_b kernels to show)")
+        raise NoLongKernelsError(
+            f"{name or type(model).__name__} has no long-convolution token mixers (no H_px / H_b kernels to show)"
+        )
     stage_ids = sorted(by_stage)
     blocks = _per_stage(block, stage_ids, "block")
     channels = _per_stage(channel, stage_ids, "channel")
@@ -253,14 +309,32 @@ def kernel_maps(model: nn.Module, *, name: str = "", block: int | Sequence[int] 
         mean_k = k.double().mean(0)
         pick_k = k[ch].double()
         if mixer.kernel_ndim == 2:
-            sk = StageKernels(s, b_idx, type(mixer).__name__, 2, fs, normalize_map(mean_k.numpy()),
-                              normalize_map(pick_k.numpy()), ch, auto)
+            sk = StageKernels(
+                s,
+                b_idx,
+                type(mixer).__name__,
+                2,
+                fs,
+                normalize_map(mean_k.numpy()),
+                normalize_map(pick_k.numpy()),
+                ch,
+                auto,
+            )
         else:
             bidir = bool(getattr(mixer, "bidirectional", True))
             pos = (fs[0] // 2, fs[1] // 2) if at is None else _position(at, fs)
-            sk = StageKernels(s, b_idx, type(mixer).__name__, 1, fs,
-                              normalize_map(wrap_1d_kernel(mean_k, fs, pos, bidir)),
-                              normalize_map(wrap_1d_kernel(pick_k, fs, pos, bidir)), ch, auto,
-                              kernel1d_mean=normalize_map(mean_k.numpy()), at=pos)
+            sk = StageKernels(
+                s,
+                b_idx,
+                type(mixer).__name__,
+                1,
+                fs,
+                normalize_map(wrap_1d_kernel(mean_k, fs, pos, bidir)),
+                normalize_map(wrap_1d_kernel(pick_k, fs, pos, bidir)),
+                ch,
+                auto,
+                kernel1d_mean=normalize_map(mean_k.numpy()),
+                at=pos,
+            )
         result.stages.append(sk)
     return result

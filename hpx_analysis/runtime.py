@@ -27,26 +27,27 @@ attention layer is not run where its ``(H*W) x (H*W)`` score matrix alone
 materialises it) would exceed the budget; such rows read
 ``"oom (estimated X GiB > budget Y GiB)"``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import math
 import statistics
-import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
-from .models.fast import fast_paths
-from .models.mixers import Attention, BidirectionalHyena, HyenaPixel, HyenaPixelSeparable, SepConv
 from .execution.out_of_memory import is_out_of_memory
 from .io.devices import device_description, resolve_device
+from .models.fast import fast_paths
+from .models.mixers import Attention, BidirectionalHyena, HyenaPixel, HyenaPixelSeparable, SepConv
 
 __all__ = [
     "RuntimeResult",
@@ -121,8 +122,9 @@ def build_mixer(name: str, resolution: int, dim: int = 64) -> nn.Module:
     raise ValueError(f"unknown mixer {name!r}; choose from {', '.join(MIXERS)}")
 
 
-def attention_score_bytes(resolution: int, dim: int = 64, batch: int = 1,
-                          dtype: torch.dtype = torch.float32, head_dim: int = 32) -> int:
+def attention_score_bytes(
+    resolution: int, dim: int = 64, batch: int = 1, dtype: torch.dtype = torch.float32, head_dim: int = 32
+) -> int:
     """Bytes of the ``batch x heads x N x N`` attention score matrix (``N = (R/4)^2`` tokens)."""
     n = feature_size_for(resolution) ** 2
     heads = max(dim // head_dim, 1)
@@ -134,8 +136,12 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(fn: Callable[[], object], repeats: int, device: torch.device | str = "cpu",
-               before: Callable[[], object] | None = None) -> list[float]:
+def time_calls(
+    fn: Callable[[], object],
+    repeats: int,
+    device: torch.device | str = "cpu",
+    before: Callable[[], object] | None = None,
+) -> list[float]:
     """Milliseconds of ``repeats`` calls of ``fn`` (``before`` runs untimed ahead of each)."""
     device = torch.device(device)
     times = []
@@ -166,8 +172,17 @@ def _as_tuple(value, name: str) -> tuple:
     return value
 
 
-def _measure_one(name: str, resolution: int, mode: str, device: torch.device, dim: int, batch: int,
-                 warmup: int, repeats: int, seed: int) -> list[float]:
+def _measure_one(
+    name: str,
+    resolution: int,
+    mode: str,
+    device: torch.device,
+    dim: int,
+    batch: int,
+    warmup: int,
+    repeats: int,
+    seed: int,
+) -> list[float]:
     f = feature_size_for(resolution)
     torch.manual_seed(seed)
     module = build_mixer(name, resolution, dim).to(device)
@@ -204,7 +219,7 @@ def _measure_one(name: str, resolution: int, mode: str, device: torch.device, di
             _synchronize(device)
             return time_calls(call, repeats, device, before)
     finally:
-        del module, x
+        module = x = None  # drop the layer and its input now (a traceback would keep this frame)
 
 
 def _release(device: torch.device, collect: bool) -> None:
@@ -288,28 +303,41 @@ def measure_mixer_runtime(
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
     try:
-        rows = _sweep(mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed,
-                      max_call_s, progress)
+        rows = _sweep(
+            mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed, max_call_s, progress
+        )
     finally:
         torch.set_num_threads(threads_before)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _sweep(mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed,
-           max_call_s, progress) -> list[dict]:
+def _sweep(
+    mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed, max_call_s, progress
+) -> list[dict]:
     rows = []
     for name in mixers:
         for m in modes:
             too_slow = None  # (resolution, seconds) that crossed max_call_s
             for r in resolutions:
-                row = dict(mixer=name, resolution=r, feature_size=feature_size_for(r), mode=m, device=str(dev),
-                           median_ms=math.nan, min_ms=math.nan, repeats=0, status="ok")
-                need = attention_score_bytes(r, dim, batch) / 2 ** 30 if name == "attention" else 0.0
+                row = dict(
+                    mixer=name,
+                    resolution=r,
+                    feature_size=feature_size_for(r),
+                    mode=m,
+                    device=str(dev),
+                    median_ms=math.nan,
+                    min_ms=math.nan,
+                    repeats=0,
+                    status="ok",
+                )
+                need = attention_score_bytes(r, dim, batch) / 2**30 if name == "attention" else 0.0
                 if memory_budget_gib is not None and need > memory_budget_gib:
                     row["status"] = f"oom (estimated {need:.3g} GiB > budget {memory_budget_gib:g} GiB)"
                 elif too_slow is not None:
-                    row["status"] = (f"skipped: {too_slow[0]} px already took {too_slow[1]:.1f} s per call"
-                                     f" (> max_call_s {max_call_s:g} s)")
+                    row["status"] = (
+                        f"skipped: {too_slow[0]} px already took {too_slow[1]:.1f} s per call"
+                        f" (> max_call_s {max_call_s:g} s)"
+                    )
                 else:
                     failed = False
                     try:
@@ -377,15 +405,39 @@ def runtime_sweep(
     kind = "cuda" if dev.type == "cuda" else "cpu"
     names, modes = list(_as_tuple(mixers, "mixers")), list(_as_tuple(mode, "mode"))
     start = time.perf_counter()
-    df = measure_mixer_runtime(mixers=names, resolutions=resolutions, mode=modes, device=dev, dim=dim, batch=batch,
-                               warmup=warmup, repeats=repeats, memory_budget_gib=memory_budget_gib, seed=seed,
-                               max_call_s=max_call_s, num_threads=num_threads, progress=progress)
+    df = measure_mixer_runtime(
+        mixers=names,
+        resolutions=resolutions,
+        mode=modes,
+        device=dev,
+        dim=dim,
+        batch=batch,
+        warmup=warmup,
+        repeats=repeats,
+        memory_budget_gib=memory_budget_gib,
+        seed=seed,
+        max_call_s=max_call_s,
+        num_threads=num_threads,
+        progress=progress,
+    )
     elapsed = time.perf_counter() - start
     budget = memory_budget_gib if memory_budget_gib is not None or kind == "cuda" else CPU_MEMORY_BUDGET_GIB
-    settings = dict(mixers=names, resolutions=sorted(int(r) for r in df["resolution"].unique()), modes=modes,
-                    device=str(dev), device_description=device_description(dev, num_threads), dim=dim,
-                    batch=batch, warmup=DEFAULT_WARMUP[kind] if warmup is None else warmup,
-                    repeats=DEFAULT_REPEATS[kind] if repeats is None else repeats, memory_budget_gib=budget,
-                    max_call_seconds=max_call_s, threads=num_threads or torch.get_num_threads(), seed=seed,
-                    patch_size=PATCH_SIZE, seconds=round(elapsed, 2), versions=versions())
+    settings = dict(
+        mixers=names,
+        resolutions=sorted(int(r) for r in df["resolution"].unique()),
+        modes=modes,
+        device=str(dev),
+        device_description=device_description(dev, num_threads),
+        dim=dim,
+        batch=batch,
+        warmup=DEFAULT_WARMUP[kind] if warmup is None else warmup,
+        repeats=DEFAULT_REPEATS[kind] if repeats is None else repeats,
+        memory_budget_gib=budget,
+        max_call_seconds=max_call_s,
+        threads=num_threads or torch.get_num_threads(),
+        seed=seed,
+        patch_size=PATCH_SIZE,
+        seconds=round(elapsed, 2),
+        versions=versions(),
+    )
     return RuntimeResult(df, settings)

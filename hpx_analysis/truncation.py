@@ -28,28 +28,39 @@ values in rows with ``stage == -1`` and an empty ``rel_size``.
 The caller's model is left as found: truncations and train/eval mode are restored even
 when the sweep fails.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .execution.distributed import all_reduce_sum
 from .kernels import NoLongKernelsError
 from .models import long_conv_mixers
 from .models.fast import fast_paths
-from .execution.distributed import all_reduce_sum
 
 __all__ = [
-    "TruncationComparison", "truncation_for_model", "truncation_settings", "TABLE_FILE", "RECORD_FILE",
-    "DEFAULT_REL_SIZES", "TruncationResult", "truncation_sweep", "full_rel_sizes", "swept_stages",
-    "restore_truncations", "stage_prefixes", "BASELINE_STAGE",
+    "TruncationComparison",
+    "truncation_for_model",
+    "truncation_settings",
+    "TABLE_FILE",
+    "RECORD_FILE",
+    "DEFAULT_REL_SIZES",
+    "TruncationResult",
+    "truncation_sweep",
+    "full_rel_sizes",
+    "swept_stages",
+    "restore_truncations",
+    "stage_prefixes",
+    "BASELINE_STAGE",
 ]
 
 DEFAULT_REL_SIZES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
@@ -82,19 +93,32 @@ class TruncationResult:
 
     def record(self) -> dict:
         """This model's entry in ``truncation.json``."""
-        return {"model": self.model, "weights": self.weights, "weights_kind": self.weights_kind,
-                "images_evaluated": self.n_images, "images_labelled": self.n_labelled,
-                "images_skipped_by_this_process": self.run.get("images_skipped_by_this_process", []),
-                "full_kernel_rel_size": {str(k): v for k, v in self.full_rel_size.items()},
-                "notes": list(self.notes), "seconds": self.run.get("seconds")}
+        return {
+            "model": self.model,
+            "weights": self.weights,
+            "weights_kind": self.weights_kind,
+            "images_evaluated": self.n_images,
+            "images_labelled": self.n_labelled,
+            "images_skipped_by_this_process": self.run.get("images_skipped_by_this_process", []),
+            "full_kernel_rel_size": {str(k): v for k, v in self.full_rel_size.items()},
+            "notes": list(self.notes),
+            "seconds": self.run.get("seconds"),
+        }
 
     @classmethod
     def from_record(cls, record: dict, table: pd.DataFrame) -> TruncationResult:
-        run = {"images_skipped_by_this_process": record["images_skipped_by_this_process"],
-               "seconds": record["seconds"]}
-        return cls(table.reset_index(drop=True), record["images_evaluated"], record["images_labelled"],
-                   {int(k): v for k, v in record["full_kernel_rel_size"].items()}, list(record["notes"]),
-                   record["model"], record["weights"], record["weights_kind"], run)
+        run = {"images_skipped_by_this_process": record["images_skipped_by_this_process"], "seconds": record["seconds"]}
+        return cls(
+            table.reset_index(drop=True),
+            record["images_evaluated"],
+            record["images_labelled"],
+            {int(k): v for k, v in record["full_kernel_rel_size"].items()},
+            list(record["notes"]),
+            record["model"],
+            record["weights"],
+            record["weights_kind"],
+            run,
+        )
 
 
 @dataclass
@@ -122,8 +146,10 @@ class TruncationComparison:
         out_dir = Path(out_dir)
         table = pd.read_csv(out_dir / TABLE_FILE)
         record = json.loads((out_dir / RECORD_FILE).read_text())
-        results = [TruncationResult.from_record(r, table[table["model"] == r["model"]].drop(columns="weights"))
-                   for r in record["models"]]
+        results = [
+            TruncationResult.from_record(r, table[table["model"] == r["model"]].drop(columns="weights"))
+            for r in record["models"]
+        ]
         return cls(results, record["settings"])
 
 
@@ -131,7 +157,8 @@ def _check_model(model: nn.Module, name: str) -> dict[int, list[nn.Module]]:
     if not (hasattr(model, "forward_to_stage") and hasattr(model, "forward_from_stage")):
         raise NoLongKernelsError(
             f"{name or type(model).__name__} is not a HyenaPixel-family model: it has no long-convolution "
-            "kernels to truncate")
+            "kernels to truncate"
+        )
     by_stage: dict[int, list[nn.Module]] = {}
     for s, _, m in long_conv_mixers(model):
         by_stage.setdefault(s, []).append(m)
@@ -148,8 +175,10 @@ def swept_stages(model: nn.Module, stages: Sequence[int] | None = None, name: st
     out = []
     for s in stages:
         if int(s) not in by_stage:
-            raise ValueError(f"stage {s} of {name or type(model).__name__} has no long-convolution kernels "
-                             f"(stages with long kernels: {sorted(by_stage)})")
+            raise ValueError(
+                f"stage {s} of {name or type(model).__name__} has no long-convolution kernels "
+                f"(stages with long kernels: {sorted(by_stage)})"
+            )
         out.append(int(s))
     return sorted(set(out))
 
@@ -205,8 +234,14 @@ def stage_prefixes(model: nn.Module, x: torch.Tensor, stages: Sequence[int]) -> 
     return out
 
 
-def _accumulate(acc: torch.Tensor, row: int, logits: torch.Tensor, ref_logp: torch.Tensor,
-                ref_top1: torch.Tensor, labels: torch.Tensor | None) -> None:
+def _accumulate(
+    acc: torch.Tensor,
+    row: int,
+    logits: torch.Tensor,
+    ref_logp: torch.Tensor,
+    ref_top1: torch.Tensor,
+    labels: torch.Tensor | None,
+) -> None:
     logp = F.log_softmax(logits.double(), dim=-1)
     kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
     acc[row, _N] += logits.shape[0]
@@ -312,7 +347,6 @@ def truncation_sweep(
     return TruncationResult(table, n_images, n_lab, full, notes)
 
 
-
 def truncation_for_model(
     loaded,
     items: Sequence,
@@ -336,22 +370,52 @@ def truncation_for_model(
     from .io.images import model_eval_transform
 
     swept_stages(loaded.model, stages, loaded.name)
-    batches = ImageBatches(list(items), model_eval_transform(loaded.model, crop_pct, size), batch_size,
-                           with_labels=labelled, device=torch.device(device))
+    batches = ImageBatches(
+        list(items),
+        model_eval_transform(loaded.model, crop_pct, size),
+        batch_size,
+        with_labels=labelled,
+        device=torch.device(device),
+    )
     start = time.perf_counter()
-    result = truncation_sweep(loaded.model, batches, name=loaded.name, rel_sizes=rel_sizes, stages=stages,
-                              shape=shape, on_batch=on_batch)
+    result = truncation_sweep(
+        loaded.model, batches, name=loaded.name, rel_sizes=rel_sizes, stages=stages, shape=shape, on_batch=on_batch
+    )
     result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
-    result.run = {"images_skipped_by_this_process": [list(s) for s in batches.skipped],
-                  "seconds": round(time.perf_counter() - start, 3)}
+    result.run = {
+        "images_skipped_by_this_process": [list(s) for s in batches.skipped],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     return result
 
 
-def truncation_settings(*, rel_sizes: Sequence[float], shape: str, stages: Sequence[int] | None, batch_size: int,
-                        crop_pct: float | None, size: int | None, seed: int, world_size: int, images: str,
-                        num_images: int, labels: bool, no_labels_reason: str | None) -> dict:
+def truncation_settings(
+    *,
+    rel_sizes: Sequence[float],
+    shape: str,
+    stages: Sequence[int] | None,
+    batch_size: int,
+    crop_pct: float | None,
+    size: int | None,
+    seed: int,
+    world_size: int,
+    images: str,
+    num_images: int,
+    labels: bool,
+    no_labels_reason: str | None,
+) -> dict:
     """The settings block of ``truncation.json``."""
-    return {"rel_sizes": [float(r) for r in rel_sizes], "shape": shape,
-            "stages": None if stages is None else list(stages), "batch_size": batch_size, "crop_pct": crop_pct,
-            "size": size, "seed": seed, "world_size": world_size, "images": images, "num_images": num_images,
-            "labels": labels, "no_labels_reason": no_labels_reason or None}
+    return {
+        "rel_sizes": [float(r) for r in rel_sizes],
+        "shape": shape,
+        "stages": None if stages is None else list(stages),
+        "batch_size": batch_size,
+        "crop_pct": crop_pct,
+        "size": size,
+        "seed": seed,
+        "world_size": world_size,
+        "images": images,
+        "num_images": num_images,
+        "labels": labels,
+        "no_labels_reason": no_labels_reason or None,
+    }

@@ -1,4 +1,5 @@
 """The versions of the toolbench and the libraries it computes with, recorded in every output."""
+
 from __future__ import annotations
 
 import platform
@@ -16,6 +17,12 @@ def versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"hpx_analysis": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "timm": timm.__version__, "captum": captum.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__}
+    return {
+        "hpx_analysis": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "captum": captum.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }

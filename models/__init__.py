@@ -5,19 +5,36 @@ and the other published names work. The layers compute the published models plai
 :mod:`hpx_analysis.models.fast` holds the CPU speed paths for frozen models behind one
 switch (``with fast_paths(model): ...``).
 """
+
 from . import metaformer  # noqa: F401  (registers the models with timm)
 from .checkpoint import resample_filter_inputs, unwrap_state_dict
 from .fft_conv import direct_conv1d, direct_conv2d, fast_even_len, fft_conv1d, fft_conv2d, next_fast_len
+from .introspect import iter_token_mixers, long_conv_mixers
 from .metaformer import MODEL_CFGS, HyenaMetaFormer, MetaFormerBlock, MetaFormerStage
 from .mixers import LongConvMixer, Truncation, is_long_conv_mixer
 from .registry import ALIASES, EXTRA, PUBLISHED, is_hyena_model, resolve_name
-from .introspect import iter_token_mixers, long_conv_mixers
 
 __all__ = [
-    "HyenaMetaFormer", "MetaFormerBlock", "MetaFormerStage", "MODEL_CFGS",
-    "LongConvMixer", "Truncation", "is_long_conv_mixer",
-    "fft_conv1d", "fft_conv2d", "direct_conv1d", "direct_conv2d", "next_fast_len", "fast_even_len",
-    "unwrap_state_dict", "resample_filter_inputs",
-    "PUBLISHED", "EXTRA", "ALIASES", "resolve_name", "is_hyena_model",
-    "iter_token_mixers", "long_conv_mixers",
+    "HyenaMetaFormer",
+    "MetaFormerBlock",
+    "MetaFormerStage",
+    "MODEL_CFGS",
+    "LongConvMixer",
+    "Truncation",
+    "is_long_conv_mixer",
+    "fft_conv1d",
+    "fft_conv2d",
+    "direct_conv1d",
+    "direct_conv2d",
+    "next_fast_len",
+    "fast_even_len",
+    "unwrap_state_dict",
+    "resample_filter_inputs",
+    "PUBLISHED",
+    "EXTRA",
+    "ALIASES",
+    "resolve_name",
+    "is_hyena_model",
+    "iter_token_mixers",
+    "long_conv_mixers",
 ]

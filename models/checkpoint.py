@@ -1,4 +1,5 @@
 """Checkpoint plumbing shared by the model factory and the weights loader."""
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,7 @@ def unwrap_state_dict(obj) -> dict:
         raise TypeError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if tensors and all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 

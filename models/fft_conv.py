@@ -17,9 +17,8 @@ much smaller than the blanket ``2n`` of the published code (e.g. 320 instead of 
 The fixed-kernel variant (cached kernel spectra, a backward with the mirrored kernel,
 MKL's 2D inverse FFT) is in :mod:`.fast.spectrum`.
 """
-from __future__ import annotations
 
-import functools
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +73,7 @@ def crop_kernel(k: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
     """Crop the trailing dims of a centred, odd-sized kernel to the taps that can reach an
     input of the given sizes (at most ``2n - 1`` taps per axis)."""
     slices = [slice(None)] * (k.ndim - len(sizes))
-    for n, K in zip(sizes, k.shape[-len(sizes):]):
+    for n, K in zip(sizes, k.shape[-len(sizes) :]):
         keep = min(K, 2 * n - 1)
         start = K // 2 - keep // 2
         slices.append(slice(start, start + keep))
@@ -107,7 +106,7 @@ def fft_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = Non
     kh, kw = kc.shape[-2:]
     nh, nw = fft_size(h, kh), fft_size(w, kw)
     y = torch.fft.irfft2(torch.fft.rfft2(u32, s=(nh, nw)) * torch.fft.rfft2(kc, s=(nh, nw)), s=(nh, nw))
-    y = y[..., kh // 2: kh // 2 + h, kw // 2: kw // 2 + w]
+    y = y[..., kh // 2 : kh // 2 + h, kw // 2 : kw // 2 + w]
     if bias is not None:
         y = y + u32 * bias.float().reshape(1, -1, 1, 1)
     return y.to(out_dtype)
@@ -123,7 +122,7 @@ def fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = Non
     kc = crop_kernel(k.float(), (n,))
     K = kc.shape[-1]
     N = fft_size(n, K)
-    y = torch.fft.irfft(torch.fft.rfft(u32, n=N) * torch.fft.rfft(kc, n=N), n=N)[..., K // 2: K // 2 + n]
+    y = torch.fft.irfft(torch.fft.rfft(u32, n=N) * torch.fft.rfft(kc, n=N), n=N)[..., K // 2 : K // 2 + n]
     if bias is not None:
         y = y + u32 * bias.float().reshape(1, -1, 1)
     return y.to(out_dtype)

@@ -1,7 +1,8 @@
 """Walk the token mixers of our MetaFormers and of timm's (ConvFormer, CAFormer, ...)."""
+
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from collections.abc import Iterator
 
 from torch import nn
 
@@ -10,7 +11,7 @@ from .mixers import is_long_conv_mixer
 __all__ = ["iter_token_mixers", "long_conv_mixers"]
 
 
-def iter_token_mixers(model: nn.Module) -> Iterator[Tuple[int, int, nn.Module]]:
+def iter_token_mixers(model: nn.Module) -> Iterator[tuple[int, int, nn.Module]]:
     """Yield ``(stage, block, token_mixer)``; works for this package's models
     (``stages[i][j]``) and timm's MetaFormers (``stages[i].blocks[j]``). Models without
     MetaFormer blocks yield nothing."""
@@ -27,7 +28,7 @@ def iter_token_mixers(model: nn.Module) -> Iterator[Tuple[int, int, nn.Module]]:
                 yield i, j, mixer
 
 
-def long_conv_mixers(model: nn.Module) -> Iterator[Tuple[int, int, nn.Module]]:
+def long_conv_mixers(model: nn.Module) -> Iterator[tuple[int, int, nn.Module]]:
     """Only the mixers with the long-convolution interface."""
     for i, j, m in iter_token_mixers(model):
         if is_long_conv_mixer(m):

@@ -5,6 +5,7 @@ models (fixed-weight gradients, oneDNN products with reordered weights) lives in
 :mod:`.fast` and swaps in only inside ``fast_paths(model)``. A few classes here are
 markers that let it find a module (:class:`StemConv2d`, :class:`PointwiseConv2d`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -149,8 +150,9 @@ class DepthwiseConv1d(nn.Conv1d):
         super().__init__(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x.unsqueeze(2), self.weight.unsqueeze(2), self.bias, padding=(0, self.padding[0]),
-                     groups=self.groups)
+        y = F.conv2d(
+            x.unsqueeze(2), self.weight.unsqueeze(2), self.bias, padding=(0, self.padding[0]), groups=self.groups
+        )
         return y.squeeze(2)
 
 
@@ -169,8 +171,16 @@ class Downsampling(nn.Module):
     that follows then works on contiguous tensors instead of copying.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int,
-                 pre_norm: bool = False, post_norm: bool = False):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        pre_norm: bool = False,
+        post_norm: bool = False,
+    ):
         super().__init__()
         self.is_stem = not pre_norm
         self.pre_norm = LayerNormNoBias(in_chs, eps=1e-6) if pre_norm else nn.Identity()

@@ -5,11 +5,13 @@ Layout follows the published checkpoints: ``downsample_layers.{i}`` (stem and me
 convs), ``stages.{i}.{j}`` (blocks), ``norm`` and ``head``. Internally tensors are
 channels-last ``(B, H, W, C)``; everything returned through timm's API is ``NCHW``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -20,8 +22,15 @@ from torch import nn
 
 from .layers import Downsampling, LayerNormNoBias, Mlp, MlpHead, Scale
 from .mixers import (
-    Attention, BidirectionalHyena, BidirectionalHyenaNorm, CausalHyena, HyenaPixel, HyenaPixelExplicit,
-    HyenaPixelNoNorm, HyenaPixelSeparable, SepConv,
+    Attention,
+    BidirectionalHyena,
+    BidirectionalHyenaNorm,
+    CausalHyena,
+    HyenaPixel,
+    HyenaPixelExplicit,
+    HyenaPixelNoNorm,
+    HyenaPixelSeparable,
+    SepConv,
 )
 
 __all__ = ["MetaFormerBlock", "MetaFormerStage", "HyenaMetaFormer", "MODEL_CFGS", "MixerSpec"]
@@ -57,12 +66,20 @@ class MetaFormerBlock(nn.Module):
 class MetaFormerStage(nn.Sequential):
     """The blocks of one stage (a plain sequence, so keys read ``stages.{i}.{j}``)."""
 
-    def __init__(self, dim: int, depth: int, mixer_factory: Callable[[], nn.Module], res_scale: bool,
-                 drop_path_rates: Sequence[float]):
-        super().__init__(*[
-            MetaFormerBlock(dim, mixer_factory(), res_scale=res_scale, drop_path=drop_path_rates[j])
-            for j in range(depth)
-        ])
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        mixer_factory: Callable[[], nn.Module],
+        res_scale: bool,
+        drop_path_rates: Sequence[float],
+    ):
+        super().__init__(
+            *[
+                MetaFormerBlock(dim, mixer_factory(), res_scale=res_scale, drop_path=drop_path_rates[j])
+                for j in range(depth)
+            ]
+        )
 
 
 # ----------------------------------------------------------------------------- mixer specs
@@ -75,15 +92,15 @@ class MixerSpec:
     cls: type
     kwargs: dict = field(default_factory=dict)
 
-    def build(self, dim: int, feature_size: Tuple[int, int]) -> nn.Module:
+    def build(self, dim: int, feature_size: tuple[int, int]) -> nn.Module:
         return self.cls(dim=dim, feature_size=feature_size, **self.kwargs)
 
 
-def hpx_stages(cls=HyenaPixel, kernels=(111, 55, 27, 13), embs=(32, 32, 48, 64)) -> Tuple[MixerSpec, ...]:
+def hpx_stages(cls=HyenaPixel, kernels=(111, 55, 27, 13), embs=(32, 32, 48, 64)) -> tuple[MixerSpec, ...]:
     return tuple(MixerSpec(cls, dict(kernel_size=k, emb_dim=e)) for k, e in zip(kernels, embs))
 
 
-def hb_stages(cls=BidirectionalHyena, embs=(33, 33, 49, 65), orders=(64, 64, 96, 128)) -> Tuple[MixerSpec, ...]:
+def hb_stages(cls=BidirectionalHyena, embs=(33, 33, 49, 65), orders=(64, 64, 96, 128)) -> tuple[MixerSpec, ...]:
     return tuple(MixerSpec(cls, dict(emb_dim=e, filter_order=o)) for e, o in zip(embs, orders))
 
 
@@ -129,8 +146,10 @@ class HyenaMetaFormer(nn.Module):
 
         self.downsample_layers = nn.ModuleList(
             [Downsampling(in_chans, dims[0], 7, stride=4, padding=2, post_norm=True)]
-            + [Downsampling(dims[i - 1], dims[i], 3, stride=2, padding=1, pre_norm=True)
-               for i in range(1, self.num_stages)]
+            + [
+                Downsampling(dims[i - 1], dims[i], 3, stride=2, padding=1, pre_norm=True)
+                for i in range(1, self.num_stages)
+            ]
         )
         n_blocks = sum(depths)
         dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
@@ -139,8 +158,9 @@ class HyenaMetaFormer(nn.Module):
         cur = 0
         for i in range(self.num_stages):
             factory = partial(mixers[i].build, dims[i], self.feature_sizes[i])
-            self.stages.append(MetaFormerStage(dims[i], depths[i], factory, i in res_scale_stages,
-                                               dpr[cur:cur + depths[i]]))
+            self.stages.append(
+                MetaFormerStage(dims[i], depths[i], factory, i in res_scale_stages, dpr[cur : cur + depths[i]])
+            )
             self.feature_info.append(dict(num_chs=dims[i], reduction=2 ** (i + 2), module=f"stages.{i}"))
             cur += depths[i]
 
@@ -200,8 +220,9 @@ class HyenaMetaFormer(nn.Module):
         """The unpooled last feature map (output of the last stage, before the final norm), NCHW."""
         return self.forward_to_stage(x, self.num_stages).permute(0, 3, 1, 2)
 
-    def forward_features_at(self, x: torch.Tensor, row: Optional[int] = None,
-                            col: Optional[int] = None) -> torch.Tensor:
+    def forward_features_at(
+        self, x: torch.Tensor, row: Optional[int] = None, col: Optional[int] = None
+    ) -> torch.Tensor:
         """``forward_features(x)[:, :, row, col]``, ``(B, C)``; by default the centre-most
         position ``(H // 2, W // 2)``. The last block's MLP runs on that token only, which
         saves its work on all the others (what an ERF needs; same values up to float
@@ -224,7 +245,7 @@ class HyenaMetaFormer(nn.Module):
     def forward_intermediates(
         self,
         x: torch.Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
+        indices: Optional[Union[int, list[int]]] = None,
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
@@ -244,8 +265,9 @@ class HyenaMetaFormer(nn.Module):
             return intermediates
         return x.permute(0, 3, 1, 2), intermediates
 
-    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
-                                  prune_head: bool = True):
+    def prune_intermediate_layers(
+        self, indices: Union[int, list[int]] = 1, prune_norm: bool = False, prune_head: bool = True
+    ):
         take, max_index = feature_take_indices(self.num_stages, indices)
         self.stages = self.stages[: max_index + 1]
         self.downsample_layers = self.downsample_layers[: max_index + 1]
@@ -309,21 +331,33 @@ def _cfg(hf_hub_id: Optional[str] = None, input_size=(3, 224, 224), **kwargs):
     }
 
 
-default_cfgs = generate_default_cfgs({
-    "hpx_former_s18.westai_in1k": _cfg("Spravil/hpx_former_s18.westai_in1k"),
-    "hpx_former_s18_384.westai_in1k_384": _cfg("Spravil/hpx_former_s18.westai_in1k_384", input_size=(3, 384, 384)),
-    "hpx_former_s18_384_interpolate.westai_in1k": _cfg("Spravil/hpx_former_s18.westai_in1k",
-                                                       input_size=(3, 384, 384)),
-    "hpx_former_b36.westai_in1k": _cfg("Spravil/hpx_former_b36.westai_in1k"),
-    "hb_former_s18.westai_in1k": _cfg("Spravil/hb_former_s18.westai_in1k"),
-    "hb_former_b36.westai_in1k": _cfg("Spravil/hb_former_b36.westai_in1k"),
-    "c_hpx_former_s18.westai_in1k": _cfg("Spravil/c_hpx_former_s18.westai_in1k"),
-    "hpx_a_former_s18.westai_in1k": _cfg("Spravil/hpx_a_former_s18.westai_in1k"),
-    "hb_a_former_s18.westai_in1k": _cfg("Spravil/hb_a_former_s18.westai_in1k"),
-    **{f"{name}.untrained": _cfg() for name in (
-        "hpx_former_s4", "hpx_former_s12", "hb_former_s4", "hb_former_s12",
-        "hpx_explicit_former_s18", "hpx_sep_former_s18", "hyena_causal_former_s18")},
-})
+default_cfgs = generate_default_cfgs(
+    {
+        "hpx_former_s18.westai_in1k": _cfg("Spravil/hpx_former_s18.westai_in1k"),
+        "hpx_former_s18_384.westai_in1k_384": _cfg("Spravil/hpx_former_s18.westai_in1k_384", input_size=(3, 384, 384)),
+        "hpx_former_s18_384_interpolate.westai_in1k": _cfg(
+            "Spravil/hpx_former_s18.westai_in1k", input_size=(3, 384, 384)
+        ),
+        "hpx_former_b36.westai_in1k": _cfg("Spravil/hpx_former_b36.westai_in1k"),
+        "hb_former_s18.westai_in1k": _cfg("Spravil/hb_former_s18.westai_in1k"),
+        "hb_former_b36.westai_in1k": _cfg("Spravil/hb_former_b36.westai_in1k"),
+        "c_hpx_former_s18.westai_in1k": _cfg("Spravil/c_hpx_former_s18.westai_in1k"),
+        "hpx_a_former_s18.westai_in1k": _cfg("Spravil/hpx_a_former_s18.westai_in1k"),
+        "hb_a_former_s18.westai_in1k": _cfg("Spravil/hb_a_former_s18.westai_in1k"),
+        **{
+            f"{name}.untrained": _cfg()
+            for name in (
+                "hpx_former_s4",
+                "hpx_former_s12",
+                "hb_former_s4",
+                "hb_former_s12",
+                "hpx_explicit_former_s18",
+                "hpx_sep_former_s18",
+                "hyena_causal_former_s18",
+            )
+        },
+    }
+)
 
 
 def checkpoint_filter_fn(state_dict: dict, model: HyenaMetaFormer) -> dict:
@@ -338,7 +372,9 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> HyenaMetaFormer
     cfg = dict(MODEL_CFGS[variant])
     cfg.update(kwargs)
     return build_model_with_cfg(
-        HyenaMetaFormer, variant, pretrained,
+        HyenaMetaFormer,
+        variant,
+        pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         **cfg,

@@ -8,6 +8,7 @@ cached, an ERF asked for in fp32), :func:`full_float32` switches both off for it
 and restores the caller's settings afterwards; :func:`tf32` switches both on (an ERF asked
 for in tf32).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,9 @@ def full_float32(device_type: str | None = None) -> Iterator[None]:
     """No TF32 in cuDNN convolutions or cuBLAS products, and (when ``device_type`` is
     given) no autocast on that device type, for the duration; the flags are global, so
     backward passes run inside the block are covered too."""
-    autocast = (torch.autocast(device_type=device_type, enabled=False) if device_type is not None
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device_type=device_type, enabled=False) if device_type is not None else contextlib.nullcontext()
+    )
     with _tf32_allowed(False), autocast:
         yield
 

@@ -1,4 +1,5 @@
 """Names: the published checkpoints, our extra sizes and ablations, and short aliases."""
+
 from __future__ import annotations
 
 import timm
@@ -6,12 +7,24 @@ import timm
 __all__ = ["PUBLISHED", "EXTRA", "ALIASES", "resolve_name", "is_hyena_model"]
 
 PUBLISHED = (
-    "hpx_former_s18", "hpx_former_s18_384", "hpx_former_s18_384_interpolate", "hpx_former_b36",
-    "hb_former_s18", "hb_former_b36", "c_hpx_former_s18", "hpx_a_former_s18", "hb_a_former_s18",
+    "hpx_former_s18",
+    "hpx_former_s18_384",
+    "hpx_former_s18_384_interpolate",
+    "hpx_former_b36",
+    "hb_former_s18",
+    "hb_former_b36",
+    "c_hpx_former_s18",
+    "hpx_a_former_s18",
+    "hb_a_former_s18",
 )
 EXTRA = (
-    "hpx_former_s4", "hpx_former_s12", "hb_former_s4", "hb_former_s12",
-    "hpx_explicit_former_s18", "hpx_sep_former_s18", "hyena_causal_former_s18",
+    "hpx_former_s4",
+    "hpx_former_s12",
+    "hb_former_s4",
+    "hb_former_s12",
+    "hpx_explicit_former_s18",
+    "hpx_sep_former_s18",
+    "hyena_causal_former_s18",
 )
 
 ALIASES = {
@@ -50,8 +63,10 @@ def resolve_name(name: str) -> str:
     candidates = list(ALIASES) + timm.list_models()
     close = difflib.get_close_matches(base, candidates, n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown model {name!r}.{hint} `hpx-analyze models` lists the HyenaPixel family; "
-                   f"any timm model name works too.")
+    raise KeyError(
+        f"unknown model {name!r}.{hint} `hpx-analyze models` lists the HyenaPixel family; "
+        f"any timm model name works too."
+    )
 
 
 def is_hyena_model(name: str) -> bool:

@@ -7,6 +7,7 @@ Each notebook uses the library API (not the command line) on small HyenaPixel mo
 so that it runs top to bottom on a CPU in seconds. The tests execute every notebook and
 check that the committed files are what this script writes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,7 +29,9 @@ SEED = 0"""
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "erf_comparison.ipynb": [
-        ("md", """\
+        (
+            "md",
+            """\
 # Effective receptive fields: HyenaPixel against bidirectional Hyena
 
 The effective receptive field (ERF, Luo et al. 2016; RepLKNet's protocol; the paper's Fig. 5)
@@ -39,8 +42,12 @@ averaged over images.
 Here: two small models (S4, one block per stage) with a **seeded random init, not trained
 weights**, on one bundled photograph at 128 px. With published weights
 (`hpx_s18=pretrained`), 50 ImageNet validation images and 1024 px you get the paper's setting
-(`hpx-analyze erf` or `hpx-analyze report`)."""),
-        ("code", SETUP + """
+(`hpx-analyze erf` or `hpx-analyze report`).""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
 
 from hpx_analysis.erf import compute_erf
 from hpx_analysis.erf.metrics import erf_metrics
@@ -48,38 +55,59 @@ from hpx_analysis.io.images import list_images
 from hpx_analysis.plotting.erf import plot_erf
 
 images = list_images(None, 1)  # the first bundled photograph
-print([item.path.split("/")[-1] for item in images])"""),
-        ("md", """\
+print([item.path.split("/")[-1] for item in images])""",
+        ),
+        (
+            "md",
+            """\
 `compute_erf` returns an `ErfResult`: the raw float64 mean contribution matrix (H x W, one value
 per input pixel) plus a record of the images used and skipped. The `settings` dict is only used
-for the panel titles."""),
-        ("code", """\
+for the panel titles.""",
+        ),
+        (
+            "code",
+            """\
 results = []
 for spec in ("hpx_s4=random", "hb_s4=random"):
     loaded = load_model(spec, device="cpu", seed=SEED)
     result = compute_erf(loaded.model, images, size=128)
     result.settings = {"model": loaded.name, "weights": loaded.weights}
     results.append(result)
-    print(loaded.name, result.matrix.shape, f"{result.num_images} image(s), {result.seconds:.1f} s")"""),
-        ("md", """\
+    print(loaded.name, result.matrix.shape, f"{result.num_images} image(s), {result.seconds:.1f} s")""",
+        ),
+        (
+            "md",
+            """\
 The heatmaps use RepLKNet's scaling: `log10(x + 1)`, normalized per map. A large bright area means
-that pixels far from the centre still move the centre unit; a small bright spot is a local ERF."""),
-        ("code", """\
+that pixels far from the centre still move the centre unit; a small bright spot is a local ERF.""",
+        ),
+        (
+            "code",
+            """\
 fig = plot_erf(results)
 plt.close(fig)  # shown once, as the cell's value
-fig"""),
-        ("md", """\
+fig""",
+        ),
+        (
+            "md",
+            """\
 The same comparison in numbers (`erf_metrics`): `square_side_t0.2` is the side of the smallest
 centred square holding 20% of the scaled ERF (RepLKNet's measure), `r50_px`/`r90_px` the radii
-holding 50%/90% of the raw mass, `anisotropy` +1 for a horizontal line and -1 for a vertical one."""),
-        ("code", """\
+holding 50%/90% of the raw mass, `anisotropy` +1 for a horizontal line and -1 for a vertical one.""",
+        ),
+        (
+            "code",
+            """\
 import pandas as pd
 
 table = pd.DataFrame([{"model": r.settings["model"], **erf_metrics(r.matrix)} for r in results])
-table[["model", "square_side_t0.2", "square_side_t0.5", "r50_px", "r90_px", "anisotropy", "dead_fraction"]]"""),
+table[["model", "square_side_t0.2", "square_side_t0.5", "r50_px", "r90_px", "anisotropy", "dead_fraction"]]""",
+        ),
     ],
     "kernel_gallery.ipynb": [
-        ("md", """\
+        (
+            "md",
+            """\
 # Kernel gallery: the long convolutions of H_px and H_b
 
 HyenaPixel (H_px) applies a 2D kernel almost twice the size of the feature map; bidirectional
@@ -89,8 +117,12 @@ with the most energy, both normalized to max |w| = 1 (the paper's Fig. 4).
 
 Models: S4 (one block per stage) with a **seeded random init**, so what you see is the
 initialisation (implicit filter network and decay window), not learned structure. Use
-`hpx_s18=pretrained` / `hb_s18=pretrained` for the paper's kernels."""),
-        ("code", SETUP + """
+`hpx_s18=pretrained` / `hb_s18=pretrained` for the paper's kernels.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
 
 from hpx_analysis.kernels import kernel_maps
 from hpx_analysis.plotting import plot_kernels
@@ -99,41 +131,62 @@ hpx = load_model("hpx_s4=random", device="cpu", seed=SEED)
 hpx_kernels = kernel_maps(hpx.model, name=hpx.name)
 for sk in hpx_kernels.stages:
     print(f"stage {sk.stage + 1}: {sk.mixer}, kernel {sk.mean.shape} for a {sk.feature_size} feature map, "
-          f"top-energy channel {sk.channel}")"""),
-        ("md", """\
+          f"top-energy channel {sk.channel}")""",
+        ),
+        (
+            "md",
+            """\
 H_px kernels are shown as the kernel arrays themselves: the tap right of and below the centre
 weights the input pixel left of and above the output pixel (a true, flipped convolution), so the
-maps are point-mirrored with respect to the pixels they weight."""),
-        ("code", """\
+maps are point-mirrored with respect to the pixels they weight.""",
+        ),
+        (
+            "code",
+            """\
 fig = plot_kernels(hpx_kernels)
 plt.close(fig)  # shown once, as the cell's value
-fig"""),
-        ("md", """\
+fig""",
+        ),
+        (
+            "md",
+            """\
 For H_b the 1D kernel is wrapped onto the feature map for one output pixel (the star; here the
 top-right corner via `at=(0, -1)`): each map pixel holds the weight that input pixel gets. At
 another output position the same kernel wraps differently, which is why H_b has no fixed 2D
-neighbourhood."""),
-        ("code", """\
+neighbourhood.""",
+        ),
+        (
+            "code",
+            """\
 hb = load_model("hb_s4=random", device="cpu", seed=SEED)
 hb_kernels = kernel_maps(hb.model, name=hb.name, at=(0, -1))
 fig = plot_kernels(hb_kernels)
 plt.close(fig)  # shown once, as the cell's value
-fig"""),
-        ("md", """\
+fig""",
+        ),
+        (
+            "md",
+            """\
 The arrays behind the figures are plain numpy arrays. `save` writes them to `kernels_<model>.npz`
 (the file `hpx-analyze kernels` writes) and `KernelResult.load` reads them back; `to_frame` lists
-what each stage shows:"""),
-        ("code", """\
+what each stage shows:""",
+        ),
+        (
+            "code",
+            """\
 import tempfile
 from hpx_analysis.kernels import KernelResult
 with tempfile.TemporaryDirectory() as folder:
     print(hb_kernels.save(folder).name)
     again = KernelResult.load(folder, hb.name)
 print(again.stages[0].mean.shape, (again.stages[0].mean == hb_kernels.stages[0].mean).all())
-again.to_frame()"""),
+again.to_frame()""",
+        ),
     ],
     "coverage.ipynb": [
-        ("md", """\
+        (
+            "md",
+            """\
 # Relative feature-map coverage of the learned decay windows
 
 Each H_px kernel is multiplied by a learned exponential decay window. Setting every window value
@@ -143,8 +196,12 @@ and ordinary convolutions as kernel size / feature-map size, so mixed models sha
 
 Models: S4 with a **seeded random init**: the windows are at their initial decay rates, so
 the curves show the initialisation. With published S18 weights (`hpx_s18`, `c_hpx_s18`,
-`hpx_a_s18`) you get the paper's figure."""),
-        ("code", SETUP + """
+`hpx_a_s18`) you get the paper's figure.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
 
 import pandas as pd
 
@@ -159,19 +216,31 @@ for spec in ("hpx_s4=random", "hb_s4=random"):
     for note in result.notes:
         print(note)
 blocks = pd.concat(tables, ignore_index=True)
-blocks[["model", "stage", "block", "mixer", "coverage", "diameter", "feature_size", "source"]]"""),
-        ("md", """\
+blocks[["model", "stage", "block", "mixer", "coverage", "diameter", "feature_size", "source"]]""",
+        ),
+        (
+            "md",
+            """\
 H_b windows live on the 1D token axis (coverage = extent in tokens / number of tokens), an extra
-the paper does not plot. The plot puts block depth on the x axis, stage boundaries dashed."""),
-        ("code", """\
+the paper does not plot. The plot puts block depth on the x axis, stage boundaries dashed.""",
+        ),
+        (
+            "code",
+            """\
 fig = plot_coverage(blocks)
 plt.close(fig)  # shown once, as the cell's value
-fig"""),
-        ("md", """\
+fig""",
+        ),
+        (
+            "md",
+            """\
 The threshold matters: a lower threshold keeps more of the slowly decaying tail. The `area`
 reading uses the diameter of the disk with the same area as the non-zero region instead of the
-extent along the axes."""),
-        ("code", """\
+extent along the axes.""",
+        ),
+        (
+            "code",
+            """\
 hpx = load_model("hpx_s4=random", device="cpu", seed=SEED)
 rows = []
 for threshold in (0.01, 0.05, 0.2):
@@ -179,10 +248,13 @@ for threshold in (0.01, 0.05, 0.2):
         b = model_coverage(hpx.model, name=hpx.name, threshold=threshold, reading=reading).blocks
         rows.append({"threshold": threshold, "reading": reading,
                      **{f"S{s + 1}": round(v, 3) for s, v in b.groupby("stage")["coverage"].mean().items()}})
-pd.DataFrame(rows)"""),
+pd.DataFrame(rows)""",
+        ),
     ],
     "truncation_sweep.ipynb": [
-        ("md", """\
+        (
+            "md",
+            """\
 # Truncation sweep: how much of each stage's kernel does the model use?
 
 For one stage at a time, every long-kernel tap outside a centred window of relative size r
@@ -192,8 +264,12 @@ untruncated model's (agreement) and the mean KL divergence from it.
 
 Here: `hpx_s4` with a **seeded random init** on two bundled photographs, three relative sizes.
 With published weights and the IN-1k validation folder (`--images`), top-1 accuracy is reported
-as in the paper."""),
-        ("code", SETUP + """
+as in the paper.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
 
 from hpx_analysis.io.batches import ImageBatches
 from hpx_analysis.io.images import labels_available, list_images, model_eval_transform
@@ -204,22 +280,35 @@ loaded = load_model("hpx_s4=random", device="cpu", seed=SEED)
 items = list_images(None, 2)
 print("labels:", labels_available(items))
 batches = ImageBatches(items, model_eval_transform(loaded.model), batch_size=2)
-print("relative size that keeps the whole kernel, per stage:", full_rel_sizes(loaded.model))"""),
-        ("md", """\
+print("relative size that keeps the whole kernel, per stage:", full_rel_sizes(loaded.model))""",
+        ),
+        (
+            "md",
+            """\
 The features entering each stage are computed once per batch and reused for every setting of
 that stage, so the sweep costs about one partial forward pass per (stage, size). The result is a
-long table: one row per (stage, relative size, metric); `stage == -1` is the untruncated model."""),
-        ("code", """\
+long table: one row per (stage, relative size, metric); `stage == -1` is the untruncated model.""",
+        ),
+        (
+            "code",
+            """\
 result = truncation_sweep(loaded.model, batches, name=loaded.name, rel_sizes=(0.25, 0.5, 2.0))
 print(result.n_images, "images;", *result.notes)
-result.table.pivot_table(index=["metric", "stage"], columns="rel_size", values="value")"""),
-        ("md", """\
+result.table.pivot_table(index=["metric", "stage"], columns="rel_size", values="value")""",
+        ),
+        (
+            "md",
+            """\
 At r = 2 the whole kernel is kept (zero KL); small windows change the output most in the stages
-whose kernels carry the most weight far from the centre."""),
-        ("code", """\
+whose kernels carry the most weight far from the centre.""",
+        ),
+        (
+            "code",
+            """\
 fig = plot_truncation(result.table, metric="kl")
 plt.close(fig)  # shown once, as the cell's value
-fig"""),
+fig""",
+        ),
     ],
 }
 

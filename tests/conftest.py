@@ -1,6 +1,7 @@
 """Shared fixtures: small (S4) models of the family, the bundled photographs, and a process
 left as the tests found it (the app's start-up changes the C allocator's settings and the
 warning format; in-process CLI runs must not)."""
+
 from __future__ import annotations
 
 import warnings

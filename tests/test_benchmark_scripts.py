@@ -1,18 +1,15 @@
 """The benchmark scripts' own logic: the device check (run on the CPU here) and the
 published baseline's batched ERF pass."""
-from __future__ import annotations
 
-import sys
-from pathlib import Path
+from __future__ import annotations
 
 import numpy as np
 import timm
 import torch
 
 import hpx_analysis  # noqa: F401  (registers the models)
-from hpx_analysis.models.fast import mkl_irfft2
-
 from benchmarks import cuda_check, erf_benchmark, irfft2_backends
+from hpx_analysis.models.fast import mkl_irfft2
 
 
 def test_compare_on_constructed_matrices():
@@ -39,7 +36,7 @@ def test_published_batched_pass_is_the_sum_of_single_images():
     model = timm.create_model("hpx_former_s4").eval()
     x = torch.randn(3, 3, 64, 64)
     batched = erf_benchmark._published_erf_batch(model, x)
-    singles = sum(erf_benchmark._published_erf_batch(model, x[i:i + 1]) for i in range(3))
+    singles = sum(erf_benchmark._published_erf_batch(model, x[i : i + 1]) for i in range(3))
     assert batched.shape == (64, 64)
     np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-6 * singles.max())
 

@@ -1,4 +1,5 @@
 """``hpx-analyze kernels``, ``coverage`` and ``truncation`` end to end on S4 models."""
+
 import json
 
 import numpy as np
@@ -19,8 +20,9 @@ def invoke(*args):
 
 
 def test_kernels_writes_npz_and_png(tmp_path):
-    r = invoke("kernels", "-m", "hpx_s4=random", "-m", "hb_s4=random", "--at", "0,-1", "--channel", "3",
-               "--out", tmp_path)
+    r = invoke(
+        "kernels", "-m", "hpx_s4=random", "-m", "hb_s4=random", "--at", "0,-1", "--channel", "3", "--out", tmp_path
+    )
     assert r.exit_code == 0, r.output
     for name in ("hpx_former_s4", "hb_former_s4"):
         assert (tmp_path / f"kernels_{name}.png").stat().st_size > 0
@@ -68,8 +70,23 @@ def test_coverage_help_and_bad_reading(tmp_path):
 
 
 def test_truncation_bundled_images(tmp_path):
-    r = invoke("truncation", "-m", "hpx_s4=random", "--size", 64, "--num-images", 2, "--rel-sizes", "0.3,2",
-               "--stages", "2,3", "--batch-size", 2, "--out", tmp_path)
+    r = invoke(
+        "truncation",
+        "-m",
+        "hpx_s4=random",
+        "--size",
+        64,
+        "--num-images",
+        2,
+        "--rel-sizes",
+        "0.3,2",
+        "--stages",
+        "2,3",
+        "--batch-size",
+        2,
+        "--out",
+        tmp_path,
+    )
     assert r.exit_code == 0, r.output
     assert "no accuracy" in r.text
     df = pd.read_csv(tmp_path / "truncation.csv")
@@ -90,8 +107,23 @@ def _image_tree(root, folders):
 
 def test_truncation_synset_folders_give_accuracy(tmp_path):
     _image_tree(tmp_path / "val", ["n01440764", "n01443537"])
-    r = invoke("truncation", "-m", "hpx_s4=random", "--images", tmp_path / "val", "--size", 64,
-               "--rel-sizes", "0.5", "--stages", "3", "--crop-pct", "0.9", "--out", tmp_path / "o")
+    r = invoke(
+        "truncation",
+        "-m",
+        "hpx_s4=random",
+        "--images",
+        tmp_path / "val",
+        "--size",
+        64,
+        "--rel-sizes",
+        "0.5",
+        "--stages",
+        "3",
+        "--crop-pct",
+        "0.9",
+        "--out",
+        tmp_path / "o",
+    )
     assert r.exit_code == 0, r.output
     df = pd.read_csv(tmp_path / "o" / "truncation.csv")
     assert {"top1", "top5", "agreement", "kl"} == set(df.metric)

@@ -1,4 +1,5 @@
 """``hpx-analyze erf`` end to end on a small model and its bad-input cases."""
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,20 @@ def make_folder(root, n=3, seed=0):
 
 def test_cli_writes_every_file(tmp_path):
     out = tmp_path / "out"
-    result, text = invoke(BASE + ["--model", "hb_s4=random", "--num-images", "2", "--batch-size", "2",
-                                  "--out", str(out)])
+    result, text = invoke(
+        BASE + ["--model", "hb_s4=random", "--num-images", "2", "--batch-size", "2", "--out", str(out)]
+    )
     assert result.exit_code == 0, text
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["erf.pdf", "erf.png", "erf_hb_former_s4.json", "erf_hb_former_s4.npy",
-                     "erf_hpx_former_s4.json", "erf_hpx_former_s4.npy", "erf_metrics.csv"]
+    assert names == [
+        "erf.pdf",
+        "erf.png",
+        "erf_hb_former_s4.json",
+        "erf_hb_former_s4.npy",
+        "erf_hpx_former_s4.json",
+        "erf_hpx_former_s4.npy",
+        "erf_metrics.csv",
+    ]
     matrix = np.load(out / "erf_hpx_former_s4.npy")
     assert matrix.dtype == np.float64 and matrix.shape == (64, 64) and matrix.max() > 0
     meta = json.loads((out / "erf_hpx_former_s4.json").read_text())
@@ -101,8 +110,9 @@ def test_cli_resume_after_interruption(tmp_path, monkeypatch):
     meta = json.loads((out / "erf_hpx_former_s4.json").read_text())
     assert meta["num_images"] == 3 and len(set(meta["images_used"])) == 3
     assert meta["batch_size"] == 1 and meta["images_per_pass"] == 1  # the CPU default
-    np.testing.assert_allclose(np.load(out / "erf_hpx_former_s4.npy"),
-                               np.load(tmp_path / "full" / "erf_hpx_former_s4.npy"), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.load(out / "erf_hpx_former_s4.npy"), np.load(tmp_path / "full" / "erf_hpx_former_s4.npy"), rtol=1e-12
+    )
     assert not list(out.glob("*.partial*"))  # partial state removed after writing
 
 
@@ -121,13 +131,16 @@ def test_cli_skips_bad_images_and_lists_them(tmp_path):
     assert "skipped" in text
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--images", "/nonexistent/folder"], "image folder not found"),
-    (["--precision", "bf16"], "needs CUDA"),
-    (["--method", "occlusion"], "Invalid value for '--method'"),
-    (["--size", "8"], "--size must be at least"),
-    (["--model", "no_such_model_xyz"], "unknown model"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--images", "/nonexistent/folder"], "image folder not found"),
+        (["--precision", "bf16"], "needs CUDA"),
+        (["--method", "occlusion"], "Invalid value for '--method'"),
+        (["--size", "8"], "--size must be at least"),
+        (["--model", "no_such_model_xyz"], "unknown model"),
+    ],
+)
 def test_cli_bad_input_is_one_clear_message(tmp_path, extra, message):
     out = tmp_path / "out"
     result, text = invoke(BASE + extra + ["--out", str(out)])
@@ -154,9 +167,18 @@ def test_plot_erf_shared_scale_and_titles():
 
     a = np.zeros((9, 9))
     a[4, 4] = 99.0
-    res = ErfResult(matrix=a, used=["x"], skipped=[], nonfinite_values=0, seconds=1.0, method="grad",
-                    precision="fp32", input_size=(9, 9), device="cpu",
-                    settings={"model": "hpx_former_s4", "weights": "random init (seed 0)"})
+    res = ErfResult(
+        matrix=a,
+        used=["x"],
+        skipped=[],
+        nonfinite_values=0,
+        seconds=1.0,
+        method="grad",
+        precision="fp32",
+        input_size=(9, 9),
+        device="cpu",
+        settings={"model": "hpx_former_s4", "weights": "random init (seed 0)"},
+    )
     fig = plot_erf([res, res])
     axes = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in axes] == ["hpx_former_s4\nrandom init (seed 0)"] * 2
@@ -174,9 +196,11 @@ def test_plot_erf_shared_scale_and_titles():
 def test_cli_grad_checkpointing_gives_the_same_matrix(tmp_path):
     plain, ckpt = tmp_path / "plain", tmp_path / "ckpt"
     for out, extra in ((plain, []), (ckpt, ["--grad-checkpointing"])):
-        result, text = invoke(["erf", "--size", "64", "--model", "hpx_s4=random", "--num-images", "1",
-                               "--out", str(out)] + extra)
+        result, text = invoke(
+            ["erf", "--size", "64", "--model", "hpx_s4=random", "--num-images", "1", "--out", str(out)] + extra
+        )
         assert result.exit_code == 0, text
-    np.testing.assert_allclose(np.load(ckpt / "erf_hpx_former_s4.npy"), np.load(plain / "erf_hpx_former_s4.npy"),
-                               rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(
+        np.load(ckpt / "erf_hpx_former_s4.npy"), np.load(plain / "erf_hpx_former_s4.npy"), rtol=1e-5, atol=1e-12
+    )
     assert json.loads((ckpt / "erf_hpx_former_s4.json").read_text())["grad_checkpointing"] is True

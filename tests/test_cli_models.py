@@ -1,4 +1,5 @@
 """`hpx-analyze models` and the shared CLI error handling."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ from typer.testing import CliRunner
 import hpx_analysis  # noqa: F401
 from hpx_analysis.cli.common import ModelOption, fail, model_specs, progress, user_errors
 from hpx_analysis.cli.main import app
-from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED
 from hpx_analysis.io.weights import load_model
+from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED
 
 MANIFEST = "official_checkpoints.json"
 
@@ -62,8 +63,7 @@ def test_counts_and_mixers_match_real_models(listing):
     for name in ("hpx_former_s4", "hb_former_s4"):
         model = timm.create_model(name)
         assert rows[name]["params"] == sum(p.numel() for p in model.parameters())
-    assert rows["hpx_former_s18"]["mixers"] == ["HyenaPixel ×3", "HyenaPixel ×3",
-                                                "HyenaPixel ×9", "HyenaPixel ×3"]
+    assert rows["hpx_former_s18"]["mixers"] == ["HyenaPixel ×3", "HyenaPixel ×3", "HyenaPixel ×9", "HyenaPixel ×3"]
     assert rows["hpx_a_former_s18"]["mixers"][2:] == ["Attention ×9", "Attention ×3"]
     assert [m.split(" ×")[0] for m in rows["c_hpx_former_s18"]["mixers"][:2]] == ["SepConv"] * 2
     assert [int(m.split(" ×")[1]) for m in rows["hpx_former_b36"]["mixers"]] == [3, 12, 18, 3]
@@ -99,7 +99,8 @@ def _demo_app() -> typer.Typer:
     demo = typer.Typer()
 
     @demo.command()
-    def run(model: ModelOption = ["hpx_s4=random"]) -> None:
+    def run(model: ModelOption = None) -> None:
+        model = model or ["hpx_s4=random"]
         with user_errors():
             for spec in model_specs(model):
                 load_model(spec)
@@ -111,12 +112,15 @@ def _demo_app() -> typer.Typer:
     return demo
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["run", "--model", "hpx_s19"], "unknown model 'hpx_s19'"),
-    (["run", "--model", "hpx_s4=/no/such/file.pth"], "checkpoint file not found"),
-    (["run", "--model", "hpx_s18=pretrained"], "published weights for hpx_former_s18 are not available"),
-    (["other"], "something [bad] happened across lines"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["run", "--model", "hpx_s19"], "unknown model 'hpx_s19'"),
+        (["run", "--model", "hpx_s4=/no/such/file.pth"], "checkpoint file not found"),
+        (["run", "--model", "hpx_s18=pretrained"], "published weights for hpx_former_s18 are not available"),
+        (["other"], "something [bad] happened across lines"),
+    ],
+)
 def test_errors_are_one_line_without_traceback(args, fragment):
     result = CliRunner().invoke(_demo_app(), args)
     assert result.exit_code == 2

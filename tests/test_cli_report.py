@@ -1,11 +1,12 @@
 """``hpx-analyze report``: weights choice and bad input (the full run is tests/test_figures_current.py)."""
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from hpx_analysis.cli.main import app
-from hpx_analysis.report import FULL, QUICK, UnusedModelWeightsError, markdown_table, weights_chooser
 from hpx_analysis.io.weights import WeightsError
+from hpx_analysis.report import FULL, QUICK, UnusedModelWeightsError, markdown_table, weights_chooser
 
 runner = CliRunner()
 
@@ -34,12 +35,15 @@ def test_weights_chooser_rejects_unknown_and_unused_models():
         weights_chooser("random", ["resnet18=random"])
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--images", "/no/such/folder"), "image folder not found"),
-    (("--model-weights", "no_such_model_xyz=random"), "unknown model"),
-    (("--model-weights", "resnet18=random"), "does not use"),
-    (("--device", "tpu"), "Invalid value for '--device'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--images", "/no/such/folder"), "image folder not found"),
+        (("--model-weights", "no_such_model_xyz=random"), "unknown model"),
+        (("--model-weights", "resnet18=random"), "does not use"),
+        (("--device", "tpu"), "Invalid value for '--device'"),
+    ],
+)
 def test_report_bad_input_is_one_message_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "rep"
     r = invoke("report", "--quick", "--out", out, *args)
@@ -51,4 +55,8 @@ def test_report_bad_input_is_one_message_and_writes_nothing(tmp_path, args, mess
 def test_markdown_table():
     df = pd.DataFrame({"a": ["x|y", "z"], "b": [0.000123456, float("nan")], "c": [1, 2]})
     assert markdown_table(df).splitlines() == [
-        "| a | b | c |", "| --- | --- | --- |", "| x\\|y | 1.235e-04 | 1 |", "| z |  | 2 |"]
+        "| a | b | c |",
+        "| --- | --- | --- |",
+        "| x\\|y | 1.235e-04 | 1 |",
+        "| z |  | 2 |",
+    ]

@@ -1,6 +1,7 @@
 """Regional compilation for the ERF: which blocks are compiled, the model left as found,
 the same matrix as without compiling (dynamo and AOTAutograd through the custom autograd
 functions; the "aot_eager" backend keeps the test fast: no code generation)."""
+
 from __future__ import annotations
 
 import functools
@@ -13,8 +14,8 @@ from torch import nn
 
 import hpx_analysis  # noqa: F401  (registers the models)
 import hpx_analysis.erf.compute as erf_module
-from hpx_analysis.execution.compiled import compiling, repeated_blocks
 from hpx_analysis.erf import compute_erf
+from hpx_analysis.execution.compiled import compiling, repeated_blocks
 
 
 class Block(nn.Module):
@@ -44,7 +45,10 @@ def test_repeated_blocks_are_the_innermost_uniform_children():
     model = Nested()
     found = repeated_blocks(model)
     assert [(container, name) for container, name, _ in found] == [
-        (model.stages[0], "0"), (model.stages[0], "1"), (model.stages[1], "0")]
+        (model.stages[0], "0"),
+        (model.stages[0], "1"),
+        (model.stages[1], "0"),
+    ]
     assert all(isinstance(block, Block) for _, _, block in found)
     s4 = timm.create_model("hpx_former_s4")
     kinds = [type(block).__name__ for _, _, block in repeated_blocks(s4)]

@@ -1,4 +1,5 @@
 """Window coverage (Fig. 6) against hand-computed diameters."""
+
 import math
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_per_channel_mean(hpx_s4):
     with torch.no_grad():
         filt.deltas.fill_(1.0)
         filt.shift.fill_(0.0)
-        filt.deltas[0, 0] = 1e-6   # channel 0: no decay -> the whole 13-tap row
+        filt.deltas[0, 0] = 1e-6  # channel 0: no decay -> the whole 13-tap row
     res = model_coverage(hpx_s4)
     ch = res.channels[res.channels.stage == 3].sort_values("channel")
     assert ch.coverage.iloc[0] == pytest.approx(13 / 7)
@@ -81,7 +82,7 @@ def test_per_channel_mean(hpx_s4):
 
 def test_axis_extent_counts_outermost_taps():
     win = torch.zeros(1, 7, 7)
-    win[0, 3, [1, 3, 4]] = 1.0   # gap at 2: the extent is still from 1 to 4
+    win[0, 3, [1, 3, 4]] = 1.0  # gap at 2: the extent is still from 1 to 4
     win[0, [3], 3] = 1.0
     rows, cols = axis_extents(win)
     assert rows.tolist() == [4.0] and cols.tolist() == [1.0]

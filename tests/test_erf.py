@@ -1,5 +1,6 @@
 """ERF computation: closed-form cases, exact batching, caller's model untouched, non-finite
 gradients, captum methods, resume and the two-process gloo run."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,16 @@ import torch
 from torch import nn
 
 import hpx_analysis  # noqa: F401  (registers the models)
-from hpx_analysis.erf import (ErfError, KeyedInput, accumulate_erf, centre_unit, compute_erf, contribution_maps,
-                              frozen_for_erf, last_feature_map)
+from hpx_analysis.erf import (
+    ErfError,
+    KeyedInput,
+    accumulate_erf,
+    centre_unit,
+    compute_erf,
+    contribution_maps,
+    frozen_for_erf,
+    last_feature_map,
+)
 from hpx_analysis.erf.run import partial_files, run_erf
 from hpx_analysis.erf.state import ErfAccumulator, ErfStateError
 
@@ -55,9 +64,15 @@ class SmallNet(nn.Module):
     def __init__(self, seed: int = 2):
         super().__init__()
         torch.manual_seed(seed)
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.GELU(), nn.Dropout(0.5),
-                                  nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                  nn.Conv2d(8, 6, 3, padding=2, dilation=2)).double()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.GELU(),
+            nn.Dropout(0.5),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 6, 3, padding=2, dilation=2),
+        ).double()
         with torch.no_grad():
             self.body[1].running_mean.uniform_(-0.5, 0.5)
             self.body[1].running_var.uniform_(0.5, 2.0)
@@ -89,12 +104,12 @@ def expected_conv_map(model: ConvFeatures, x: torch.Tensor) -> np.ndarray:
     h, wd = x.shape[-2:]
     ci, cj = h // 2, wd // 2
     xp = np.pad(x.numpy(), ((0, 0), (k // 2, k // 2), (k // 2, k // 2)))
-    patch = xp[:, ci: ci + k, cj: cj + k]  # the input window seen by the centre unit
+    patch = xp[:, ci : ci + k, cj : cj + k]  # the input window seen by the centre unit
     y = (w * patch[None]).sum((1, 2, 3)) + b
     grad_window = w[y > 0].sum(0)  # (3, k, k)
     grad = np.zeros((3, h + 2 * (k // 2), wd + 2 * (k // 2)))
-    grad[:, ci: ci + k, cj: cj + k] = grad_window
-    grad = grad[:, k // 2: k // 2 + h, k // 2: k // 2 + wd]
+    grad[:, ci : ci + k, cj : cj + k] = grad_window
+    grad = grad[:, k // 2 : k // 2 + h, k // 2 : k // 2 + wd]
     return np.maximum(grad, 0).sum(0)
 
 
@@ -158,8 +173,13 @@ def test_batching_hyenapixel_float32():
 
 
 def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+    return sum(
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for m in model.modules()
+    )
 
 
 def test_callers_model_left_as_found():
@@ -344,6 +364,7 @@ def test_tf32_mode_sets_tf32_and_restores_the_callers_flags():
 def test_an_interrupt_keeps_the_batch_computed_before_it():
     """Batches are pipelined (a batch is added while the next one is computed): a failure in
     the second batch must still add the first, once."""
+
     class FailsOnSecondBatch(ConvFeatures):
         calls = 0
 
@@ -504,8 +525,16 @@ def test_keyed_inputs_are_resumed_by_key():
 def test_two_gloo_processes_equal_single_process(tmp_path):
     out = tmp_path / "dist"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(HERE / "helpers" / "erf_dist_worker.py"), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "helpers" / "erf_dist_worker.py"),
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import importlib.util
@@ -521,8 +550,10 @@ def test_two_gloo_processes_equal_single_process(tmp_path):
     assert meta["world_size"] == 2
     assert sorted(meta["used"]) == sorted(single.used)
     np.testing.assert_allclose(dist_matrix, single.matrix, rtol=1e-12)
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("erf_worker.partial")) == \
-        ["matrix.npy", "meta.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("erf_worker.partial")) == [
+        "matrix.npy",
+        "meta.json",
+    ]
 
 
 def test_centre_vector_of_our_models_gives_the_erf_of_the_whole_feature_map():

@@ -1,11 +1,21 @@
 """ERF metrics on constructed matrices with known answers."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hpx_analysis.erf.metrics import (anisotropy, axis_mass_fractions, centre_of_mass_offset, dead_fraction,
-                                      erf_metrics, mass_radius, radial_profile, replknet_scale, replknet_squares)
+from hpx_analysis.erf.metrics import (
+    anisotropy,
+    axis_mass_fractions,
+    centre_of_mass_offset,
+    dead_fraction,
+    erf_metrics,
+    mass_radius,
+    radial_profile,
+    replknet_scale,
+    replknet_squares,
+)
 
 
 def delta(n=21, value=5.0, at=None):
@@ -35,7 +45,7 @@ def test_uniform_matrix_squares_and_none():
     sq = replknet_squares(np.ones((n, n)))
     # a centred square of side s holds s^2 / n^2 of a uniform mass (scaling keeps it uniform)
     for t, side in zip((0.2, 0.3, 0.5), sq["side"][:3]):
-        assert side ** 2 / n ** 2 > t and (side - 2) ** 2 / n ** 2 <= t
+        assert side**2 / n**2 > t and (side - 2) ** 2 / n**2 <= t
     assert list(sq["side"][:3]) == [11, 13, 15]
     # the largest candidate (side 19) holds 361/441 < 0.99: no square qualifies
     assert sq["side"].iloc[3] is None and sq["area_ratio"].iloc[3] is None
@@ -47,10 +57,10 @@ def test_uniform_matrix_squares_and_none():
 def test_centred_block_of_known_size(half):
     n = 31
     m = np.zeros((n, n))
-    m[15 - half: 16 + half, 15 - half: 16 + half] = 3.0
+    m[15 - half : 16 + half, 15 - half : 16 + half] = 3.0
     sq = replknet_squares(m, thresholds=(0.5, 0.99))
     assert sq["side"].iloc[1] == 2 * half + 1
-    assert sq["area_ratio"].iloc[1] == pytest.approx((2 * half + 1) ** 2 / n ** 2)
+    assert sq["area_ratio"].iloc[1] == pytest.approx((2 * half + 1) ** 2 / n**2)
     # radial profile: everything is within the block's corner distance
     prof = radial_profile(m)
     corner = int(np.ceil(np.hypot(half, half)))
@@ -110,8 +120,16 @@ def test_erf_metrics_keys_and_bad_input():
     out = erf_metrics(np.random.default_rng(0).random((16, 16)))
     for t in (0.2, 0.3, 0.5, 0.99):
         assert f"square_side_t{t}" in out and f"square_area_t{t}" in out
-    for key in ("r50_px", "r90_px", "r50_rel", "com_offset_px", "anisotropy", "dead_fraction",
-                "centre_row_mass", "centre_col_mass"):
+    for key in (
+        "r50_px",
+        "r90_px",
+        "r50_rel",
+        "com_offset_px",
+        "anisotropy",
+        "dead_fraction",
+        "centre_row_mass",
+        "centre_col_mass",
+    ):
         assert key in out
     assert out["r50_px"] <= out["r90_px"]
     with pytest.raises(ValueError, match="negative"):

@@ -1,5 +1,6 @@
 """The ERF of compute_erf against the protocol written out with plain autograd, with the
 fast paths of frozen models on and off (HPX_ANALYSIS_FAST)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,6 @@
 """The fixed-weight layers of hpx_analysis.models.fast against plain PyTorch (autograd in float64
 where the path allows it)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ def _mlp(dim=24, seed=0):
     return mlp
 
 
-@pytest.mark.parametrize("block_rows", [7, 64, 10 ** 6])
+@pytest.mark.parametrize("block_rows", [7, 64, 10**6])
 def test_fixed_weight_mlp_equals_the_plain_mlp(block_rows, monkeypatch):
     mlp = _mlp().eval().requires_grad_(False)
     monkeypatch.setattr(FastMlp, "cpu_block_rows", block_rows)  # 7: many blocks, a ragged last one
@@ -113,8 +114,11 @@ def test_fixed_depthwise_conv1d_input_gradient_equals_conv1d(token_major):
     torch.manual_seed(int(token_major))
     conv = DepthwiseConv1d(6, 3).double().eval().requires_grad_(False)
     conv.__class__ = FastDepthwiseConv1d
-    x = torch.randn(2, 17, 6, dtype=torch.float64).transpose(1, 2) if token_major else \
-        torch.randn(2, 6, 17, dtype=torch.float64)
+    x = (
+        torch.randn(2, 17, 6, dtype=torch.float64).transpose(1, 2)
+        if token_major
+        else torch.randn(2, 6, 17, dtype=torch.float64)
+    )
     out_grad = torch.randn(2, 6, 17, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     y = conv(xa)
@@ -155,11 +159,15 @@ def test_fast_linear_takes_the_fixed_path_only_with_fixed_weights():
         assert "FixedLinear" in type(lin(x).grad_fn).__name__
 
 
-@pytest.mark.parametrize("make_module,make_input", [
-    (lambda: nn.Linear(24, 40), lambda: torch.randn(2, 9, 31, 24)),
-    (lambda: DepthwiseConv2d(6, 5), lambda: torch.randn(2, 6, 11, 9).contiguous(memory_format=torch.channels_last)),
-    (lambda: _mlp(), lambda: torch.randn(2, 5, 9, 24)),
-], ids=["linear", "depthwise_conv", "mlp"])
+@pytest.mark.parametrize(
+    "make_module,make_input",
+    [
+        (lambda: nn.Linear(24, 40), lambda: torch.randn(2, 9, 31, 24)),
+        (lambda: DepthwiseConv2d(6, 5), lambda: torch.randn(2, 6, 11, 9).contiguous(memory_format=torch.channels_last)),
+        (lambda: _mlp(), lambda: torch.randn(2, 5, 9, 24)),
+    ],
+    ids=["linear", "depthwise_conv", "mlp"],
+)
 def test_fixed_weight_paths_backward_after_an_autocast_forward(make_module, make_input):
     # on CUDA the backward runs outside the forward's autocast region: the hand-written
     # backward passes must accept half-precision gradients next to float32 weights
@@ -173,7 +181,9 @@ def test_fixed_weight_paths_backward_after_an_autocast_forward(make_module, make
     with fast_paths(module):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = module(xa)
-        (grad,) = torch.autograd.grad(y, xa, torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype))
+        (grad,) = torch.autograd.grad(
+            y, xa, torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype)
+        )
     assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
     assert (grad - grad_ref).abs().sum() / grad_ref.abs().sum() < 0.05  # bfloat16 rounding only
 

@@ -1,5 +1,6 @@
 """Fixed-kernel FFT convolutions (hpx_analysis.models.fast.spectrum) against direct convolutions,
 and the kernel cache of frozen models under fast_paths."""
+
 import pytest
 import timm
 import torch

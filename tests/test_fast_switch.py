@@ -1,5 +1,6 @@
 """The fast-path switch (HPX_ANALYSIS_FAST, set_enabled, fast_paths), the operator probes,
 and whole models with the fast paths against the same models without them."""
+
 from __future__ import annotations
 
 import warnings
@@ -136,11 +137,14 @@ def _probe_warnings(record) -> list[str]:
 @pytest.mark.parametrize("broken", ["missing", "wrong"])
 def test_a_broken_onednn_operator_turns_its_path_off_with_one_warning(monkeypatch, broken):
     if broken == "missing":
+
         def linear_pointwise(*args):
             raise AttributeError("'_OpNamespace' 'mkldnn' object has no attribute '_linear_pointwise'")
     else:
+
         def linear_pointwise(x, packed, bias, attr):
             return torch.zeros(*x.shape[:-1], 6)
+
     monkeypatch.setattr(packed_linear, "_linear_pointwise", linear_pointwise)
     probe.reset(packed_linear.PROBE)
     set_enabled(True)
@@ -166,8 +170,11 @@ def test_a_broken_mkl_inverse_fft_falls_back_to_irfftn_with_one_warning(monkeypa
     if broken == "missing":
         monkeypatch.setattr(mkl_irfft2, "_dfti", None)
     else:
-        monkeypatch.setattr(mkl_irfft2, "_mkl_irfft2", lambda spectrum, shape, stride: torch.fft.irfftn(
-            spectrum, s=shape, dim=(-2, -1)) + 1)
+        monkeypatch.setattr(
+            mkl_irfft2,
+            "_mkl_irfft2",
+            lambda spectrum, shape, stride: torch.fft.irfftn(spectrum, s=shape, dim=(-2, -1)) + 1,
+        )
     probe.reset(mkl_irfft2.PROBE)
     spectrum = torch.fft.rfftn(torch.randn(2, 8, 10), dim=(-2, -1))
     with warnings.catch_warnings(record=True) as record:
@@ -189,8 +196,13 @@ def test_the_probes_report_every_private_path():
 # ----------------------------------------------------------------------------- whole models
 SMALL = dict(depths=(1, 1, 1, 1))
 MODELS = [
-    ("hpx_former_s4", {}), ("hb_former_s4", {}), ("c_hpx_former_s18", SMALL), ("hpx_a_former_s18", SMALL),
-    ("hb_a_former_s18", SMALL), ("hpx_explicit_former_s18", SMALL), ("hpx_sep_former_s18", SMALL),
+    ("hpx_former_s4", {}),
+    ("hb_former_s4", {}),
+    ("c_hpx_former_s18", SMALL),
+    ("hpx_a_former_s18", SMALL),
+    ("hb_a_former_s18", SMALL),
+    ("hpx_explicit_former_s18", SMALL),
+    ("hpx_sep_former_s18", SMALL),
     ("hyena_causal_former_s18", SMALL),
 ]
 

@@ -1,4 +1,5 @@
 """The FFT long convolutions against direct convolutions (F.conv1d / F.conv2d)."""
+
 import itertools
 
 import pytest
@@ -6,7 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from hpx_analysis.models.fft_conv import (
-    causal_fft_conv1d, crop_kernel, direct_conv1d, direct_conv2d, fast_even_len, fft_conv1d, fft_conv2d, fft_size,
+    causal_fft_conv1d,
+    crop_kernel,
+    direct_conv1d,
+    direct_conv2d,
+    fast_even_len,
+    fft_conv1d,
+    fft_conv2d,
+    fft_size,
     next_fast_len,
 )
 

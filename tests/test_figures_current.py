@@ -16,6 +16,7 @@ compares it with the committed figures/ (:func:`hpx_analysis.report.compare_repo
 The quick report uses a seeded random init and the bundled photographs, so it is the same on
 every machine. It takes a few minutes on a 2-core CPU.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -41,8 +42,9 @@ def committed_figures(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("committed")
     try:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "figures"],
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "figures"], check=True, capture_output=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return REPO / "figures"
     import io
@@ -59,7 +61,7 @@ def test_committed_figures_are_the_quick_report(committed_figures):
     md = (committed_figures / "report.md").read_text()
     for section in rp.SECTIONS:
         assert f"]({section}/" in md
-    for link in [line[line.index("](") + 2:-1] for line in md.splitlines() if line.startswith("![")]:
+    for link in [line[line.index("](") + 2 : -1] for line in md.splitlines() if line.startswith("![")]:
         assert (committed_figures / link).is_file(), link
 
 
@@ -96,6 +98,8 @@ def test_figures_match_a_fresh_quick_report(committed_figures, tmp_path):
     build_report(fresh, rp.QUICK, device="cpu", seed=0, command=REGENERATE, log=lambda msg: None)
     diffs = rp.compare_reports(committed_figures, fresh)
     shown = "\n  ".join(diffs[:20]) + (f"\n  ... and {len(diffs) - 20} more" if len(diffs) > 20 else "")
-    assert not diffs, (f"figures/ is stale: {len(diffs)} difference(s) from a fresh quick report "
-                       f"(rtol {rp.RTOL:g}, atol {rp.ATOL:g}):\n  {shown}\n"
-                       f"Regenerate it with `{REGENERATE}` and commit figures/.")
+    assert not diffs, (
+        f"figures/ is stale: {len(diffs)} difference(s) from a fresh quick report "
+        f"(rtol {rp.RTOL:g}, atol {rp.ATOL:g}):\n  {shown}\n"
+        f"Regenerate it with `{REGENERATE}` and commit figures/."
+    )

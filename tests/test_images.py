@@ -1,4 +1,5 @@
 """Image listing, labels, RGB conversion, errors, bundled photographs and transforms."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
-from hpx_analysis.io.images import (BUNDLED_PHOTOS, ImageInputError, ImageItem, ImageLoadError,
-                                 erf_transform, labels_available, list_images, load_rgb,
-                                 model_eval_transform)
+from hpx_analysis.io.images import (
+    BUNDLED_PHOTOS,
+    ImageInputError,
+    ImageItem,
+    ImageLoadError,
+    erf_transform,
+    labels_available,
+    list_images,
+    load_rgb,
+    model_eval_transform,
+)
 
 TENCH, GOLDFISH = "n01440764", "n01443537"  # IN-1k classes 0 and 1
 
@@ -44,8 +53,14 @@ def test_tree_is_listed_recursively_in_sorted_order_with_labels(tree):
     items = list_images(tree)
     relative = [Path(item.path).relative_to(tree).as_posix() for item in items]
     assert relative == [
-        f"{TENCH}/a.jpg", f"{TENCH}/c_gray.png", f"{TENCH}/corrupt.jpg", f"{TENCH}/d_rgba.png",
-        f"{TENCH}/e16.png", f"{TENCH}/sub/f.PNG", f"{TENCH}/tiny.png", f"{GOLDFISH}/b.png",
+        f"{TENCH}/a.jpg",
+        f"{TENCH}/c_gray.png",
+        f"{TENCH}/corrupt.jpg",
+        f"{TENCH}/d_rgba.png",
+        f"{TENCH}/e16.png",
+        f"{TENCH}/sub/f.PNG",
+        f"{TENCH}/tiny.png",
+        f"{GOLDFISH}/b.png",
     ]
     assert [item.label for item in items] == [0] * 7 + [1]
     assert {item.class_name for item in items} == {TENCH, GOLDFISH}
@@ -74,11 +89,14 @@ def test_non_synset_class_folders_have_no_labels(tmp_path):
     assert not ok and "not IN-1k synset ids" in reason and "'cats'" in reason
 
 
-@pytest.mark.parametrize("make, fragment", [
-    (lambda p: p / "nowhere", "not found"),
-    (lambda p: (p / "file.png").write_bytes(b"x") and p / "file.png", "not a folder"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "no image files"),
-])
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda p: p / "nowhere", "not found"),
+        (lambda p: (p / "file.png").write_bytes(b"x") and p / "file.png", "not a folder"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no image files"),
+    ],
+)
 def test_bad_folders_raise_input_error(tmp_path, make, fragment):
     with pytest.raises(ImageInputError, match=fragment):
         list_images(make(tmp_path))
@@ -112,11 +130,14 @@ def test_palette_and_cmyk_convert(tmp_path):
     assert cmyk.mode == "RGB" and cmyk.getpixel((3, 3)) == (255, 255, 255)
 
 
-@pytest.mark.parametrize("name, fragment", [
-    ("corrupt.jpg", "unreadable"),
-    ("tiny.png", "too small"),
-    ("missing.png", "not found"),
-])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("corrupt.jpg", "unreadable"),
+        ("tiny.png", "too small"),
+        ("missing.png", "not found"),
+    ],
+)
 def test_unusable_files_raise_load_error(tree, name, fragment):
     with pytest.raises(ImageLoadError, match=fragment):
         load_rgb(str(tree / TENCH / name))

@@ -1,4 +1,5 @@
 """Kernel maps (Fig. 4): orientation, normalization, picks and the H_b wrap."""
+
 import numpy as np
 import pytest
 import timm
@@ -6,7 +7,11 @@ import torch
 
 import hpx_analysis  # noqa: F401
 from hpx_analysis.kernels import (
-    NoLongKernelsError, kernel_maps, normalize_map, top_energy_channel, wrap_1d_kernel,
+    NoLongKernelsError,
+    kernel_maps,
+    normalize_map,
+    top_energy_channel,
+    wrap_1d_kernel,
 )
 from hpx_analysis.models import fft_conv2d, long_conv_mixers
 
@@ -62,8 +67,8 @@ def test_hb_model_wrap_places_single_tap(hb_s4):
     filt = mixer.filter_fn
     lf = filt.kernel_shape[0]
     k = torch.zeros(mixer.dim, lf)
-    k[0, lf // 2 + 9] = -3.0   # channel 0: one tap, 9 tokens back = one row + two columns
-    k[1:, lf // 2] = 0.5       # others: only the centre tap
+    k[0, lf // 2 + 9] = -3.0  # channel 0: one tap, 9 tokens back = one row + two columns
+    k[1:, lf // 2] = 0.5  # others: only the centre tap
     filt.untruncated_kernel = lambda: k  # instance override: construct the kernel directly
     try:
         res = kernel_maps(hb_s4, channel=0, at=(4, 4))
@@ -97,7 +102,7 @@ def test_2d_orientation_matches_convolution():
 def test_hpx_mean_and_top_energy(hpx_s4):
     res = kernel_maps(hpx_s4, name="hpx_former_s4")
     assert [sk.stage for sk in res.stages] == [0, 1, 2, 3]
-    for sk, (s, b, m) in zip(res.stages, long_conv_mixers(hpx_s4)):
+    for sk, (_, _, m) in zip(res.stages, long_conv_mixers(hpx_s4)):
         k = m.effective_kernel()
         assert sk.mean.shape == tuple(k.shape[1:])
         np.testing.assert_allclose(sk.mean, normalize_map(k.double().mean(0).numpy()))

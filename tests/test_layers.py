@@ -1,4 +1,5 @@
 """The plain building blocks against their definitions (REFERENCE.md) in float64."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,9 @@ def test_pointwise_conv_is_a_1x1_conv_and_keeps_the_channels_last_layout():
     assert conv.weight.shape == (18, 6, 1, 1)
     x = torch.randn(2, 5, 7, 6, dtype=torch.float64).permute(0, 3, 1, 2)  # a view of channels-last memory
     y = conv(x)
-    torch.testing.assert_close(y, torch.einsum("bchw,oc->bohw", x, conv.weight[:, :, 0, 0])
-                               + conv.bias[None, :, None, None])
+    torch.testing.assert_close(
+        y, torch.einsum("bchw,oc->bohw", x, conv.weight[:, :, 0, 0]) + conv.bias[None, :, None, None]
+    )
     assert y.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -50,8 +52,11 @@ def test_depthwise_conv1d_equals_conv1d(token_major):
     # reference: F.conv1d in float64, values and input and weight gradients
     torch.manual_seed(int(token_major))
     conv = DepthwiseConv1d(6, 3).double()
-    x = torch.randn(2, 17, 6, dtype=torch.float64).transpose(1, 2) if token_major else \
-        torch.randn(2, 6, 17, dtype=torch.float64)
+    x = (
+        torch.randn(2, 17, 6, dtype=torch.float64).transpose(1, 2)
+        if token_major
+        else torch.randn(2, 6, 17, dtype=torch.float64)
+    )
     out_grad = torch.randn(2, 6, 17, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     y = conv(xa)

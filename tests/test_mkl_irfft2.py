@@ -1,4 +1,5 @@
 """MKL's 2D inverse real FFT against torch.fft.irfftn (the independent reference)."""
+
 from __future__ import annotations
 
 import platform
@@ -12,8 +13,10 @@ from hpx_analysis.models.fast.mkl_irfft2 import irfft2
 needs_mkl = pytest.mark.skipif(not mkl_irfft2.available(), reason="this PyTorch build exports no MKL DFTI functions")
 
 
-@pytest.mark.skipif(not (platform.system() == "Linux" and platform.machine() == "x86_64"
-                         and torch.backends.mkl.is_available()), reason="PyTorch's x86-64 Linux wheels only")
+@pytest.mark.skipif(
+    not (platform.system() == "Linux" and platform.machine() == "x86_64" and torch.backends.mkl.is_available()),
+    reason="PyTorch's x86-64 Linux wheels only",
+)
 def test_the_mkl_path_is_found_in_x86_linux_wheels():
     # the fast path must not go missing silently where it exists (it would fall back to irfftn)
     assert mkl_irfft2.available()
@@ -73,8 +76,9 @@ def test_falls_back_to_irfftn_where_it_does_not_apply():
     ref = torch.fft.irfftn(spec, s=(6, 8), dim=(-2, -1))
     with mkl_irfft2.torch_fft_only():
         assert torch.equal(irfft2(spec, (6, 8)), ref)
-    assert torch.equal(irfft2(spec.to(torch.complex128), (6, 8)),
-                       torch.fft.irfftn(spec.to(torch.complex128), s=(6, 8), dim=(-2, -1)))
+    assert torch.equal(
+        irfft2(spec.to(torch.complex128), (6, 8)), torch.fft.irfftn(spec.to(torch.complex128), s=(6, 8), dim=(-2, -1))
+    )
     leaf = spec.clone().requires_grad_(True)  # autograd needs torch's op
     irfft2(leaf, (6, 8)).sum().backward()
     assert leaf.grad is not None and leaf.grad.shape == spec.shape

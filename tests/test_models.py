@@ -1,5 +1,6 @@
 """Reference models: checkpoint manifest, forward against an independent functional
 re-statement, timm API, the long-convolution interface and its cache."""
+
 import json
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def test_truncation_zeroes_outside_and_keeps_inside():
     m.set_truncation(0.5)  # 0.5 * 56 = 28 taps wide: |d| <= 13.5 -> 27 taps
     k = m.effective_kernel()
     inside = torch.zeros(111, 111, dtype=torch.bool)
-    inside[55 - 13:55 + 14, 55 - 13:55 + 14] = True
+    inside[55 - 13 : 55 + 14, 55 - 13 : 55 + 14] = True
     assert torch.equal(k[:, inside], full[:, inside])
     assert torch.count_nonzero(k[:, ~inside]) == 0
     m.set_truncation(0.5, "disk")

@@ -1,5 +1,6 @@
 """The notebooks in notebooks/ run top to bottom (nbclient, the venv's ``python3`` kernel) and
 are what ``notebooks/generate.py`` writes (committed without outputs)."""
+
 import importlib.util
 import os
 from pathlib import Path
@@ -38,8 +39,9 @@ def test_notebook_runs(name, tmp_path):
     env_before = os.environ.get("MPLBACKEND")
     os.environ.pop("MPLBACKEND", None)  # let the kernel use its inline backend
     try:
-        client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                resources={"metadata": {"path": str(tmp_path)}})
+        client = NotebookClient(
+            nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        )
         client.execute()
     finally:
         if env_before is not None:

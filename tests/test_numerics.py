@@ -1,5 +1,6 @@
 """full_float32: TF32 and autocast off inside; tf32: TF32 on inside; the caller's settings
 restored after both."""
+
 from __future__ import annotations
 
 import pytest

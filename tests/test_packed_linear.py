@@ -1,4 +1,5 @@
 """oneDNN products with reordered constant weights against F.linear in float64."""
+
 from __future__ import annotations
 
 import gc
@@ -7,19 +8,21 @@ import platform
 import pytest
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 from hpx_analysis.models import fast
 from hpx_analysis.models.fast import packed_linear, weight_cache
 from hpx_analysis.models.fast.fixed_weight import fixed_linear
 
-needs_onednn = pytest.mark.skipif(not fast.available()[packed_linear.PROBE],
-                                  reason="no working oneDNN linear operators in this build")
+needs_onednn = pytest.mark.skipif(
+    not fast.available()[packed_linear.PROBE], reason="no working oneDNN linear operators in this build"
+)
 
 
-@pytest.mark.skipif(not (platform.system() == "Linux" and platform.machine() == "x86_64"
-                         and torch.backends.mkldnn.is_available()), reason="PyTorch's x86-64 Linux wheels only")
+@pytest.mark.skipif(
+    not (platform.system() == "Linux" and platform.machine() == "x86_64" and torch.backends.mkldnn.is_available()),
+    reason="PyTorch's x86-64 Linux wheels only",
+)
 def test_the_packed_path_is_found_in_x86_linux_wheels():
     # the fast path must not go missing silently where it exists
     assert fast.available()[packed_linear.PROBE], fast.probe_report()
@@ -42,8 +45,9 @@ def test_products_equal_f_linear(shape, with_bias):
     g = torch.Generator().manual_seed(len(shape) + shape[0])
     x, w = torch.randn(*shape, generator=g), torch.randn(40, 24, generator=g)
     b = torch.randn(40, generator=g) if with_bias else None
-    _assert_float32_close(packed_linear.linear(x, packed_linear.packed_weight(w, "weight", lambda: w), b),
-                          _reference(x, w, b))
+    _assert_float32_close(
+        packed_linear.linear(x, packed_linear.packed_weight(w, "weight", lambda: w), b), _reference(x, w, b)
+    )
 
 
 @needs_onednn
@@ -68,7 +72,7 @@ def test_cached_weights_are_reused_and_rebuilt_when_their_sources_change():
 @needs_onednn
 def test_cache_entries_go_with_their_owner():
     w = torch.randn(4, 3)
-    packed_linear.packed_weight(w, "weight", lambda: w)
+    packed_linear.packed_weight(w, "weight", lambda: torch.ones(4, 3))
     before = len(weight_cache._cache)
     del w
     gc.collect()

@@ -1,4 +1,5 @@
 """Reading ahead on threads: order, errors as values, bounded look-ahead, early stop."""
+
 from __future__ import annotations
 
 import threading

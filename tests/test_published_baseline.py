@@ -1,9 +1,9 @@
 """The ERF benchmark's published-style baseline (benchmarks/published_metaformer.py) loads
 our weights strictly and computes the same features and input gradients as our model."""
+
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +11,11 @@ import timm
 import torch
 
 import hpx_analysis  # noqa: F401  (registers the models)
+from benchmarks.published_metaformer import PublishedStyleMetaFormer, published_style_copy
 from hpx_analysis.erf import frozen_for_erf
 from hpx_analysis.models.metaformer import SEPCONV, HyenaMetaFormer
 
 from .helpers.fast_switch import FAST_IDS, FAST_MODES, fast_mode
-
-from benchmarks.published_metaformer import PublishedStyleMetaFormer, published_style_copy
 
 # names and shapes of the published checkpoints (copy of shared/reference/official_checkpoints.json)
 CHECKPOINTS = Path(__file__).with_name("data") / "official_checkpoints.json"
@@ -82,8 +81,14 @@ def test_frozen_model_matches_the_baseline(models, fast):
 
 def test_parameter_names_and_shapes_are_the_published_checkpoints():
     ref = json.loads(CHECKPOINTS.read_text())["models"]["hpx_former_s18"]["state_dict"]
-    net = PublishedStyleMetaFormer((3, 3, 9, 3), (64, 128, 320, 512), (111, 55, 27, 13), (32, 32, 48, 64),
-                                   (64, 64, 96, 128), res_scale_stages=(2, 3))
+    net = PublishedStyleMetaFormer(
+        (3, 3, 9, 3),
+        (64, 128, 320, 512),
+        (111, 55, 27, 13),
+        (32, 32, 48, 64),
+        (64, 64, 96, 128),
+        res_scale_stages=(2, 3),
+    )
     assert {k: list(v.shape) for k, v in net.state_dict().items()} == ref
 
 

@@ -1,4 +1,5 @@
 """Token-mixer runtime sweep (Fig. 2): library, plot and `hpx-analyze runtime`."""
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,9 @@ def test_sweep_rows_and_columns(sweep):
 def test_attention_over_budget_is_recorded_and_sweep_continues():
     # 64 px -> 16x16 = 256 tokens, 2 heads: 2 * 256^2 * 4 B = 0.5 MiB > 0.1 MiB budget;
     # 32 px -> 64 tokens: 32 KiB, fits
-    df = rt.measure_mixer_runtime(mixers=("attention", "sepconv"), mode="forward",
-                                  memory_budget_gib=0.1 / 1024, **{**TINY, "repeats": 1})
+    df = rt.measure_mixer_runtime(
+        mixers=("attention", "sepconv"), mode="forward", memory_budget_gib=0.1 / 1024, **{**TINY, "repeats": 1}
+    )
     att = df[df["mixer"] == "attention"].set_index("resolution")
     assert att.loc[32, "status"] == "ok" and att.loc[32, "median_ms"] > 0
     assert att.loc[64, "status"].startswith("oom (estimated")
@@ -56,7 +58,7 @@ def test_attention_score_bytes_match_a_materialised_score_matrix():
     scores = q @ q.transpose(-1, -2)
     assert rt.attention_score_bytes(64) == scores.nelement() * scores.element_size()
     # 896 px, 64 channels (2 heads), float32: 2 * 50176^2 * 4 bytes
-    assert rt.attention_score_bytes(896) == 2 * 50176 ** 2 * 4
+    assert rt.attention_score_bytes(896) == 2 * 50176**2 * 4
 
 
 @pytest.mark.parametrize("name", rt.MIXERS)
@@ -89,7 +91,7 @@ def test_hpx_kernel_covers_the_whole_map(resolution):
 
 def test_hb_kernel_spans_all_token_pairs():
     mixer = rt.build_mixer("hb", 64)
-    assert mixer.effective_kernel().shape == (64, 2 * 16 ** 2 - 1)
+    assert mixer.effective_kernel().shape == (64, 2 * 16**2 - 1)
 
 
 def test_forward_timing_excludes_filter_generation(monkeypatch):
@@ -101,12 +103,14 @@ def test_forward_timing_excludes_filter_generation(monkeypatch):
         return original(self)
 
     monkeypatch.setattr(ImplicitFilter1d, "untruncated_kernel", counting)
-    rt.measure_mixer_runtime(mixers=("hb",), resolutions=(32,), mode="forward", device="cpu", warmup=1, repeats=3,
-                             num_threads=1)
+    rt.measure_mixer_runtime(
+        mixers=("hb",), resolutions=(32,), mode="forward", device="cpu", warmup=1, repeats=3, num_threads=1
+    )
     assert len(calls) == 1  # generated once, in the untimed priming call, then cached
     calls.clear()
-    rt.measure_mixer_runtime(mixers=("hb",), resolutions=(32,), mode="forward_backward", device="cpu",
-                             warmup=1, repeats=3, num_threads=1)
+    rt.measure_mixer_runtime(
+        mixers=("hb",), resolutions=(32,), mode="forward_backward", device="cpu", warmup=1, repeats=3, num_threads=1
+    )
     assert len(calls) == 5  # as in training: every call (priming + warm-up + 3 timed)
 
 
@@ -117,18 +121,25 @@ def test_time_calls_measures_wall_time():
 
 
 def test_slow_mixers_skip_larger_resolutions():
-    df = rt.measure_mixer_runtime(mixers=("hpx",), mode="forward_backward", max_call_s=1e-9,
-                                  **{**TINY, "resolutions": (32, 64, 128), "repeats": 1})
+    df = rt.measure_mixer_runtime(
+        mixers=("hpx",),
+        mode="forward_backward",
+        max_call_s=1e-9,
+        **{**TINY, "resolutions": (32, 64, 128), "repeats": 1},
+    )
     assert list(df["status"][:1]) == ["ok"]
     assert all(s.startswith("skipped: 32 px") for s in df["status"][1:])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(mixers=("conv",)), "unknown mixer"),
-    (dict(resolutions=(30,)), "multiple of the patch size"),
-    (dict(mode="backward"), "unknown mode"),
-    (dict(repeats=0), "repeats"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mixers=("conv",)), "unknown mixer"),
+        (dict(resolutions=(30,)), "multiple of the patch size"),
+        (dict(mode="backward"), "unknown mode"),
+        (dict(repeats=0), "repeats"),
+    ],
+)
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         rt.measure_mixer_runtime(**{**TINY, **kwargs})
@@ -176,10 +187,30 @@ def test_cli_writes_csv_png_and_json(tmp_path):
     from hpx_analysis.cli.main import app
 
     out = tmp_path / "rt"
-    result = CliRunner().invoke(app, [
-        "runtime", "--mixers", "hpx,attention", "--resolutions", "32, 64", "--mode", "forward",
-        "--device", "cpu", "--repeats", "1", "--warmup", "0", "--threads", "1",
-        "--memory-budget-gb", str(0.1 / 1024), "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "runtime",
+            "--mixers",
+            "hpx,attention",
+            "--resolutions",
+            "32, 64",
+            "--mode",
+            "forward",
+            "--device",
+            "cpu",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--memory-budget-gb",
+            str(0.1 / 1024),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "runtime.csv")
     assert list(df.columns) == rt.COLUMNS
@@ -194,12 +225,15 @@ def test_cli_writes_csv_png_and_json(tmp_path):
     assert settings["threads"] == 1 and settings["repeats"] == 1 and settings["modes"] == ["forward"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--mode", "sideways"], "Invalid value for '--mode'"),
-    (["--resolutions", "30"], "multiple of the patch size"),
-    (["--resolutions", "32,abc"], "whole numbers of pixels"),
-    (["--mixers", "conv"], "unknown mixer"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mode", "sideways"], "Invalid value for '--mode'"),
+        (["--resolutions", "30"], "multiple of the patch size"),
+        (["--resolutions", "32,abc"], "whole numbers of pixels"),
+        (["--mixers", "conv"], "unknown mixer"),
+    ],
+)
 def test_cli_rejects_bad_input_without_traceback(tmp_path, args, message):
     from typer.testing import CliRunner
 

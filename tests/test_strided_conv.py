@@ -1,4 +1,5 @@
 """The phase decomposition of a strided convolution's input gradient against autograd's."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,13 +25,16 @@ def _autograd_input_gradient(x, w, stride, padding, grad):
     return g
 
 
-@pytest.mark.parametrize("k, s, p, size", [
-    (7, 4, 2, (64, 64)),   # the MetaFormer stem
-    (7, 4, 2, (37, 45)),   # sizes that are not multiples of the stride
-    (3, 2, 1, (16, 11)),
-    (4, 4, 0, (16, 20)),   # a patchify stem: one tap per phase
-    (5, 3, 3, (14, 13)),   # padding beyond k // 2
-])
+@pytest.mark.parametrize(
+    "k, s, p, size",
+    [
+        (7, 4, 2, (64, 64)),  # the MetaFormer stem
+        (7, 4, 2, (37, 45)),  # sizes that are not multiples of the stride
+        (3, 2, 1, (16, 11)),
+        (4, 4, 0, (16, 20)),  # a patchify stem: one tap per phase
+        (5, 3, 3, (14, 13)),  # padding beyond k // 2
+    ],
+)
 def test_input_gradient_equals_autograd(k, s, p, size):
     g = torch.Generator().manual_seed(k * 100 + s * 10 + p)
     x = torch.randn(2, 3, *size, generator=g, dtype=torch.float64)

@@ -1,5 +1,6 @@
 """Truncation sweeps (Fig. 7): exact masks, no-op at full size, prefix reuse, restore,
 labels, and the two-process gloo run."""
+
 import importlib.util
 import math
 import os
@@ -17,18 +18,20 @@ from PIL import Image
 from torchvision import transforms
 
 import hpx_analysis  # noqa: F401
+from hpx_analysis.execution.distributed import DistContext
 from hpx_analysis.io.batches import ImageBatches
 from hpx_analysis.io.images import labels_available, list_images
 from hpx_analysis.kernels import NoLongKernelsError
 from hpx_analysis.models import long_conv_mixers
-from hpx_analysis.execution.distributed import DistContext
 from hpx_analysis.truncation import BASELINE_STAGE, full_rel_sizes, stage_prefixes, truncation_sweep
 
 HERE = Path(__file__).parent
 
 
 def _load_worker():
-    spec = importlib.util.spec_from_file_location("truncation_dist_worker", HERE / "helpers" / "truncation_dist_worker.py")
+    spec = importlib.util.spec_from_file_location(
+        "truncation_dist_worker", HERE / "helpers" / "truncation_dist_worker.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -80,7 +83,7 @@ def test_truncated_1d_kernel_on_token_axis():
     mixer = [m for s, _, m in long_conv_mixers(hb) if s == 3][0]  # L = 49, Lf = 97
     full = mixer.effective_kernel()
     d = torch.arange(97) - 48
-    keep = d.abs() <= 6   # rel 0.3: (0.3 * 49 - 1) / 2 = 6.85
+    keep = d.abs() <= 6  # rel 0.3: (0.3 * 49 - 1) / 2 = 6.85
     mixer.set_truncation(0.3)
     try:
         k = mixer.effective_kernel()
@@ -128,7 +131,8 @@ def test_prefix_reuse_equals_full_recomputation(model, data):
         ref = model(x)
         ref_logp = F.log_softmax(ref.double(), -1)
         assert _value(res.table, BASELINE_STAGE, None, "top1") == pytest.approx(
-            100 * (ref.argmax(-1) == y).double().mean().item())
+            100 * (ref.argmax(-1) == y).double().mean().item()
+        )
         assert _value(res.table, BASELINE_STAGE, None, "top1") >= 400 / 7
         nontrivial = False
         for s in stages:
@@ -190,8 +194,15 @@ def test_bad_requests_are_clear(model):
 def test_two_gloo_processes_equal_one(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out2 = tmp_path / "two.csv"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "helpers" / "truncation_dist_worker.py"), str(out2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "helpers" / "truncation_dist_worker.py"),
+        str(out2),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = pd.read_csv(out2)

@@ -1,4 +1,5 @@
 """NAME[=WEIGHTS] parsing and model loading: local files, seeds, hub cache, offline fallbacks."""
+
 from __future__ import annotations
 
 import pathlib
@@ -12,8 +13,14 @@ from safetensors.torch import save_file
 
 import hpx_analysis  # noqa: F401  (registers the models)
 from hpx_analysis.io.devices import DeviceError, resolve_device
-from hpx_analysis.io.weights import (LoadedModel, ModelSpec, WeightsError, load_model, parse_model_spec,
-                                     published_weights_cached)
+from hpx_analysis.io.weights import (
+    LoadedModel,
+    ModelSpec,
+    WeightsError,
+    load_model,
+    parse_model_spec,
+    published_weights_cached,
+)
 
 SMALL = "hpx_former_s4"
 INPUT = torch.linspace(-2.0, 2.0, 3 * 64 * 64).reshape(1, 3, 64, 64)
@@ -63,12 +70,15 @@ def test_parse_resolves_aliases_and_modes(tmp_path):
     assert spec == ModelSpec("hpx_former_s4", str(ckpt.resolve()))
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("hpx_s19", "unknown model"),
-    ("hpx_s18=", "empty WEIGHTS"),
-    ("=random", "no model name"),
-    ("resnet18.no_such_tag", "Invalid pretrained tag"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("hpx_s19", "unknown model"),
+        ("hpx_s18=", "empty WEIGHTS"),
+        ("=random", "no model name"),
+        ("resnet18.no_such_tag", "Invalid pretrained tag"),
+    ],
+)
 def test_parse_rejects_bad_specs(text, fragment):
     with pytest.raises(WeightsError, match=fragment):
         parse_model_spec(text)
@@ -122,13 +132,16 @@ def test_auto_for_unpublished_model_goes_straight_to_random(recwarn):
 
 
 # ----------------------------------------------------------------------------- local files
-@pytest.mark.parametrize("filename, wrapper", [
-    ("plain.safetensors", None),
-    ("plain.pth", None),
-    ("wrapped.pth", "state_dict"),
-    ("wrapped.bin", "model"),
-    ("plain.pt", None),
-])
+@pytest.mark.parametrize(
+    "filename, wrapper",
+    [
+        ("plain.safetensors", None),
+        ("plain.pth", None),
+        ("wrapped.pth", "state_dict"),
+        ("wrapped.bin", "model"),
+        ("plain.pt", None),
+    ],
+)
 def test_checkpoint_files_load_exactly(tmp_path, saved_model, filename, wrapper):
     state, logits = saved_model
     path = tmp_path / filename
@@ -205,12 +218,15 @@ def test_pickle_with_code_is_refused_without_running_it(tmp_path, saved_model):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("filename, content, fragment", [
-    ("missing.pth", None, "not found"),
-    ("garbage.pth", b"this is not a checkpoint", "cannot read checkpoint"),
-    ("garbage.safetensors", b"\x00\x01\x02", "cannot read safetensors"),
-    ("weights.txt", b"x", "unsupported checkpoint type"),
-])
+@pytest.mark.parametrize(
+    "filename, content, fragment",
+    [
+        ("missing.pth", None, "not found"),
+        ("garbage.pth", b"this is not a checkpoint", "cannot read checkpoint"),
+        ("garbage.safetensors", b"\x00\x01\x02", "cannot read safetensors"),
+        ("weights.txt", b"x", "unsupported checkpoint type"),
+    ],
+)
 def test_unreadable_files_give_one_clear_error(tmp_path, filename, content, fragment):
     path = tmp_path / filename
     if content is not None:
@@ -239,8 +255,7 @@ def test_auto_offline_hyenapixel_is_the_seeded_random_init(s18_seed0_state):
     with pytest.warns(RuntimeWarning, match="hpx_former_s18: published weights unavailable"):
         loaded = load_model("hpx_s18")
     assert loaded.weights_kind == "random"
-    assert ("HF_HUB_OFFLINE is set and Spravil/hpx_former_s18.westai_in1k is not in the local "
-            "cache") in loaded.weights
+    assert ("HF_HUB_OFFLINE is set and Spravil/hpx_former_s18.westai_in1k is not in the local cache") in loaded.weights
     _assert_same_state(loaded.model, s18_seed0_state)
 
 
@@ -296,8 +311,12 @@ def test_published_weights_come_from_the_local_cache(tmp_path):
 
 def test_hyenapixel_published_bin_loads_from_cache(tmp_path, s18_seed0_state):
     """The official repos hold pytorch_model.bin (no safetensors): found and loaded strictly."""
-    _put_in_hf_cache(tmp_path / "hf-cache", "Spravil/hpx_former_s18.westai_in1k",
-                     "pytorch_model.bin", {"state_dict": s18_seed0_state})
+    _put_in_hf_cache(
+        tmp_path / "hf-cache",
+        "Spravil/hpx_former_s18.westai_in1k",
+        "pytorch_model.bin",
+        {"state_dict": s18_seed0_state},
+    )
     assert published_weights_cached("hpx_s18")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

@@ -1,9 +1,10 @@
 """One model's ERF as the commands and the report compute it: the settings that guard a
 resumed run, the record written beside the matrix, and the run itself."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -12,8 +13,17 @@ from ..io.weights import LoadedModel
 from .result import ErfResult
 from .run import discard_partial, partial_stem, run_erf
 
-__all__ = ["erf_for_model", "default_batch_size", "images_label", "CPU_BATCH_SIZE", "CUDA_BATCH_SIZE",
-           "DEFAULT_NUM_IMAGES", "MIN_SIZE", "GradCheckpointingError", "finish_state"]
+__all__ = [
+    "erf_for_model",
+    "default_batch_size",
+    "images_label",
+    "CPU_BATCH_SIZE",
+    "CUDA_BATCH_SIZE",
+    "DEFAULT_NUM_IMAGES",
+    "MIN_SIZE",
+    "GradCheckpointingError",
+    "finish_state",
+]
 
 DEFAULT_NUM_IMAGES = 50
 # a CPU is busy with one image (batches are slower per image there); on an H100, batch 8 at
@@ -70,17 +80,44 @@ def erf_for_model(
     # a stable description of the weights guards resuming (the full text, which may carry a
     # changing download error, is in the record's "weights")
     weights_key = loaded.weights if loaded.weights_kind != "random" else f"random init (seed {seed})"
-    settings = {"model": loaded.name, "weights": weights_key, "size": size, "method": method,
-                "precision": precision, "ig_steps": ig_steps if method == "integrated_gradients" else None,
-                "images": images_label(images)}
+    settings = {
+        "model": loaded.name,
+        "weights": weights_key,
+        "size": size,
+        "method": method,
+        "precision": precision,
+        "ig_steps": ig_steps if method == "integrated_gradients" else None,
+        "images": images_label(images),
+    }
     stem = partial_stem(state_dir, loaded.name) if state_dir is not None else None
-    result = run_erf(loaded.model, items, settings=settings, state_stem=stem, resume=resume, ctx=ctx, size=size,
-                     batch_size=batch_size, method=method, precision=precision, device=device, ig_steps=ig_steps,
-                     compile_blocks=compile_blocks, progress=progress, on_start=on_start)
+    result = run_erf(
+        loaded.model,
+        items,
+        settings=settings,
+        state_stem=stem,
+        resume=resume,
+        ctx=ctx,
+        size=size,
+        batch_size=batch_size,
+        method=method,
+        precision=precision,
+        device=device,
+        ig_steps=ig_steps,
+        compile_blocks=compile_blocks,
+        progress=progress,
+        on_start=on_start,
+    )
     result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
-    result.run = {"size": size, "batch_size": batch_size, "seed": seed, "images_source": settings["images"],
-                  "grad_checkpointing": grad_checkpointing, "compile": compile_blocks,
-                  "world_size": ctx.world_size, "command": command}
+    result.run = {
+        "size": size,
+        "batch_size": batch_size,
+        "seed": seed,
+        "images_source": settings["images"],
+        "grad_checkpointing": grad_checkpointing,
+        "compile": compile_blocks,
+        "world_size": ctx.world_size,
+        "command": command,
+    }
     return result
 
 

@@ -42,31 +42,42 @@ reduced-precision maps from it is stated in the result (``precision_deviation``)
 :mod:`hpx_analysis.compiled`): same matrix up to float32 rounding, faster on a GPU once
 compiled.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from .result import ErfResult
-from .state import ErfAccumulator
+from ..execution.compiled import compiling
 from ..execution.out_of_memory import is_out_of_memory
 from ..execution.prefetch import prefetched
-from ..execution.compiled import compiling
 from ..models.fast import fast_paths
 from ..models.numerics import full_float32, tf32
+from .result import ErfResult
+from .state import ErfAccumulator
 
 __all__ = [
-    "METHODS", "PRECISIONS", "ErfError", "ErfResult", "compute_erf", "last_feature_map", "centre_unit",
-    "contribution_maps", "maps_that_fit", "frozen_for_erf", "image_key", "KeyedInput",
-    "accumulate_erf", "erf_result",
+    "METHODS",
+    "PRECISIONS",
+    "ErfError",
+    "ErfResult",
+    "compute_erf",
+    "last_feature_map",
+    "centre_unit",
+    "contribution_maps",
+    "maps_that_fit",
+    "frozen_for_erf",
+    "image_key",
+    "KeyedInput",
+    "accumulate_erf",
+    "erf_result",
 ]
 
 METHODS = ("grad", "saliency", "integrated_gradients")
@@ -131,12 +142,14 @@ def _unit_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         else:
             u = centre_unit(last_feature_map(model, x))
         return u if u.dtype == torch.float64 else u.float()
+
     return unit
 
 
 # ----------------------------------------------------------------------------- one batch
-def contribution_maps(model: nn.Module, x: torch.Tensor, method: str = "grad", precision: str = "fp32",
-                      ig_steps: int = 32) -> torch.Tensor:
+def contribution_maps(
+    model: nn.Module, x: torch.Tensor, method: str = "grad", precision: str = "fp32", ig_steps: int = 32
+) -> torch.Tensor:
     """Per-image contribution maps ``(B, H, W)`` (detached; float32, or float64 for a float64
     model) for a batch ``(B, 3, H, W)``.
 
@@ -159,8 +172,9 @@ def contribution_maps(model: nn.Module, x: torch.Tensor, method: str = "grad", p
             from captum.attr import IntegratedGradients
 
             xi = x.detach().clone()
-            attr = IntegratedGradients(unit).attribute(xi, baselines=torch.zeros_like(xi), n_steps=ig_steps,
-                                                       internal_batch_size=xi.shape[0])
+            attr = IntegratedGradients(unit).attribute(
+                xi, baselines=torch.zeros_like(xi), n_steps=ig_steps, internal_batch_size=xi.shape[0]
+            )
             maps = attr.abs().sum(1)
     maps = maps.detach()
     return maps if maps.dtype == torch.float64 else maps.float()
@@ -182,8 +196,9 @@ def _precision_mode(device: torch.device, precision: str):
         yield
 
 
-def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, method: str = "grad", precision: str = "fp32",
-                  ig_steps: int = 32) -> tuple[torch.Tensor, int]:
+def maps_that_fit(
+    model: nn.Module, x: torch.Tensor, chunk: int, method: str = "grad", precision: str = "fp32", ig_steps: int = 32
+) -> tuple[torch.Tensor, int]:
     """:func:`contribution_maps` of ``x`` computed ``chunk`` images at a time; when the device
     runs out of memory the chunk is halved (down to one image) and the pass retried.
     Returns the maps and the chunk that fitted, to start the next batch with. Exact:
@@ -195,8 +210,9 @@ def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, method: str = "
         try:
             if size == x.shape[0]:
                 return contribution_maps(model, x, method, precision, ig_steps), chunk
-            return torch.cat([contribution_maps(model, part, method, precision, ig_steps)
-                              for part in x.split(size)]), size
+            return torch.cat(
+                [contribution_maps(model, part, method, precision, ig_steps) for part in x.split(size)]
+            ), size
         except RuntimeError as exc:
             if size == 1 or not is_out_of_memory(exc):
                 raise
@@ -260,14 +276,22 @@ def _load_input(item, size: int | None) -> torch.Tensor:
     return erf_transform(size)(load_rgb(getattr(item, "path", item)))
 
 
-def _batches(items: Sequence, keys: Sequence[str], batch_size: int, size: int | None, state: ErfAccumulator,
-             loader_threads: int = 0, pin_memory: bool = False):
+def _batches(
+    items: Sequence,
+    keys: Sequence[str],
+    batch_size: int,
+    size: int | None,
+    state: ErfAccumulator,
+    loader_threads: int = 0,
+    pin_memory: bool = False,
+):
     """Yield ``(keys, tensor)`` batches of loadable images; unreadable ones go to ``state.skip``.
     With ``loader_threads`` > 0 the images are read on that many threads, up to two
     batches ahead of the consumer. ``pin_memory``: batches are stacked into page-locked
     memory (for asynchronous copies to a CUDA device)."""
-    loaded = prefetched(lambda i: _load_input(items[i], size), range(len(items)), workers=loader_threads,
-                        ahead=2 * batch_size)
+    loaded = prefetched(
+        lambda i: _load_input(items[i], size), range(len(items)), workers=loader_threads, ahead=2 * batch_size
+    )
     keys_out, tensors = [], []
     for i, t, exc in loaded:
         key = keys[i]
@@ -315,8 +339,9 @@ def _reduce_maps(keys: Sequence[str], maps: torch.Tensor) -> _BatchSum:
     total = torch.where(finite.all(1)[:, None, None], maps, 0).sum(0, dtype=torch.float64)
     if maps.device.type != "cuda":
         return _BatchSum(keys, nonfinite, total, None)
-    host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
-            for t in (nonfinite, total)]
+    host = [
+        torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True) for t in (nonfinite, total)
+    ]
     ready = torch.cuda.Event()
     ready.record()
     return _BatchSum(keys, host[0], host[1], ready)
@@ -406,8 +431,15 @@ def accumulate_erf(
     try:
         with frozen_for_erf(model), _maybe_compiled(model, compile_blocks) as blocks:
             threads = _default_loader_threads(device) if loader_threads is None else loader_threads
-            batches = _batches([t[0] for t in todo], [t[1] for t in todo], batch_size, size, state, threads,
-                               pin_memory=device.type == "cuda")
+            batches = _batches(
+                [t[0] for t in todo],
+                [t[1] for t in todo],
+                batch_size,
+                size,
+                state,
+                threads,
+                pin_memory=device.type == "cuda",
+            )
             # pipelined: while the device works on a batch, the next one is read and stacked
             # and the previous one's reduced maps come back to the host
             for batch_keys, batch in batches:
@@ -417,8 +449,10 @@ def accumulate_erf(
                 if input_size is None:
                     input_size = tuple(batch.shape[-2:])
                 elif tuple(batch.shape[-2:]) != input_size:
-                    raise ErfError(f"all images must have the same size for one ERF: got "
-                                   f"{tuple(batch.shape[-2:])} after {input_size}")
+                    raise ErfError(
+                        f"all images must have the same size for one ERF: got "
+                        f"{tuple(batch.shape[-2:])} after {input_size}"
+                    )
                 x = batch.to(device=device, dtype=dtype, non_blocking=True)
                 maps, chunk = maps_that_fit(model, x, chunk, method, precision, ig_steps)
                 if precision != "fp32" and check_precision and deviation is None:
@@ -436,26 +470,47 @@ def accumulate_erf(
                 _report(progress, on_batch, state, len(pending.keys))
         finally:
             state.seconds += time.perf_counter() - start
-    return {"device": str(device), "precision_deviation": deviation, "compiled_blocks": blocks,
-            "images_per_pass": chunk}
+    return {
+        "device": str(device),
+        "precision_deviation": deviation,
+        "compiled_blocks": blocks,
+        "images_per_pass": chunk,
+    }
 
 
 def _maybe_compiled(model: nn.Module, compile_blocks: bool):
     return compiling(model) if compile_blocks else contextlib.nullcontext(0)
 
 
-def erf_result(state: ErfAccumulator, *, method: str, precision: str, device: str,
-               precision_deviation: dict | None = None, compiled_blocks: int = 0,
-               images_per_pass: int | None = None) -> ErfResult:
+def erf_result(
+    state: ErfAccumulator,
+    *,
+    method: str,
+    precision: str,
+    device: str,
+    precision_deviation: dict | None = None,
+    compiled_blocks: int = 0,
+    images_per_pass: int | None = None,
+) -> ErfResult:
     """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used."""
     if state.count == 0:
         reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in state.skipped[:5])
         raise ErfError("no image could be used for the ERF" + (f" ({reasons})" if reasons else ""))
-    return ErfResult(matrix=state.mean(), used=list(state.used), skipped=list(state.skipped),
-                     nonfinite_values=state.nonfinite_values, seconds=state.seconds, method=method,
-                     precision=precision, input_size=tuple(state.total.shape), device=device,
-                     precision_deviation=precision_deviation, settings=dict(state.settings),
-                     compiled_blocks=compiled_blocks, images_per_pass=images_per_pass)
+    return ErfResult(
+        matrix=state.mean(),
+        used=list(state.used),
+        skipped=list(state.skipped),
+        nonfinite_values=state.nonfinite_values,
+        seconds=state.seconds,
+        method=method,
+        precision=precision,
+        input_size=tuple(state.total.shape),
+        device=device,
+        precision_deviation=precision_deviation,
+        settings=dict(state.settings),
+        compiled_blocks=compiled_blocks,
+        images_per_pass=images_per_pass,
+    )
 
 
 def compute_erf(
@@ -494,13 +549,31 @@ def compute_erf(
     the first time); the number compiled is in the result.
     """
     state = state if state is not None else ErfAccumulator()
-    info = accumulate_erf(model, images, state, size=size, batch_size=batch_size, method=method,
-                          precision=precision, device=device, ig_steps=ig_steps, progress=progress,
-                          on_batch=on_batch, check_precision=check_precision, loader_threads=loader_threads,
-                          compile_blocks=compile_blocks)
-    return erf_result(state, method=method, precision=precision, device=info["device"],
-                      precision_deviation=info["precision_deviation"], compiled_blocks=info["compiled_blocks"],
-                      images_per_pass=info["images_per_pass"])
+    info = accumulate_erf(
+        model,
+        images,
+        state,
+        size=size,
+        batch_size=batch_size,
+        method=method,
+        precision=precision,
+        device=device,
+        ig_steps=ig_steps,
+        progress=progress,
+        on_batch=on_batch,
+        check_precision=check_precision,
+        loader_threads=loader_threads,
+        compile_blocks=compile_blocks,
+    )
+    return erf_result(
+        state,
+        method=method,
+        precision=precision,
+        device=info["device"],
+        precision_deviation=info["precision_deviation"],
+        compiled_blocks=info["compiled_blocks"],
+        images_per_pass=info["images_per_pass"],
+    )
 
 
 def _report(progress, on_batch, state, n: int) -> None:

@@ -5,6 +5,7 @@ Images are sharded round-robin across ranks; at the end the float64 sums are add
 so K processes give the single-process matrix (up to the order of float64 additions,
 about 1e-16 relative). Reported seconds are the slowest rank's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,14 +24,24 @@ def reduce_accumulator(state: ErfAccumulator, ctx: DistContext) -> ErfAccumulato
         return state
     shape = None if state.total is None else tuple(state.total.shape)
     gathered: list = [None] * ctx.world_size
-    dist.all_gather_object(gathered, {"used": state.used, "skipped": state.skipped, "shape": shape,
-                                      "nonfinite": state.nonfinite_values, "seconds": state.seconds})
+    dist.all_gather_object(
+        gathered,
+        {
+            "used": state.used,
+            "skipped": state.skipped,
+            "shape": shape,
+            "nonfinite": state.nonfinite_values,
+            "seconds": state.seconds,
+        },
+    )
     shapes = {g["shape"] for g in gathered if g["shape"] is not None}
     if len(shapes) > 1:
         raise ValueError(f"ranks accumulated maps of different shapes: {sorted(shapes)}")
-    merged = ErfAccumulator(settings=dict(state.settings),
-                            nonfinite_values=sum(g["nonfinite"] for g in gathered),
-                            seconds=max(g["seconds"] for g in gathered))
+    merged = ErfAccumulator(
+        settings=dict(state.settings),
+        nonfinite_values=sum(g["nonfinite"] for g in gathered),
+        seconds=max(g["seconds"] for g in gathered),
+    )
     for g in gathered:
         merged.used.extend(g["used"])
         merged.skipped.extend(g["skipped"])

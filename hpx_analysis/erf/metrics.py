@@ -19,14 +19,24 @@
   - :func:`dead_fraction`: share of pixels whose value is at most ``1e-3`` times the
     maximum (``DEAD_THRESHOLD``).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "THRESHOLDS", "DEAD_THRESHOLD", "replknet_scale", "replknet_squares", "radial_profile", "mass_radius",
-    "centre_of_mass_offset", "anisotropy", "axis_mass_fractions", "dead_fraction", "erf_metrics",
+    "THRESHOLDS",
+    "DEAD_THRESHOLD",
+    "replknet_scale",
+    "replknet_squares",
+    "radial_profile",
+    "mass_radius",
+    "centre_of_mass_offset",
+    "anisotropy",
+    "axis_mass_fractions",
+    "dead_fraction",
+    "erf_metrics",
 ]
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -66,7 +76,7 @@ def replknet_squares(matrix, thresholds=THRESHOLDS) -> pd.DataFrame:
         side = area = None
         if total > 0:
             for i in range(1, min(h, w) // 2):
-                if s[ci - i: ci + i + 1, cj - i: cj + i + 1].sum() / total > t:
+                if s[ci - i : ci + i + 1, cj - i : cj + i + 1].sum() / total > t:
                     side = 2 * i + 1
                     area = side * side / (h * w)
                     break
@@ -78,7 +88,7 @@ def _distances(m: np.ndarray) -> np.ndarray:
     ci, cj = _centre(m)
     rows = np.arange(m.shape[0])[:, None] - ci
     cols = np.arange(m.shape[1])[None, :] - cj
-    return np.sqrt(rows ** 2 + cols ** 2)
+    return np.sqrt(rows**2 + cols**2)
 
 
 def radial_profile(matrix) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """ERF results and their files: ``erf_<model>.npy`` / ``erf_<model>.json`` per model
 (:class:`ErfResult`) and ``erf_metrics.csv`` for several models (:class:`ErfComparison`)."""
+
 from __future__ import annotations
 
 import json
@@ -61,14 +62,21 @@ class ErfResult:
     def as_dict(self) -> dict:
         """Everything except the matrix and the model record, JSON-ready."""
         return {
-            "method": self.method, "precision": self.precision, "input_size": list(self.input_size),
-            "device": self.device, "num_images": self.num_images, "images_used": list(self.used),
-            "images_skipped": list(self.skipped), "nonfinite_values": self.nonfinite_values,
+            "method": self.method,
+            "precision": self.precision,
+            "input_size": list(self.input_size),
+            "device": self.device,
+            "num_images": self.num_images,
+            "images_used": list(self.used),
+            "images_skipped": list(self.skipped),
+            "nonfinite_values": self.nonfinite_values,
             "nonfinite_policy": "images with non-finite gradient values are excluded from the mean",
             "seconds": self.seconds,
             "seconds_per_image": self.seconds / max(1, self.num_images + len(self.skipped)),
-            "precision_deviation": self.precision_deviation, "settings": dict(self.settings),
-            "compiled_blocks": self.compiled_blocks, "images_per_pass": self.images_per_pass,
+            "precision_deviation": self.precision_deviation,
+            "settings": dict(self.settings),
+            "compiled_blocks": self.compiled_blocks,
+            "images_per_pass": self.images_per_pass,
         }
 
     def record(self) -> dict:
@@ -80,9 +88,16 @@ class ErfResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One row: model, weights, method, size, image counts and the metrics (``erf_metrics.csv``)."""
-        row = {"model": self.label, "weights": self.weights, "method": self.method,
-               "size": int(self.settings.get("size", self.input_size[0])), "num_images": self.num_images,
-               "num_skipped": len(self.skipped), "nonfinite_values": self.nonfinite_values, **self.metrics()}
+        row = {
+            "model": self.label,
+            "weights": self.weights,
+            "method": self.method,
+            "size": int(self.settings.get("size", self.input_size[0])),
+            "num_images": self.num_images,
+            "num_skipped": len(self.skipped),
+            "nonfinite_values": self.nonfinite_values,
+            **self.metrics(),
+        }
         return _integer_pixels(pd.DataFrame([row]))
 
     def save(self, out_dir: str | Path) -> Path:
@@ -101,12 +116,19 @@ class ErfResult:
         record = json.loads((out_dir / f"erf_{label}.json").read_text())
         own = {k: record.pop(k) for k in ("model", "weights", "weights_kind")}
         fields = dict(
-            method=record.pop("method"), precision=record.pop("precision"),
-            input_size=tuple(record.pop("input_size")), device=record.pop("device"),
-            used=record.pop("images_used"), skipped=record.pop("images_skipped"),
-            nonfinite_values=record.pop("nonfinite_values"), seconds=record.pop("seconds"),
-            precision_deviation=record.pop("precision_deviation"), settings=record.pop("settings"),
-            compiled_blocks=record.pop("compiled_blocks"), images_per_pass=record.pop("images_per_pass"))
+            method=record.pop("method"),
+            precision=record.pop("precision"),
+            input_size=tuple(record.pop("input_size")),
+            device=record.pop("device"),
+            used=record.pop("images_used"),
+            skipped=record.pop("images_skipped"),
+            nonfinite_values=record.pop("nonfinite_values"),
+            seconds=record.pop("seconds"),
+            precision_deviation=record.pop("precision_deviation"),
+            settings=record.pop("settings"),
+            compiled_blocks=record.pop("compiled_blocks"),
+            images_per_pass=record.pop("images_per_pass"),
+        )
         for key in _DERIVED:
             record.pop(key, None)
         return cls(matrix=matrix, **fields, **own, run=record)

@@ -10,16 +10,17 @@ Without ``resume`` any partial files are removed first. After the final reductio
 partial files stay until the caller has written its outputs and calls
 :func:`discard_partial`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
-from .compute import ErfResult, KeyedInput, accumulate_erf, erf_result, image_key
 from ..execution.distributed import DistContext, broadcast_object
+from .compute import ErfResult, KeyedInput, accumulate_erf, erf_result, image_key
 from .distributed import reduce_accumulator
 from .state import ErfAccumulator, ErfStateError
 
@@ -41,7 +42,7 @@ def partial_files(stem: str | Path) -> list[Path]:
         return []
     found = sorted(stem.parent.glob(f"{stem.name}.rank*.json"))
     stems = [p.with_suffix("") for p in found]
-    return [s for s in stems if s.name[len(stem.name) + 5:].isdigit() and ErfAccumulator.exists(s)]
+    return [s for s in stems if s.name[len(stem.name) + 5 :].isdigit() and ErfAccumulator.exists(s)]
 
 
 def discard_partial(stem: str | Path) -> None:
@@ -55,8 +56,9 @@ def load_partial(stem: str | Path, settings: dict) -> ErfAccumulator:
     for s in partial_files(stem):
         part = ErfAccumulator.load(s)
         if part.settings != settings:
-            raise ErfStateError(f"the partial ERF state {s} was made with other settings ({part.settings}); "
-                                f"start over without resuming")
+            raise ErfStateError(
+                f"the partial ERF state {s} was made with other settings ({part.settings}); start over without resuming"
+            )
         merged = merged.merge(part)
     return merged
 
@@ -122,14 +124,30 @@ def run_erf(
         if stem is not None and batches_seen[0] % save_every == 0:
             st.save(_rank_stem(stem, ctx.rank))
 
-    info = accumulate_erf(model, mine, state, size=size, batch_size=batch_size, method=method,
-                          precision=precision, device=device, ig_steps=ig_steps, progress=progress,
-                          on_batch=save, compile_blocks=compile_blocks)
+    info = accumulate_erf(
+        model,
+        mine,
+        state,
+        size=size,
+        batch_size=batch_size,
+        method=method,
+        precision=precision,
+        device=device,
+        ig_steps=ig_steps,
+        progress=progress,
+        on_batch=save,
+        compile_blocks=compile_blocks,
+    )
     if stem is not None:
         state.save(_rank_stem(stem, ctx.rank))
     merged = reduce_accumulator(state, ctx)
     deviation = broadcast_object(info["precision_deviation"], ctx)
-    return erf_result(merged, method=method, precision=precision, device=info["device"],
-                      precision_deviation=deviation, compiled_blocks=info["compiled_blocks"],
-                      images_per_pass=info["images_per_pass"])
-
+    return erf_result(
+        merged,
+        method=method,
+        precision=precision,
+        device=info["device"],
+        precision_deviation=deviation,
+        compiled_blocks=info["compiled_blocks"],
+        images_per_pass=info["images_per_pass"],
+    )

@@ -10,13 +10,14 @@ On disk a state is two files next to the outputs: ``<stem>.npz`` (the float64 su
 ``<stem>.json`` (counts, keys, settings). Both are written to a temporary name first and
 then renamed, so an interruption never leaves a half-written state behind.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -85,11 +86,12 @@ class ErfAccumulator:
             raise ErfStateError("no image contributed to the accumulation")
         return self.total / self.count
 
-    def merge(self, other: "ErfAccumulator") -> "ErfAccumulator":
+    def merge(self, other: ErfAccumulator) -> ErfAccumulator:
         """A new accumulator holding both (their image sets must be disjoint)."""
         if self.settings and other.settings and self.settings != other.settings:
-            raise ErfStateError(f"cannot merge accumulations with different settings: "
-                                f"{self.settings} vs {other.settings}")
+            raise ErfStateError(
+                f"cannot merge accumulations with different settings: {self.settings} vs {other.settings}"
+            )
         overlap = self.done_keys() & other.done_keys()
         if overlap:
             raise ErfStateError(f"accumulations overlap in {len(overlap)} image(s), e.g. {sorted(overlap)[0]!r}")
@@ -101,10 +103,14 @@ class ErfAccumulator:
             if self.total.shape != other.total.shape:
                 raise ErfStateError(f"cannot merge maps of shapes {self.total.shape} and {other.total.shape}")
             total = self.total + other.total
-        return ErfAccumulator(settings=dict(self.settings or other.settings), total=total,
-                              used=self.used + other.used, skipped=self.skipped + other.skipped,
-                              nonfinite_values=self.nonfinite_values + other.nonfinite_values,
-                              seconds=self.seconds + other.seconds)
+        return ErfAccumulator(
+            settings=dict(self.settings or other.settings),
+            total=total,
+            used=self.used + other.used,
+            skipped=self.skipped + other.skipped,
+            nonfinite_values=self.nonfinite_values + other.nonfinite_values,
+            seconds=self.seconds + other.seconds,
+        )
 
     # -- files ----------------------------------------------------------------------
     def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
@@ -115,8 +121,14 @@ class ErfAccumulator:
         tmp_npz = npz_path.with_name(npz_path.name + ".tmp.npz")
         total = self.total if self.total is not None else np.zeros((0, 0), dtype=np.float64)
         np.savez(tmp_npz, total=total)
-        meta = {"format_version": _FORMAT_VERSION, "settings": self.settings, "used": self.used,
-                "skipped": self.skipped, "nonfinite_values": self.nonfinite_values, "seconds": self.seconds}
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "settings": self.settings,
+            "used": self.used,
+            "skipped": self.skipped,
+            "nonfinite_values": self.nonfinite_values,
+            "seconds": self.seconds,
+        }
         tmp_json = json_path.with_name(json_path.name + ".tmp")
         tmp_json.write_text(json.dumps(meta, indent=1))
         os.replace(tmp_npz, npz_path)
@@ -124,7 +136,7 @@ class ErfAccumulator:
         return npz_path, json_path
 
     @classmethod
-    def load(cls, path_stem: str | os.PathLike) -> "ErfAccumulator":
+    def load(cls, path_stem: str | os.PathLike) -> ErfAccumulator:
         stem = Path(path_stem)
         npz_path, json_path = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
         try:
@@ -135,9 +147,14 @@ class ErfAccumulator:
             raise ErfStateError(f"cannot read the saved ERF state {stem}: {exc}") from exc
         if meta.get("format_version") != _FORMAT_VERSION:
             raise ErfStateError(f"saved ERF state {stem} has an unknown format version {meta.get('format_version')}")
-        acc = cls(settings=meta["settings"], total=None if total.size == 0 else total,
-                  used=list(meta["used"]), skipped=list(meta["skipped"]),
-                  nonfinite_values=int(meta["nonfinite_values"]), seconds=float(meta["seconds"]))
+        acc = cls(
+            settings=meta["settings"],
+            total=None if total.size == 0 else total,
+            used=list(meta["used"]),
+            skipped=list(meta["skipped"]),
+            nonfinite_values=int(meta["nonfinite_values"]),
+            seconds=float(meta["seconds"]),
+        )
         if (acc.total is None) != (acc.count == 0):
             raise ErfStateError(f"saved ERF state {stem} is inconsistent (sum and image list disagree)")
         return acc

@@ -14,6 +14,7 @@ before.
 The ``hpx-analyze`` app calls it at start-up; ``HPX_ANALYSIS_HEAP_REUSE=0`` in the
 environment switches it off. Elsewhere (other C libraries, other systems) it does nothing.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,9 +31,9 @@ _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 
-MMAP_THRESHOLD = 1 << 30      # buffers below 1 GiB come from the heap
-TRIM_THRESHOLD = 2 ** 31 - 1  # return heap memory to the kernel only above ~2 GiB free at the top
-TOP_PAD = 256 << 20           # grow the heap 256 MiB at a time (untouched pages cost nothing)
+MMAP_THRESHOLD = 1 << 30  # buffers below 1 GiB come from the heap
+TRIM_THRESHOLD = 2**31 - 1  # return heap memory to the kernel only above ~2 GiB free at the top
+TOP_PAD = 256 << 20  # grow the heap 256 MiB at a time (untouched pages cost nothing)
 
 
 def _glibc():
@@ -57,5 +58,11 @@ def reuse_freed_memory() -> bool:
     mallopt = _glibc()
     if mallopt is None:
         return False
-    return all(mallopt(param, value) == 1 for param, value in (
-        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD)))
+    return all(
+        mallopt(param, value) == 1
+        for param, value in (
+            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (_M_TOP_PAD, TOP_PAD),
+        )
+    )

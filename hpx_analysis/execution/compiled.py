@@ -13,6 +13,7 @@ time on that machine and 12-15 s once Inductor's on-disk cache held the kernels.
 2-core CPU this project is developed on, the compiled pass was slower (3.9-4.1 s against
 2.8-3.1 s per image), so it is meant for GPUs.
 """
+
 from __future__ import annotations
 
 import contextlib

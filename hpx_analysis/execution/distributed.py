@@ -6,12 +6,14 @@ every ``world_size``-th item starting at its rank; sums are reduced as float64, 
 processes give the single-process result (counts exactly, sums up to the order of float64
 additions).
 """
+
 from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -36,7 +38,7 @@ class DistContext:
 
     def take(self, items: Sequence[T]) -> list[T]:
         """This process's share: ``items[rank::world_size]``."""
-        return list(items)[self.rank::self.world_size]
+        return list(items)[self.rank :: self.world_size]
 
 
 def dist_context(device: torch.device | str = "cpu") -> DistContext:

@@ -8,6 +8,7 @@ codes. cuFFT has also been seen to report an internal error when free memory run
 (pytorch/pytorch#119420). Callers retry such a failure with less work (the ERF on fewer
 images at a time) or record it (the runtime sweep).
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,12 @@ import torch
 __all__ = ["is_out_of_memory"]
 
 _MESSAGES = ("out of memory", "can't allocate memory")
-_LIBRARY_CODES = ("CUFFT_ALLOC_FAILED", "CUFFT_INTERNAL_ERROR", "CUDNN_STATUS_ALLOC_FAILED",
-                  "CUBLAS_STATUS_ALLOC_FAILED")
+_LIBRARY_CODES = (
+    "CUFFT_ALLOC_FAILED",
+    "CUFFT_INTERNAL_ERROR",
+    "CUDNN_STATUS_ALLOC_FAILED",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

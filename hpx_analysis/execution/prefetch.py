@@ -5,6 +5,7 @@ so threads overlap it with the model's work on an accelerator: while the GPU com
 batch, the next one is read. At most ``ahead`` results are pending at any time, so memory
 stays bounded however many items there are.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -18,8 +19,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetched(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
-               ahead: int) -> Iterator[tuple[T, R | None, BaseException | None]]:
+def prefetched(
+    fn: Callable[[T], R], items: Iterable[T], *, workers: int, ahead: int
+) -> Iterator[tuple[T, R | None, BaseException | None]]:
     """``(item, fn(item), None)``, or ``(item, None, exception)`` where ``fn`` raised, for
     each item in order. ``workers`` threads compute up to ``ahead`` items in advance;
     ``workers=0`` calls ``fn`` in the caller's thread, one item at a time.

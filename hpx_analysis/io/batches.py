@@ -3,10 +3,11 @@
 Unreadable images are skipped and reported (``skipped``) rather than ending the sweep;
 the caller records them with the results.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import torch
 

@@ -1,4 +1,5 @@
 """Devices: the toolbench's device policy (``auto``, ``cpu``, ``cuda[:N]``) and their names."""
+
 from __future__ import annotations
 
 import platform
@@ -23,12 +24,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} requested but CUDA is not available here "
-                              f"(use 'cpu' or 'auto')")
+            raise DeviceError(f"device {device!r} requested but CUDA is not available here (use 'cpu' or 'auto')")
         dev = torch.device(text)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {device!r} requested but only "
-                              f"{torch.cuda.device_count()} CUDA device(s) exist")
+            raise DeviceError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
         return dev
     raise DeviceError(f"unknown device {device!r} (expected auto, cpu or cuda)")
 

@@ -3,30 +3,48 @@
 Without a folder, the analyses use real colour photographs that ship inside the
 scikit-image wheel (astronaut, chelsea, coffee, ...), never synthetic noise.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
 
 __all__ = [
-    "ImageItem", "ImageInputError", "ImageLoadError", "IMAGE_EXTENSIONS", "BUNDLED_PHOTOS",
-    "MIN_SIDE", "bundled_photo_dir", "imagenet_synset_index", "list_images", "labels_available",
-    "load_rgb", "erf_transform", "model_eval_transform",
+    "ImageItem",
+    "ImageInputError",
+    "ImageLoadError",
+    "IMAGE_EXTENSIONS",
+    "BUNDLED_PHOTOS",
+    "MIN_SIDE",
+    "bundled_photo_dir",
+    "imagenet_synset_index",
+    "list_images",
+    "labels_available",
+    "load_rgb",
+    "erf_transform",
+    "model_eval_transform",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm", ".pbm", ".pnm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm")
 # Colour photographs of real scenes shipped with scikit-image (its synthetic, binary and
 # grayscale samples are left out).
-BUNDLED_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
-                  "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg",
-                  "ihc.png", "retina.jpg")
+BUNDLED_PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "retina.jpg",
+)
 MIN_SIDE = 8
 
 
@@ -69,8 +87,9 @@ def _bundled_items() -> list[ImageItem]:
     root = bundled_photo_dir()
     items = [ImageItem(str(root / name)) for name in BUNDLED_PHOTOS if (root / name).is_file()]
     if not items:
-        raise ImageInputError(f"the bundled photographs are missing from {root} "
-                              f"(is scikit-image installed completely?)")
+        raise ImageInputError(
+            f"the bundled photographs are missing from {root} (is scikit-image installed completely?)"
+        )
     return items
 
 
@@ -87,8 +106,7 @@ def list_images(images_dir: str | Path | None, num_images: int | None = None) ->
             raise ImageInputError(f"image folder not found: {root}")
         if not root.is_dir():
             raise ImageInputError(f"not a folder: {root} (expected a folder of images)")
-        files = sorted((p for p in root.rglob("*") if _is_image_file(p)),
-                       key=lambda p: p.relative_to(root).parts)
+        files = sorted((p for p in root.rglob("*") if _is_image_file(p)), key=lambda p: p.relative_to(root).parts)
         if not files:
             raise ImageInputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
         synsets = imagenet_synset_index()
@@ -96,8 +114,7 @@ def list_images(images_dir: str | Path | None, num_images: int | None = None) ->
         for path in files:
             parts = path.relative_to(root).parts
             class_name = parts[0] if len(parts) > 1 else None
-            items.append(ImageItem(str(path), synsets.get(class_name) if class_name else None,
-                                   class_name))
+            items.append(ImageItem(str(path), synsets.get(class_name) if class_name else None, class_name))
     return items if num_images is None else items[:num_images]
 
 
@@ -119,7 +136,7 @@ def labels_available(items: Iterable[ImageItem]) -> tuple[bool, str]:
 
 
 def _to_uint8(array: np.ndarray, bit_depth: int) -> np.ndarray:
-    scale = (2 ** bit_depth - 1) / 255.0
+    scale = (2**bit_depth - 1) / 255.0
     return np.clip(np.rint(array.astype(np.float64) / scale), 0, 255).astype(np.uint8)
 
 
@@ -130,7 +147,7 @@ def _as_rgb(img: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode == "I":
         array = np.asarray(img)
         depth = 16 if mode.startswith("I;16") or array.max(initial=0) > 255 else 8
-        return Image.fromarray(_to_uint8(np.clip(array, 0, 2 ** depth - 1), depth)).convert("RGB")
+        return Image.fromarray(_to_uint8(np.clip(array, 0, 2**depth - 1), depth)).convert("RGB")
     if mode == "F":
         array = np.nan_to_num(np.asarray(img, dtype=np.float64))
         if array.max(initial=0.0) <= 1.0:
@@ -154,12 +171,19 @@ def load_rgb(path: str) -> Image.Image:
                 rgb.load()
     except FileNotFoundError:
         raise ImageLoadError("file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, EOFError) as err:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        EOFError,
+    ) as err:
         raise ImageLoadError(f"unreadable image ({type(err).__name__}: {err})") from None
     if min(rgb.size) < MIN_SIDE:
-        raise ImageLoadError(f"image too small ({rgb.size[0]}x{rgb.size[1]} px; "
-                             f"at least {MIN_SIDE} px per side needed)")
+        raise ImageLoadError(
+            f"image too small ({rgb.size[0]}x{rgb.size[1]} px; at least {MIN_SIDE} px per side needed)"
+        )
     return rgb
 
 
@@ -168,11 +192,13 @@ def erf_transform(size: int) -> Callable:
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     from torchvision import transforms
 
-    return transforms.Compose([
-        transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+        ]
+    )
 
 
 def model_eval_transform(model, crop_pct: float | None = None, size: int | None = None) -> Callable:

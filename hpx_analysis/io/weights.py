@@ -5,6 +5,7 @@ init with a warning), ``pretrained`` (published weights or an error), ``random``
 init) or a path to a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file. Local files are
 read without executing pickled code.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,13 @@ from ..models.metaformer import HyenaMetaFormer, checkpoint_filter_fn
 from .devices import resolve_device
 
 __all__ = [
-    "WeightsError", "ModelSpec", "LoadedModel", "parse_model_spec", "load_model",
-    "published_weights_cached", "WEIGHT_MODES",
+    "WeightsError",
+    "ModelSpec",
+    "LoadedModel",
+    "parse_model_spec",
+    "load_model",
+    "published_weights_cached",
+    "WEIGHT_MODES",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,8 +80,9 @@ def parse_model_spec(text: str) -> ModelSpec:
     if not name:
         raise WeightsError(f"model spec {text!r} has no model name (expected NAME[=WEIGHTS])")
     if sep and not weights:
-        raise WeightsError(f"model spec {text!r} has an empty WEIGHTS part "
-                           f"(use one of {', '.join(WEIGHT_MODES)} or a checkpoint path)")
+        raise WeightsError(
+            f"model spec {text!r} has an empty WEIGHTS part (use one of {', '.join(WEIGHT_MODES)} or a checkpoint path)"
+        )
     try:
         canonical = resolve_name(name)
     except KeyError as err:
@@ -193,8 +200,14 @@ def _download_hub_file(location, filename: str) -> str:
     from huggingface_hub import hf_hub_download
 
     repo, revision, _ = location
-    return hf_hub_download(repo, filename, revision=revision, cache_dir=_hf_cache_dir(),
-                           endpoint=_hf_endpoint(), etag_timeout=HUB_PROBE_TIMEOUT_S)
+    return hf_hub_download(
+        repo,
+        filename,
+        revision=revision,
+        cache_dir=_hf_cache_dir(),
+        endpoint=_hf_endpoint(),
+        etag_timeout=HUB_PROBE_TIMEOUT_S,
+    )
 
 
 def _first_line(err: BaseException) -> str:
@@ -231,14 +244,16 @@ def _create(name: str, seed: int, num_classes: int | None, **kwargs) -> torch.nn
         return timm.create_model(name, **kwargs)
 
 
-def _create_published(name: str, path: str, hub_id: str, seed: int,
-                      num_classes: int | None) -> tuple[torch.nn.Module, str]:
+def _create_published(
+    name: str, path: str, hub_id: str, seed: int, num_classes: int | None
+) -> tuple[torch.nn.Module, str]:
     overlay = {"file": path, "source": ""}
     try:
         model = _create(name, seed, num_classes, pretrained=True, pretrained_cfg_overlay=overlay)
     except Exception as err:  # a corrupt cache entry or a checkpoint that no longer fits
-        raise WeightsError(f"published weights {hub_id} for {name} could not be loaded from "
-                           f"{path}: {_first_line(err)}") from None
+        raise WeightsError(
+            f"published weights {hub_id} for {name} could not be loaded from {path}: {_first_line(err)}"
+        ) from None
     description = f"published ({hub_id})"
     default_classes = getattr(_pretrained_cfg(name), "num_classes", None)
     if num_classes is not None and default_classes and num_classes != default_classes:
@@ -267,15 +282,18 @@ def _read_checkpoint(path: Path) -> dict:
             raise WeightsError(
                 f"refused to load {path}: it needs to execute pickled code, which is never done "
                 f"here (save a plain state dict or a .safetensors file). "
-                f"Detail: {_first_line(err)}") from None
+                f"Detail: {_first_line(err)}"
+            ) from None
         except Exception as err:  # zip/EOF/format errors: the file is not a torch checkpoint
             raise WeightsError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
         try:
             return unwrap_state_dict(obj)
         except TypeError as err:
             raise WeightsError(f"checkpoint {path}: {err}") from None
-    raise WeightsError(f"unsupported checkpoint type {path.suffix or '(no suffix)'!r} for {path} "
-                       f"(expected .safetensors, .pth, .pt or .bin)")
+    raise WeightsError(
+        f"unsupported checkpoint type {path.suffix or '(no suffix)'!r} for {path} "
+        f"(expected .safetensors, .pth, .pt or .bin)"
+    )
 
 
 def _listing(label: str, items: list[str]) -> str:
@@ -290,12 +308,18 @@ def checkpoint_mismatch(state_dict: dict, model_state: dict) -> str:
     unexpected = sorted(k for k in state_dict if k not in model_state)
     mismatched = [
         f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(model_state[k].shape)})"
-        for k in sorted(model_state) if k in state_dict
-        and tuple(state_dict[k].shape) != tuple(model_state[k].shape)
+        for k in sorted(model_state)
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(model_state[k].shape)
     ]
-    parts = [_listing(label, items) for label, items in (
-        ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
-        if items]
+    parts = [
+        _listing(label, items)
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if items
+    ]
     return "; ".join(parts)
 
 
@@ -311,8 +335,9 @@ def _load_file_into(model: torch.nn.Module, name: str, path: Path) -> None:
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_model(spec: str | ModelSpec, *, device: str | torch.device = "cpu", seed: int = 0,
-               num_classes: int | None = None) -> LoadedModel:
+def load_model(
+    spec: str | ModelSpec, *, device: str | torch.device = "cpu", seed: int = 0, num_classes: int | None = None
+) -> LoadedModel:
     """Build a model with the weights its spec asks for, in eval mode on ``device``."""
     if not isinstance(spec, ModelSpec):
         spec = parse_model_spec(spec)
@@ -333,8 +358,7 @@ def load_model(spec: str | ModelSpec, *, device: str | torch.device = "cpu", see
             model = _create(name, seed, num_classes)
             if hub_id:
                 note = f"published weights unavailable: {reason}"
-                warnings.warn(f"{name}: {note}; using a random init (seed {seed})",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(f"{name}: {note}; using a random init (seed {seed})", RuntimeWarning, stacklevel=2)
             else:
                 note = f"no published weights for {name}"
                 log.info("%s: no published weights; using a random init (seed %d)", name, seed)

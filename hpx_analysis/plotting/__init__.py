@@ -1,4 +1,5 @@
 """Figures: each function draws into given matplotlib axes (or a new figure) and returns the figure."""
+
 from .coverage import plot_coverage
 from .erf import plot_erf
 from .kernels import plot_kernels

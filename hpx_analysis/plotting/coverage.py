@@ -1,4 +1,5 @@
 """Relative feature-map coverage against block depth (the paper's Fig. 6)."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -20,8 +21,18 @@ def plot_coverage(df: pd.DataFrame, ax=None):
     if len(df):
         labels = {m: with_weights(df, m) for m in df["model"].unique()}
         data = df.assign(block_depth=df["depth"] + 1, line=df["model"].map(labels)).sort_values(["line", "depth"])
-        sns.lineplot(data=data, x="block_depth", y="coverage", hue="line", hue_order=list(labels.values()),
-                     marker="o", markersize=4, estimator=None, sort=True, ax=ax)
+        sns.lineplot(
+            data=data,
+            x="block_depth",
+            y="coverage",
+            hue="line",
+            hue_order=list(labels.values()),
+            marker="o",
+            markersize=4,
+            estimator=None,
+            sort=True,
+            ax=ax,
+        )
     if len(df):
         # stage boundaries of the deepest model (models of different depths cannot share them)
         deepest = df.groupby("model", sort=False)["depth"].max().idxmax()

@@ -7,10 +7,11 @@ Scaling (``scale``):
   ``floor`` to 1 (decades of decay stay visible where ``log10(x + 1)`` is nearly linear,
   i.e. for small raw values).
 """
+
 from __future__ import annotations
 
 import textwrap
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -43,8 +44,14 @@ def _panels(results) -> list[tuple[str, np.ndarray]]:
     return [(erf_panel_title(r), np.asarray(r.matrix, dtype=np.float64)) for r in results]
 
 
-def plot_erf(results: Sequence | Mapping[str, np.ndarray], axes: Sequence | None = None, *,
-             scale: str = "replknet", floor: float = 1e-4, cmap: str = "RdYlGn") -> Figure:
+def plot_erf(
+    results: Sequence | Mapping[str, np.ndarray],
+    axes: Sequence | None = None,
+    *,
+    scale: str = "replknet",
+    floor: float = 1e-4,
+    cmap: str = "RdYlGn",
+) -> Figure:
     """Draw one heatmap per ERF into ``axes`` (created side by side when None).
 
     ``results``: :class:`~hpx_analysis.erf.ErfResult` objects (titled with the model and
@@ -56,8 +63,9 @@ def plot_erf(results: Sequence | Mapping[str, np.ndarray], axes: Sequence | None
     if not panels:
         raise ValueError("nothing to plot: no ERF results given")
     if axes is None:
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.8, 4.4), squeeze=False,
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(4.2 * len(panels) + 0.8, 4.4), squeeze=False, constrained_layout=True
+        )
         axes = list(axes[0])
     else:
         axes = list(np.ravel(axes))

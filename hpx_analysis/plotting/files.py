@@ -1,6 +1,7 @@
 """The figure files of each analysis: which plot, which file names, resolution and title.
 Each ``save_*_figure`` draws a result into a new figure, writes it into ``out_dir`` and
 closes it; returns the paths written."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,13 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["save_erf_figure", "save_kernel_figure", "save_coverage_figure", "save_truncation_figure",
-           "save_runtime_figure"]
+__all__ = [
+    "save_erf_figure",
+    "save_kernel_figure",
+    "save_coverage_figure",
+    "save_truncation_figure",
+    "save_runtime_figure",
+]
 
 
 def _write(fig, out_dir: str | Path, names: list[str], dpi: int) -> list[Path]:
@@ -66,6 +72,9 @@ def save_runtime_figure(result, out_dir: str | Path) -> list[Path]:
     from .runtime import plot_runtime
 
     s = result.settings
-    title = (f"Token mixer runtime, batch {s['batch']}, {s['dim']} ch\n{s['device_description']}"
-             if {"batch", "dim", "device_description"} <= set(s) else None)
+    title = (
+        f"Token mixer runtime, batch {s['batch']}, {s['dim']} ch\n{s['device_description']}"
+        if {"batch", "dim", "device_description"} <= set(s)
+        else None
+    )
     return _write(plot_runtime(result.to_frame(), title=title), out_dir, ["runtime.png"], dpi=150)

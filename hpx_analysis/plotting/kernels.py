@@ -1,7 +1,8 @@
 """Learned long-convolution kernels per stage (the paper's Fig. 4)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,8 +12,9 @@ from ..kernels import ORIENTATION_2D, ORIENTATION_WRAPPED, KernelResult
 __all__ = ["plot_kernels"]
 
 
-def plot_kernels(result: KernelResult, axes: Sequence | np.ndarray | None = None,
-                 picked: bool = True, weights: str | None = None):
+def plot_kernels(
+    result: KernelResult, axes: Sequence | np.ndarray | None = None, picked: bool = True, weights: str | None = None
+):
     """One panel per stage: the normalized mean kernel (top row) and, with ``picked``,
     the picked channel (bottom row). ``axes``: as many axes as panels (any shape);
     ``weights`` (e.g. ``LoadedModel.weights``) goes into the title."""
@@ -45,7 +47,13 @@ def plot_kernels(result: KernelResult, axes: Sequence | np.ndarray | None = None
     if im is not None:
         fig.colorbar(im, ax=list(axes.reshape(-1)), shrink=0.6, label="normalized weight")
     nd = {sk.kernel_ndim for sk in result.stages}
-    note = ORIENTATION_2D if nd == {2} else ORIENTATION_WRAPPED if nd == {1} else f"{ORIENTATION_2D}; {ORIENTATION_WRAPPED}"
+    note = (
+        ORIENTATION_2D
+        if nd == {2}
+        else ORIENTATION_WRAPPED
+        if nd == {1}
+        else f"{ORIENTATION_2D}; {ORIENTATION_WRAPPED}"
+    )
     label = f"{result.model} [{weights}]" if weights else result.model
     fig.suptitle(f"{label}: normalized kernels per stage\n{note}", fontsize=9)
     return fig

@@ -1,4 +1,5 @@
 """Short labels shared by the figures."""
+
 from __future__ import annotations
 
 import pandas as pd

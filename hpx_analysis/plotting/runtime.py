@@ -1,4 +1,5 @@
 """Plot of token-mixer runtime against input resolution (the paper's Fig. 2), log-log."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -33,17 +34,29 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
     top = ax.get_xaxis_transform()  # x in data, y in axes fraction
     ok = df[df["status"] == "ok"]
     if not ok.empty:
-        sns.lineplot(data=ok, x="resolution", y="median_ms", hue="mixer",
-                     hue_order=[n for n in names if n in set(ok["mixer"])], palette=colours,
-                     style="mode", style_order=[m for m in MODE_STYLES if m in set(ok["mode"])],
-                     dashes={"forward": "", "forward_backward": (4, 2)}, markers={m: "o" for m in MODE_STYLES},
-                     markersize=5, estimator=None, legend=False, ax=ax)
+        sns.lineplot(
+            data=ok,
+            x="resolution",
+            y="median_ms",
+            hue="mixer",
+            hue_order=[n for n in names if n in set(ok["mixer"])],
+            palette=colours,
+            style="mode",
+            style_order=[m for m in MODE_STYLES if m in set(ok["mode"])],
+            dashes={"forward": "", "forward_backward": (4, 2)},
+            markers={m: "o" for m in MODE_STYLES},
+            markersize=5,
+            estimator=None,
+            legend=False,
+            ax=ax,
+        )
     oom = df[df["status"].str.startswith("oom")]
     any_oom = not oom.empty
     for (name, mode), rows in oom.groupby(["mixer", "mode"], sort=False):
         y = 0.96 if mode == "forward" else 0.91
-        ax.scatter(rows["resolution"], [y] * len(rows), marker="x", s=30, color=colours[name], transform=top,
-                   clip_on=False)
+        ax.scatter(
+            rows["resolution"], [y] * len(rows), marker="x", s=30, color=colours[name], transform=top, clip_on=False
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     measured = df.loc[df["status"] == "ok", "median_ms"]
@@ -63,8 +76,11 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
         title = f"Token mixer runtime ({devices})"
     ax.set_title(title)
     handles = [Line2D([], [], color=colours[n], lw=2, label=MIXER_LABELS.get(n, n)) for n in names]
-    handles += [Line2D([], [], color="0.3", ls=MODE_STYLES[m], label=MODE_LABELS[m])
-                for m in MODE_STYLES if (df["mode"] == m).any()]
+    handles += [
+        Line2D([], [], color="0.3", ls=MODE_STYLES[m], label=MODE_LABELS[m])
+        for m in MODE_STYLES
+        if (df["mode"] == m).any()
+    ]
     if any_oom:
         handles.append(Line2D([], [], color="0.3", marker="x", ls="", label="out of memory"))
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)

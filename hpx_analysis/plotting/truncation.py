@@ -1,4 +1,5 @@
 """Accuracy or agreement against relative kernel size per stage (the paper's Fig. 7)."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -10,8 +11,12 @@ from .labels import with_weights
 
 __all__ = ["plot_truncation", "METRIC_LABELS"]
 
-METRIC_LABELS = {"top1": "top-1 accuracy (%)", "top5": "top-5 accuracy (%)",
-                 "agreement": "top-1 agreement with untruncated (%)", "kl": "mean KL(untruncated || truncated)"}
+METRIC_LABELS = {
+    "top1": "top-1 accuracy (%)",
+    "top5": "top-5 accuracy (%)",
+    "agreement": "top-1 agreement with untruncated (%)",
+    "kl": "mean KL(untruncated || truncated)",
+}
 
 
 def plot_truncation(df: pd.DataFrame, ax=None, metric: str | None = None):
@@ -33,12 +38,15 @@ def plot_truncation(df: pd.DataFrame, ax=None, metric: str | None = None):
             ax.axhline(float(base.iloc[0]), color="k", ls=":", lw=1, label=f"{prefix}untruncated")
     swept = d[d["stage"] != BASELINE_STAGE]
     if len(swept):
-        swept = swept.assign(stage_label=[f"S{int(s) + 1}" for s in swept["stage"]],
-                             model_label=[with_weights(d, m) for m in swept["model"]])
+        swept = swept.assign(
+            stage_label=[f"S{int(s) + 1}" for s in swept["stage"]],
+            model_label=[with_weights(d, m) for m in swept["model"]],
+        )
         swept = swept.sort_values(["stage", "rel_size"])
         marks = dict(style="model_label", markers=True, dashes=False) if several else dict(marker="o")
-        sns.lineplot(data=swept, x="rel_size", y="value", hue="stage_label", markersize=5, estimator=None, ax=ax,
-                     **marks)
+        sns.lineplot(
+            data=swept, x="rel_size", y="value", hue="stage_label", markersize=5, estimator=None, ax=ax, **marks
+        )
     models = d["model"].unique()
     suffix = f" ({with_weights(d, models[0])})" if len(models) == 1 else ""
     ax.set_xlabel("relative filter size" + suffix)

@@ -1,16 +1,43 @@
 """The figure report: settings, ``report.md`` / ``report.json`` and a numeric comparison of two
 report folders. Each section (``runtime/``, ``kernels/``, ``erf/``, ``coverage/``,
 ``truncation/``) holds one analysis's files."""
-from .comparison import ARRAY_ATOL_REL, ATOL, RTOL, TIMING_COLUMNS, VOLATILE_KEYS, compare_reports
+
 from .build import build_report, random_init_models
+from .comparison import ARRAY_ATOL_REL, ATOL, RTOL, TIMING_COLUMNS, VOLATILE_KEYS, compare_reports
 from .manifest import write_manifest
 from .markdown import markdown_table, weights_by_model, write_report_md
-from .settings import (FIGURES, FULL, QUICK, SECTION_MODELS, SECTIONS, TITLES, ReportSettings, UnusedModelWeightsError,
-                       weights_chooser)
+from .settings import (
+    FIGURES,
+    FULL,
+    QUICK,
+    SECTION_MODELS,
+    SECTIONS,
+    TITLES,
+    ReportSettings,
+    UnusedModelWeightsError,
+    weights_chooser,
+)
 
 __all__ = [
-    "UnusedModelWeightsError", "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
+    "UnusedModelWeightsError",
+    "ReportSettings",
+    "QUICK",
+    "FULL",
+    "SECTIONS",
+    "SECTION_MODELS",
+    "FIGURES",
+    "TITLES",
     "weights_chooser",
-    "build_report", "random_init_models", "weights_by_model", "markdown_table", "write_report_md", "write_manifest",
-    "compare_reports", "RTOL", "ATOL", "ARRAY_ATOL_REL", "VOLATILE_KEYS", "TIMING_COLUMNS",
+    "build_report",
+    "random_init_models",
+    "weights_by_model",
+    "markdown_table",
+    "write_report_md",
+    "write_manifest",
+    "compare_reports",
+    "RTOL",
+    "ATOL",
+    "ARRAY_ATOL_REL",
+    "VOLATILE_KEYS",
+    "TIMING_COLUMNS",
 ]

@@ -1,11 +1,12 @@
 """The report built in memory: every section's analysis run through the library, each result
 saved into its section folder, then ``report.md`` and ``report.json`` written from the results."""
+
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -37,8 +38,17 @@ def _loaded(specs: list[str], device: torch.device, seed: int):
         yield load_model(spec, device=device, seed=seed)
 
 
-def run_section(section: str, specs: list[str], settings: ReportSettings, *, out_dir: Path, device: torch.device,
-                seed: int = 0, images: Path | None = None, command: str = ""):
+def run_section(
+    section: str,
+    specs: list[str],
+    settings: ReportSettings,
+    *,
+    out_dir: Path,
+    device: torch.device,
+    seed: int = 0,
+    images: Path | None = None,
+    command: str = "",
+):
     """Compute one section's result (saved into ``out_dir`` with its figures) and return it."""
     from ..plotting import files
 
@@ -54,8 +64,9 @@ def run_section(section: str, specs: list[str], settings: ReportSettings, *, out
     if section == "coverage":
         from ..coverage import CoverageResult, model_coverage
 
-        result = CoverageResult.concat([model_coverage(m.model, name=m.name, weights=m.weights)
-                                        for m in _loaded(specs, device, seed)])
+        result = CoverageResult.concat(
+            [model_coverage(m.model, name=m.name, weights=m.weights) for m in _loaded(specs, device, seed)]
+        )
         result.save(out_dir)
         files.save_coverage_figure(result, out_dir)
         return result
@@ -67,8 +78,9 @@ def run_section(section: str, specs: list[str], settings: ReportSettings, *, out
         items = list_images(images, s.erf_num_images)
         comparison = ErfComparison()
         for m in _loaded(specs, device, seed):
-            result = erf_for_model(m, items, size=s.erf_size, seed=seed, images=images, device=device,
-                                   state_dir=out_dir, command=command)
+            result = erf_for_model(
+                m, items, size=s.erf_size, seed=seed, images=images, device=device, state_dir=out_dir, command=command
+            )
             result.save(out_dir)
             finish_state(out_dir, result)
             comparison.results.append(result)
@@ -82,29 +94,65 @@ def run_section(section: str, specs: list[str], settings: ReportSettings, *, out
 
         items = list_images(images, s.truncation_num_images)
         labelled, why = labels_available(items)
-        results = [truncation_for_model(m, items, labelled=labelled, device=device, batch_size=s.truncation_batch_size,
-                                        rel_sizes=s.truncation_rel_sizes) for m in _loaded(specs, device, seed)]
-        comparison = TruncationComparison(results, truncation_settings(
-            rel_sizes=s.truncation_rel_sizes, shape="square", stages=None, batch_size=s.truncation_batch_size,
-            crop_pct=None, size=None, seed=seed, world_size=1, images=images_label(images), num_images=len(items),
-            labels=labelled, no_labels_reason=why))
+        results = [
+            truncation_for_model(
+                m,
+                items,
+                labelled=labelled,
+                device=device,
+                batch_size=s.truncation_batch_size,
+                rel_sizes=s.truncation_rel_sizes,
+            )
+            for m in _loaded(specs, device, seed)
+        ]
+        comparison = TruncationComparison(
+            results,
+            truncation_settings(
+                rel_sizes=s.truncation_rel_sizes,
+                shape="square",
+                stages=None,
+                batch_size=s.truncation_batch_size,
+                crop_pct=None,
+                size=None,
+                seed=seed,
+                world_size=1,
+                images=images_label(images),
+                num_images=len(items),
+                labels=labelled,
+                no_labels_reason=why,
+            ),
+        )
         comparison.save(out_dir)
         files.save_truncation_figure(comparison, out_dir)
         return comparison
     if section == "runtime":
         from ..runtime import MODE_CHOICES, runtime_sweep
 
-        result = runtime_sweep(resolutions=s.runtime_resolutions, mode=MODE_CHOICES[s.runtime_mode], device=device,
-                               repeats=s.runtime_repeats, warmup=s.runtime_warmup, seed=seed)
+        result = runtime_sweep(
+            resolutions=s.runtime_resolutions,
+            mode=MODE_CHOICES[s.runtime_mode],
+            device=device,
+            repeats=s.runtime_repeats,
+            warmup=s.runtime_warmup,
+            seed=seed,
+        )
         result.save(out_dir)
         files.save_runtime_figure(result, out_dir)
         return result
     raise ValueError(f"unknown report section {section!r}; the sections are {', '.join(SECTIONS)}")
 
 
-def build_report(out: str | Path, settings: ReportSettings, *, device: str | torch.device = "auto", seed: int = 0,
-                 images: str | Path | None = None, model_weights: list[str] | None = None,
-                 command: str | None = None, log: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+def build_report(
+    out: str | Path,
+    settings: ReportSettings,
+    *,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    images: str | Path | None = None,
+    model_weights: list[str] | None = None,
+    command: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[dict, dict]:
     """Regenerate the report into ``out`` (its section folders are replaced).
 
     Returns ``(manifest, results)``: the manifest written to ``report.json`` and each
@@ -133,8 +181,16 @@ def build_report(out: str | Path, settings: ReportSettings, *, device: str | tor
     for section in SECTIONS:
         log(f"report: {section} (Fig. {FIGURES[section]})")
         start = time.perf_counter()
-        results[section] = run_section(section, specs[section], settings, out_dir=out / section, device=dev,
-                                       seed=seed, images=images, command=command)
+        results[section] = run_section(
+            section,
+            specs[section],
+            settings,
+            out_dir=out / section,
+            device=dev,
+            seed=seed,
+            images=images,
+            command=command,
+        )
         seconds[section] = round(time.perf_counter() - start, 2)
     manifest = {
         "settings": settings.as_dict(),

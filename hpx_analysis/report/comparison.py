@@ -1,8 +1,9 @@
 """A numeric comparison of two report folders (the committed ``figures/`` and a fresh run)."""
+
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,25 +20,41 @@ ATOL = 1e-6
 ARRAY_ATOL_REL = 1e-4
 # JSON keys whose values depend on the machine, the run or the install location, not on the
 # analysis: never compared (their presence is).
-VOLATILE_KEYS = frozenset({
-    "seconds", "seconds_per_image", "total_seconds", "command", "versions", "device_description",
-    "threads", "images_used", "images_skipped", "images_source", "images", "created",
-})
+VOLATILE_KEYS = frozenset(
+    {
+        "seconds",
+        "seconds_per_image",
+        "total_seconds",
+        "command",
+        "versions",
+        "device_description",
+        "threads",
+        "images_used",
+        "images_skipped",
+        "images_source",
+        "images",
+        "created",
+    }
+)
 # runtime.csv columns that hold timings: compared for presence only.
 TIMING_COLUMNS = frozenset({"median_ms", "min_ms"})
 DATA_SUFFIXES = (".csv", ".json", ".npy", ".npz")
 
 
 def _close(a, b, rtol: float, atol: float) -> bool:
-    return bool(np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
-                            rtol=rtol, atol=atol, equal_nan=True))
+    return bool(
+        np.allclose(
+            np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=rtol, atol=atol, equal_nan=True
+        )
+    )
 
 
 def _compare_json(a, b, where: str, rtol: float, atol: float, out: list[str]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
-            out.append(f"{where}: keys differ (only committed: {sorted(set(a) - set(b))}, "
-                       f"only new: {sorted(set(b) - set(a))})")
+            out.append(
+                f"{where}: keys differ (only committed: {sorted(set(a) - set(b))}, only new: {sorted(set(b) - set(a))})"
+            )
         for k in sorted(set(a) & set(b)):
             if k not in VOLATILE_KEYS:
                 _compare_json(a[k], b[k], f"{where}.{k}", rtol, atol, out)
@@ -56,11 +73,13 @@ def _compare_json(a, b, where: str, rtol: float, atol: float, out: list[str]) ->
         out.append(f"{where}: committed {a!r}, new {b!r}")
 
 
-def _compare_frames(a: pd.DataFrame, b: pd.DataFrame, where: str, rtol: float, atol: float,
-                    skip: Iterable[str], out: list[str]) -> None:
+def _compare_frames(
+    a: pd.DataFrame, b: pd.DataFrame, where: str, rtol: float, atol: float, skip: Iterable[str], out: list[str]
+) -> None:
     if list(a.columns) != list(b.columns) or a.shape != b.shape:
-        out.append(f"{where}: columns/shape differ (committed {list(a.columns)} {a.shape}, "
-                   f"new {list(b.columns)} {b.shape})")
+        out.append(
+            f"{where}: columns/shape differ (committed {list(a.columns)} {a.shape}, new {list(b.columns)} {b.shape})"
+        )
         return
     for col in a.columns:
         if col in skip:
@@ -73,8 +92,10 @@ def _compare_frames(a: pd.DataFrame, b: pd.DataFrame, where: str, rtol: float, a
             bad = (x.astype(str) != y.astype(str)).to_numpy()
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            out.append(f"{where}: column {col!r} differs in {int(bad.sum())} row(s), first row {i}: "
-                       f"committed {x.iloc[i]!r}, new {y.iloc[i]!r}")
+            out.append(
+                f"{where}: column {col!r} differs in {int(bad.sum())} row(s), first row {i}: "
+                f"committed {x.iloc[i]!r}, new {y.iloc[i]!r}"
+            )
 
 
 def _compare_arrays(a: np.ndarray, b: np.ndarray, where: str, rtol: float, atol: float, out: list[str]) -> None:

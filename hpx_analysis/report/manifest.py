@@ -1,4 +1,5 @@
 """``report.json``: the settings, models, weights, images, device, versions and times of a report."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """``report.md``: each figure beside its key numbers and how it was made."""
+
 from __future__ import annotations
 
 import math
@@ -45,15 +46,15 @@ def _models_line(weights: dict[str, str]) -> str:
 
 def _runtime_section(result) -> tuple[str, str]:
     df, info = result.to_frame(), result.settings
-    ok = df.assign(value=[f"{v:.3g}" if s == "ok" else s.split(" (")[0]
-                          for v, s in zip(df["median_ms"], df["status"])])
-    table = ok.pivot_table(index=["mixer", "mode"], columns="resolution", values="value", aggfunc="first",
-                           sort=False)
+    ok = df.assign(value=[f"{v:.3g}" if s == "ok" else s.split(" (")[0] for v, s in zip(df["median_ms"], df["status"])])
+    table = ok.pivot_table(index=["mixer", "mode"], columns="resolution", values="value", aggfunc="first", sort=False)
     table.columns = [f"{c} px (ms)" for c in table.columns]
-    how = (f"One mixer layer ({info['dim']} channels, batch {info['batch']}, seeded random init) on "
-           f"{info['device_description']}; median of {info['repeats']} timed calls after "
-           f"{info['warmup']} warm-up call(s); resolutions {', '.join(map(str, info['resolutions']))} px "
-           f"(patch size {info['patch_size']}). Timings depend on the machine.")
+    how = (
+        f"One mixer layer ({info['dim']} channels, batch {info['batch']}, seeded random init) on "
+        f"{info['device_description']}; median of {info['repeats']} timed calls after "
+        f"{info['warmup']} warm-up call(s); resolutions {', '.join(map(str, info['resolutions']))} px "
+        f"(patch size {info['patch_size']}). Timings depend on the machine."
+    )
     return how, markdown_table(table.reset_index())
 
 
@@ -62,24 +63,48 @@ def _kernels_section(results) -> tuple[str, str]:
     for result in sorted(results, key=lambda r: r.model):  # as listed in the folder
         weights[result.model] = result.weights
         for r in result.to_frame().itertuples(index=False):
-            rows.append({"model": r.model, "stage": f"S{r.stage + 1}", "block": r.block, "channel shown": r.channel,
-                         "feature map": r.feature_size, "kernel": r.kernel, "mean kernel, centre value": r.mean_centre})
-    how = (f"Models: {_models_line(weights)}. First block of each stage; top row the channel mean "
-           f"normalized to max |w| = 1, bottom row the channel with the most energy. H_b kernels are "
-           f"wrapped onto the feature map for its centre pixel.")
+            rows.append(
+                {
+                    "model": r.model,
+                    "stage": f"S{r.stage + 1}",
+                    "block": r.block,
+                    "channel shown": r.channel,
+                    "feature map": r.feature_size,
+                    "kernel": r.kernel,
+                    "mean kernel, centre value": r.mean_centre,
+                }
+            )
+    how = (
+        f"Models: {_models_line(weights)}. First block of each stage; top row the channel mean "
+        f"normalized to max |w| = 1, bottom row the channel with the most energy. H_b kernels are "
+        f"wrapped onto the feature map for its centre pixel."
+    )
     return how, markdown_table(pd.DataFrame(rows))
 
 
 def _erf_section(comparison) -> tuple[str, str]:
     df = comparison.to_frame()
-    keep = ["model", "num_images", "size", "square_side_t0.2", "square_area_t0.2", "square_side_t0.5",
-            "square_area_t0.5", "r50_px", "r90_px", "anisotropy", "dead_fraction"]
+    keep = [
+        "model",
+        "num_images",
+        "size",
+        "square_side_t0.2",
+        "square_area_t0.2",
+        "square_side_t0.5",
+        "square_area_t0.5",
+        "r50_px",
+        "r90_px",
+        "anisotropy",
+        "dead_fraction",
+    ]
     table = df[[c for c in keep if c in df.columns]]
     first = min(comparison.results, key=lambda r: r.label)  # as listed in the folder
-    how = (f"Models: {_models_line(weights_by_model(df))}. Gradient of the centre unit of the last feature "
-           f"map (Luo et al. / RepLKNet protocol, method {df['method'].iloc[0]}), averaged over "
-           f"{int(df['num_images'].iloc[0])} image(s) ({first.run.get('images_source', '')}) resized to "
-           f"{int(df['size'].iloc[0])} px. Raw matrices: `erf_<model>.npy`.")
+    how = (
+        f"Models: {_models_line(weights_by_model(df))}. Gradient of the centre unit of the last feature "
+        f"map (Luo et al. / RepLKNet protocol, method {df['method'].iloc[0]}), averaged over "
+        f"{int(df['num_images'].iloc[0])} image(s) ({first.run.get('images_source', '')}) resized to "
+        f"{int(df['size'].iloc[0])} px. Raw matrices: `erf_<model>.npy`."
+    )
     return how, markdown_table(table)
 
 
@@ -90,9 +115,11 @@ def _coverage_section(result) -> tuple[str, str]:
     mixers = df.groupby("model", sort=False)["mixer"].agg(lambda s: "/".join(dict.fromkeys(s)))
     table.insert(0, "mixers", mixers)
     threshold = 0.05 if result.threshold is None else result.threshold
-    how = (f"Models: {_models_line(weights_by_model(df))}. Decay window >= {threshold:g}, extent along the axes "
-           f"through the kernel centre divided by the feature-map size, mean over channels; attention "
-           f"counts as 2, convolutions as kernel size / feature-map size. Per block: `coverage.csv`.")
+    how = (
+        f"Models: {_models_line(weights_by_model(df))}. Decay window >= {threshold:g}, extent along the axes "
+        f"through the kernel centre divided by the feature-map size, mean over channels; attention "
+        f"counts as 2, convolutions as kernel size / feature-map size. Per block: `coverage.csv`."
+    )
     return how, markdown_table(table.reset_index())
 
 
@@ -107,23 +134,38 @@ def _truncation_section(comparison) -> tuple[str, str]:
     for m in (metric, "kl"):
         t = sub[sub["metric"] == m]
         base = t[t["row"] == "untruncated"]["value"]
-        piv = t[t["row"] != "untruncated"].pivot_table(index="row", columns="col", values="value",
-                                                       aggfunc="first", sort=False)
+        piv = t[t["row"] != "untruncated"].pivot_table(
+            index="row", columns="col", values="value", aggfunc="first", sort=False
+        )
         piv.insert(0, "untruncated", float(base.iloc[0]) if len(base) else math.nan)
-        label = {"top1": "top-1 accuracy (%)", "agreement": "top-1 agreement with the untruncated model (%)",
-                 "kl": "mean KL(untruncated || truncated) (nats)"}[m]
+        label = {
+            "top1": "top-1 accuracy (%)",
+            "agreement": "top-1 agreement with the untruncated model (%)",
+            "kl": "mean KL(untruncated || truncated) (nats)",
+        }[m]
         parts.append(f"{label}:\n\n" + markdown_table(piv.reset_index().rename(columns={"row": "stage"})))
     labels = "IN-1k labels" if info["labels"] else f"no labels ({info['no_labels_reason']})"
-    how = (f"Models: {_models_line(weights_by_model(df))}. {info['num_images']} image(s) "
-           f"({info['images']}; {labels}) at the model's evaluation size; one stage at a time, every "
-           f"long-kernel tap outside a centred {info['shape']} window of relative size r is zeroed.")
+    how = (
+        f"Models: {_models_line(weights_by_model(df))}. {info['num_images']} image(s) "
+        f"({info['images']}; {labels}) at the model's evaluation size; one stage at a time, every "
+        f"long-kernel tap outside a centred {info['shape']} window of relative size r is zeroed."
+    )
     return how, "\n\n".join(parts)
 
 
-_SECTION_WRITERS = {"runtime": _runtime_section, "kernels": _kernels_section, "erf": _erf_section,
-                    "coverage": _coverage_section, "truncation": _truncation_section}
-_FIGURE_FILES = {"runtime": ["runtime.png"], "erf": ["erf.png"], "coverage": ["coverage.png"],
-                 "truncation": ["truncation.png"]}
+_SECTION_WRITERS = {
+    "runtime": _runtime_section,
+    "kernels": _kernels_section,
+    "erf": _erf_section,
+    "coverage": _coverage_section,
+    "truncation": _truncation_section,
+}
+_FIGURE_FILES = {
+    "runtime": ["runtime.png"],
+    "erf": ["erf.png"],
+    "coverage": ["coverage.png"],
+    "truncation": ["truncation.png"],
+}
 
 
 def write_report_md(out: Path, manifest: dict, results: dict) -> Path:
@@ -134,17 +176,24 @@ def write_report_md(out: Path, manifest: dict, results: dict) -> Path:
     lines = [f"# HyenaPixel analysis report ({s['name']} settings)", ""]
     lines += [f"Generated by `{manifest['command']}`; settings and times in `report.json`.", ""]
     if manifest.get("random_init_models"):
-        lines += [f"**Weights: {', '.join(f'`{m}`' for m in manifest['random_init_models'])} use a seeded "
-                  f"random init, not trained weights** (the figures show the analyses on untrained "
-                  f"models; the figure titles say so too). Regenerate with published weights as described "
-                  f"in the README.", ""]
+        lines += [
+            f"**Weights: {', '.join(f'`{m}`' for m in manifest['random_init_models'])} use a seeded "
+            f"random init, not trained weights** (the figures show the analyses on untrained "
+            f"models; the figure titles say so too). Regenerate with published weights as described "
+            f"in the README.",
+            "",
+        ]
     v = manifest["versions"]
-    lines += ["| | |", "| --- | --- |",
-              f"| device | {manifest['device']} ({manifest['device_description']}) |",
-              f"| images | {manifest['images']} |",
-              f"| seed | {manifest['seed']} |",
-              "| versions | " + ", ".join(f"{k} {val}" for k, val in v.items()) + " |",
-              f"| total time | {manifest['total_seconds']:.0f} s |", ""]
+    lines += [
+        "| | |",
+        "| --- | --- |",
+        f"| device | {manifest['device']} ({manifest['device_description']}) |",
+        f"| images | {manifest['images']} |",
+        f"| seed | {manifest['seed']} |",
+        "| versions | " + ", ".join(f"{k} {val}" for k, val in v.items()) + " |",
+        f"| total time | {manifest['total_seconds']:.0f} s |",
+        "",
+    ]
     lines += ["Settings: " + "; ".join(s["notes"]), ""]
     for section in sorted(manifest["sections"], key=lambda k: FIGURES[k]):
         how, table = _SECTION_WRITERS[section](results[section])

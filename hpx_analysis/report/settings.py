@@ -4,23 +4,32 @@
 reproducible anywhere) and :data:`FULL` (the paper's settings, published weights when
 available).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
-__all__ = ["UnusedModelWeightsError",
-           "ReportSettings", "QUICK", "FULL", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES",
-           "weights_chooser"]
+__all__ = [
+    "UnusedModelWeightsError",
+    "ReportSettings",
+    "QUICK",
+    "FULL",
+    "SECTIONS",
+    "SECTION_MODELS",
+    "FIGURES",
+    "TITLES",
+    "weights_chooser",
+]
 
 # Execution order; report.md lists them by figure number.
 SECTIONS = ("kernels", "coverage", "erf", "truncation", "runtime")
 SECTION_MODELS = {
-    "kernels": ("hpx_s18", "hb_s18"),                    # Fig. 4
-    "erf": ("conv_s18", "hpx_s18", "hb_s18"),            # Fig. 5
-    "coverage": ("hpx_s18", "c_hpx_s18", "hpx_a_s18"),   # Fig. 6
-    "truncation": ("hpx_s18",),                          # Fig. 7
-    "runtime": (),                                       # Fig. 2: single mixer layers, no model
+    "kernels": ("hpx_s18", "hb_s18"),  # Fig. 4
+    "erf": ("conv_s18", "hpx_s18", "hb_s18"),  # Fig. 5
+    "coverage": ("hpx_s18", "c_hpx_s18", "hpx_a_s18"),  # Fig. 6
+    "truncation": ("hpx_s18",),  # Fig. 7
+    "runtime": (),  # Fig. 2: single mixer layers, no model
 }
 FIGURES = {"runtime": 2, "kernels": 4, "erf": 5, "coverage": 6, "truncation": 7}
 TITLES = {
@@ -37,10 +46,10 @@ class ReportSettings:
     """What each section runs with. ``None`` means the command's own default."""
 
     name: str
-    weights: str                               # default WEIGHTS for every model
+    weights: str  # default WEIGHTS for every model
     erf_size: int
     erf_num_images: int
-    truncation_num_images: int | None          # None: every image given
+    truncation_num_images: int | None  # None: every image given
     truncation_rel_sizes: tuple[float, ...]
     truncation_batch_size: int
     runtime_resolutions: tuple[int, ...] | None
@@ -55,21 +64,39 @@ class ReportSettings:
 
 
 QUICK = ReportSettings(
-    name="quick", weights="random", erf_size=256, erf_num_images=3, truncation_num_images=4,
-    truncation_rel_sizes=(0.25, 0.5, 1.0, 2.0), truncation_batch_size=4, runtime_resolutions=(112, 224),
-    runtime_repeats=3, runtime_warmup=1,
-    notes=("seeded random init unless --model-weights says otherwise, so the numbers are the same on "
-           "every machine (CI checks the committed figures/ against a fresh run)",
-           "ERF: 3 images at 256 px; truncation: 4 images at the model's 224 px evaluation size, "
-           "relative sizes 0.25, 0.5, 1, 2; runtime: 112 and 224 px, 1 warm-up and 3 timed calls"),
+    name="quick",
+    weights="random",
+    erf_size=256,
+    erf_num_images=3,
+    truncation_num_images=4,
+    truncation_rel_sizes=(0.25, 0.5, 1.0, 2.0),
+    truncation_batch_size=4,
+    runtime_resolutions=(112, 224),
+    runtime_repeats=3,
+    runtime_warmup=1,
+    notes=(
+        "seeded random init unless --model-weights says otherwise, so the numbers are the same on "
+        "every machine (CI checks the committed figures/ against a fresh run)",
+        "ERF: 3 images at 256 px; truncation: 4 images at the model's 224 px evaluation size, "
+        "relative sizes 0.25, 0.5, 1, 2; runtime: 112 and 224 px, 1 warm-up and 3 timed calls",
+    ),
 )
 FULL = ReportSettings(
-    name="full", weights="auto", erf_size=1024, erf_num_images=50, truncation_num_images=None,
-    truncation_rel_sizes=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0), truncation_batch_size=16,
-    runtime_resolutions=None, runtime_repeats=None, runtime_warmup=None,
-    notes=("the paper's settings: ERF over 50 images at 1024 px (Fig. 5), truncation over every image "
-           "given (the paper: the 50,000 IN-1k validation images, Fig. 7), runtime at the command's "
-           "default resolutions (224..896 px on CPU, 224..2240 px on CUDA)",),
+    name="full",
+    weights="auto",
+    erf_size=1024,
+    erf_num_images=50,
+    truncation_num_images=None,
+    truncation_rel_sizes=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0),
+    truncation_batch_size=16,
+    runtime_resolutions=None,
+    runtime_repeats=None,
+    runtime_warmup=None,
+    notes=(
+        "the paper's settings: ERF over 50 images at 1024 px (Fig. 5), truncation over every image "
+        "given (the paper: the 50,000 IN-1k validation images, Fig. 7), runtime at the command's "
+        "default resolutions (224..896 px on CPU, 224..2240 px on CUDA)",
+    ),
 )
 
 # ----------------------------------------------------------------------------- weights
@@ -80,8 +107,10 @@ class UnusedModelWeightsError(ValueError):
 
     def __init__(self, names: Sequence[str], known: Sequence[str]):
         self.names, self.known = list(names), sorted(known)
-        super().__init__(f"weights given for {', '.join(self.names)}, which the report does not use "
-                         f"(it uses {', '.join(self.known)})")
+        super().__init__(
+            f"weights given for {', '.join(self.names)}, which the report does not use "
+            f"(it uses {', '.join(self.known)})"
+        )
 
 
 def weights_chooser(default: str, overrides: Sequence[str] | None = None):

@@ -13,6 +13,7 @@ classes), ``fixed_weight`` (fixed-weight autograd functions), ``packed_linear`` 
 FFT), ``strided_conv`` (the stem's phase-split input gradient), ``spectrum`` (cached kernel
 spectra and the fixed-kernel FFT convolution).
 """
+
 from __future__ import annotations
 
 from . import mkl_irfft2, packed_linear  # noqa: F401  (register their probes)

@@ -7,6 +7,7 @@ use oneDNN products with reordered weights (:mod:`.packed_linear`). Two of them
 (:func:`star_relu`, :func:`split_channels`) are exact for trainable inputs too and only
 keep less or copy less.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,20 +50,27 @@ def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     platforms, non-contiguous inputs or few rows) it is ``F.linear``. The products of
     constant weights where :mod:`.packed_linear` does not apply."""
     rows = x.numel() // max(x.shape[-1], 1)
-    if (_ONEDNN_GEMM and x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
-            and rows >= _ONEDNN_MIN_ROWS):
+    if (
+        _ONEDNN_GEMM
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.is_contiguous()
+        and rows >= _ONEDNN_MIN_ROWS
+    ):
         c_in, c_out = x.shape[-1], weight.shape[0]
         y = F.conv2d(x.view(1, 1, rows, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
         return y.permute(0, 2, 3, 1).reshape(*x.shape[:-1], c_out)
     return F.linear(x, weight, bias)
 
 
-def _fixed_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                   owner: torch.Tensor) -> torch.Tensor:
+def _fixed_product(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, owner: torch.Tensor
+) -> torch.Tensor:
     """``x @ weight.T + bias`` for a constant weight (``owner`` or a view of it)."""
     if packed_linear.applies(x):
-        return packed_linear.linear(x, packed_linear.packed_weight(owner, f"weight{tuple(weight.shape)}",
-                                                                   lambda: weight), bias)
+        return packed_linear.linear(
+            x, packed_linear.packed_weight(owner, f"weight{tuple(weight.shape)}", lambda: weight), bias
+        )
     return channel_linear(x, weight, bias)
 
 
@@ -88,8 +96,9 @@ class _FixedLinear(torch.autograd.Function):
         return channel_linear(grad, weight.t().to(grad.dtype).contiguous()), None, None, None
 
 
-def fixed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 owner: torch.Tensor | None = None) -> torch.Tensor:
+def fixed_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, owner: torch.Tensor | None = None
+) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for a weight and bias that act as constants: the same
     result, a gradient for ``x`` only, no saved input. ``owner`` is the parameter that
     ``weight`` is (the default) or is a view of, under which its reordered copies are kept."""
@@ -118,8 +127,9 @@ class _FixedDepthwiseConv2d(torch.autograd.Function):
         return F.conv2d(grad, w, None, padding=ctx.padding, groups=w.shape[0]), None, None, None
 
 
-def fixed_depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                           padding: tuple[int, int]) -> torch.Tensor:
+def fixed_depthwise_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]
+) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=padding, groups=C)`` for a constant odd-sized
     depthwise kernel with "same" padding, with the flipped-kernel input gradient."""
     return _FixedDepthwiseConv2d.apply(x, weight, bias, padding)
@@ -145,7 +155,7 @@ class _SplitChannels(torch.autograd.Function):
         grad = grad.permute(sorted(range(len(order)), key=order.__getitem__))  # back to x's dim order
         start = 0
         for piece in grads:  # unused pieces arrive as zeros (materialized by autograd)
-            grad[:, start:start + piece.shape[1]].copy_(piece)
+            grad[:, start : start + piece.shape[1]].copy_(piece)
             start += piece.shape[1]
         return grad, None
 
@@ -188,8 +198,7 @@ def _joined(blocks: list[torch.Tensor]) -> torch.Tensor:
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
-def _packed_product(rows: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor,
-                    relu: bool) -> torch.Tensor:
+def _packed_product(rows: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor, relu: bool) -> torch.Tensor:
     return packed_linear.linear(rows, packed, bias, relu=relu)
 
 
@@ -198,8 +207,7 @@ def _plain_product(rows: torch.Tensor, bias: torch.Tensor | None, weight: torch.
     return y.clamp_min_(0) if relu else y
 
 
-def _mlp_products(x: torch.Tensor, *weights, recipes: tuple[str, ...] = ("weight", "star"),
-                  relu_first: bool = False):
+def _mlp_products(x: torch.Tensor, *weights, recipes: tuple[str, ...] = ("weight", "star"), relu_first: bool = False):
     """One product function ``f(rows, bias)`` per ``(owner, build[, depends])`` in ``weights``:
     with the reordered weight for float32 CPU inputs (see :mod:`.packed_linear`), else
     :func:`channel_linear` with ``build()`` in ``x``'s dtype. With ``relu_first`` the first
@@ -233,7 +241,7 @@ class _FixedWeightStarMlp(torch.autograd.Function):
         fc1, fc2 = _mlp_products(tokens, (w1, lambda: w1), (w2, lambda: w2 * scale, scale), relu_first=True)
         kept, outs = [], []
         for start in range(0, tokens.shape[0], block_rows):
-            h = fc1(tokens[start:start + block_rows], None)  # relu(fc1 x)
+            h = fc1(tokens[start : start + block_rows], None)  # relu(fc1 x)
             outs.append(fc2(h * h, out_bias))
             if ctx.needs_input_grad[0]:
                 kept.append(h)
@@ -248,18 +256,20 @@ class _FixedWeightStarMlp(torch.autograd.Function):
         # d/dh of (scale * W2) h**2 is 2 * scale * W2 diag(h): the factor goes into the weight
         g = grad.reshape(-1, grad.shape[-1]).contiguous()
         # products in the gradient's dtype: under autocast the forward ran them in half precision
-        fc2_t, fc1_t = _mlp_products(g, (p2, lambda: (w2 * (2 * scale)).t(), p_scale), (p1, w1.t),
-                                     recipes=("star_transposed", "transposed"))
+        fc2_t, fc1_t = _mlp_products(
+            g, (p2, lambda: (w2 * (2 * scale)).t(), p_scale), (p1, w1.t), recipes=("star_transposed", "transposed")
+        )
         grads, start = [], 0
         for h in kept:
-            gh = fc2_t(g[start:start + h.shape[0]], None)
+            gh = fc2_t(g[start : start + h.shape[0]], None)
             grads.append(fc1_t(gh.mul_(h), None))
             start += h.shape[0]
         return _joined(grads).reshape(ctx.in_shape), None, None, None, None, None
 
 
-def fixed_star_mlp(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
-                   block_rows: int) -> torch.Tensor:
+def fixed_star_mlp(
+    x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, block_rows: int
+) -> torch.Tensor:
     """``F.linear(scale * relu(F.linear(x, w1))**2 + bias, w2)`` for constant weights, in
     blocks of ``block_rows`` tokens, with an input gradient that keeps ``relu(fc1 x)`` only."""
     return _FixedWeightStarMlp.apply(x, w1, w2, scale, bias, block_rows)

@@ -5,6 +5,7 @@ state dict and hooks stay as they are. Each fast forward takes its fast path onl
 applies (fixed weights: eval mode and no parameter requiring grad, or grad mode off; the
 dtypes and devices it was written for) and otherwise calls the plain forward.
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,18 +14,39 @@ from torch import nn
 from ..fft_conv import causal_fft_conv1d
 from ..layers import DepthwiseConv1d, DepthwiseConv2d, Mlp, PointwiseConv2d, StarReLU, StemConv2d
 from ..mixers import (
-    BidirectionalHyena, BidirectionalHyenaNorm, CausalHyena, HyenaPixel, HyenaPixelExplicit, HyenaPixelNoNorm,
+    BidirectionalHyena,
+    BidirectionalHyenaNorm,
+    CausalHyena,
+    HyenaPixel,
+    HyenaPixelExplicit,
+    HyenaPixelNoNorm,
 )
 from . import strided_conv
 from .fixed_weight import (
-    fixed_depthwise_conv2d, fixed_linear, fixed_star_mlp, split_channels, star_relu, weights_fixed,
+    fixed_depthwise_conv2d,
+    fixed_linear,
+    fixed_star_mlp,
+    split_channels,
+    star_relu,
+    weights_fixed,
 )
 from .spectrum import cached_kernel, fixed_kernel_conv
 
 __all__ = [
-    "FastLinear", "FastPointwiseConv2d", "FastDepthwiseConv2d", "FastDepthwiseConv1d", "FastStemConv2d",
-    "FastStarReLU", "FastMlp", "FastHyenaPixel", "FastHyenaPixelNoNorm", "FastHyenaPixelExplicit",
-    "FastBidirectionalHyena", "FastBidirectionalHyenaNorm", "FastCausalHyena", "FAST_CLASSES",
+    "FastLinear",
+    "FastPointwiseConv2d",
+    "FastDepthwiseConv2d",
+    "FastDepthwiseConv1d",
+    "FastStemConv2d",
+    "FastStarReLU",
+    "FastMlp",
+    "FastHyenaPixel",
+    "FastHyenaPixelNoNorm",
+    "FastHyenaPixelExplicit",
+    "FastBidirectionalHyena",
+    "FastBidirectionalHyenaNorm",
+    "FastCausalHyena",
+    "FAST_CLASSES",
 ]
 
 
@@ -79,8 +101,14 @@ class FastStemConv2d(StemConv2d):
     (:mod:`.strided_conv`): oneDNN's backward-data kernel is slow with 3 output channels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad and x.dtype == self.weight.dtype
-                and strided_conv.supported(self) and weights_fixed(self)):
+        if (
+            x.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and x.requires_grad
+            and x.dtype == self.weight.dtype
+            and strided_conv.supported(self)
+            and weights_fixed(self)
+        ):
             return strided_conv.fixed_strided_conv2d(x, self)
         return super().forward(x)
 
@@ -99,8 +127,13 @@ class FastMlp(Mlp):
     cpu_block_rows = 2048
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (weights_fixed(self) and isinstance(self.act, StarReLU) and isinstance(self.fc1, nn.Linear)
-                and isinstance(self.fc2, nn.Linear) and x.dtype == self.fc1.weight.dtype):
+        if (
+            weights_fixed(self)
+            and isinstance(self.act, StarReLU)
+            and isinstance(self.fc1, nn.Linear)
+            and isinstance(self.fc2, nn.Linear)
+            and x.dtype == self.fc1.weight.dtype
+        ):
             rows = self.cpu_block_rows if x.device.type == "cpu" else x.numel() // x.shape[-1]
             return fixed_star_mlp(x, self.fc1.weight, self.fc2.weight, self.act.scale, self.act.bias, max(rows, 1))
         return super().forward(x)

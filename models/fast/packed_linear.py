@@ -15,10 +15,11 @@ StarReLU's scale folded in). The operators are probed once (:mod:`.probe`) again
 ``F.linear``; where they are missing or wrong, :func:`applies` is False and the callers use
 plain products.
 """
+
 from __future__ import annotations
 
 import platform
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +51,11 @@ def _probe() -> str | None:
     g = torch.Generator().manual_seed(0)
     x, w, b = torch.randn(5, 8, generator=g), torch.randn(6, 8, generator=g), torch.randn(6, generator=g)
     packed = _reorder_linear_weight(w)
-    return (probe.compare(_linear_pointwise(x, packed, b, "none"), F.linear(x, w, b), "_linear_pointwise")
-            or probe.compare(_linear_pointwise(x, packed, b, "relu"), F.relu(F.linear(x, w, b)),
-                             "_linear_pointwise with ReLU"))
+    return probe.compare(
+        _linear_pointwise(x, packed, b, "none"), F.linear(x, w, b), "_linear_pointwise"
+    ) or probe.compare(
+        _linear_pointwise(x, packed, b, "relu"), F.relu(F.linear(x, w, b)), "_linear_pointwise with ReLU"
+    )
 
 
 probe.register(probe.Check(PROBE, _probe, "F.linear"))
@@ -61,20 +64,26 @@ probe.register(probe.Check(PROBE, _probe, "F.linear"))
 def applies(x: torch.Tensor) -> bool:
     """Whether a product with input ``x`` can take the reordered-weight path: a float32 CPU
     tensor, outside CPU autocast and ``torch.compile`` tracing, with working operators."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling() and probe.passes(PROBE))
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and probe.passes(PROBE)
+    )
 
 
-def packed_weight(owner: torch.Tensor, recipe: str, build: Callable[[], torch.Tensor],
-                  depends: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+def packed_weight(
+    owner: torch.Tensor, recipe: str, build: Callable[[], torch.Tensor], depends: tuple[torch.Tensor, ...] = ()
+) -> torch.Tensor:
     """The oneDNN-reordered ``build()`` (an ``(out, in)`` float32 weight derived from
     ``owner``, and from the tensors in ``depends``), cached under ``owner`` and ``recipe``."""
-    return derived(owner, "onednn:" + recipe, lambda: _reorder_linear_weight(build().detach().float().contiguous()),
-                   depends)
+    return derived(
+        owner, "onednn:" + recipe, lambda: _reorder_linear_weight(build().detach().float().contiguous()), depends
+    )
 
 
-def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None,
-           relu: bool = False) -> torch.Tensor:
+def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
     """``x @ W.T + bias`` over the last axis of ``x`` with a weight from :func:`packed_weight`;
     with ``relu``, ``relu(x @ W.T + bias)`` in the same pass (oneDNN's post-op)."""
     return _linear_pointwise(x, packed, None if bias is None else bias.detach(), "relu" if relu else "none")

@@ -7,12 +7,13 @@ the operator is missing, raises or gives a different result, the path is off for
 of the process, the plain computation is used, and one warning says which path is off and
 why. A changed operator signature in a new PyTorch therefore costs speed, not a crash.
 """
+
 from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -54,8 +55,11 @@ def _run(check: Check) -> str | None:
     except Exception as exc:  # noqa: BLE001  (any failure of a private operator turns the path off)
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
     if reason is not None:
-        warnings.warn(f"hpx_analysis fast path '{check.name}' is off ({reason}); using {check.fallback}",
-                      RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"hpx_analysis fast path '{check.name}' is off ({reason}); using {check.fallback}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return reason
 
 

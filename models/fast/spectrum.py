@@ -15,6 +15,7 @@ parameters' and buffers' storage addresses and in-place version counters, so loa
 weights or editing them in place invalidates it; writes through ``.data`` bypass the
 version counter and are not seen.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -96,7 +97,7 @@ def _copy_into(dst: torch.Tensor, src: torch.Tensor) -> None:
     row_bytes = src.numel() // src.shape[2] * src.element_size()  # one row of every image and channel
     rows = max(1, _COPY_SLAB_BYTES // row_bytes)
     for start in range(0, src.shape[2], rows):
-        dst[:, :, start:start + rows].copy_(src[:, :, start:start + rows])
+        dst[:, :, start : start + rows].copy_(src[:, :, start : start + rows])
 
 
 def _apply_spectrum(u: torch.Tensor, spectrum: torch.Tensor, kernel_shape, fft_shape) -> torch.Tensor:
@@ -142,8 +143,9 @@ class _FixedKernelConv(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         ks = ctx.ks
         g32 = grad.float()
-        grad_u = _plus_skip(_apply_spectrum(g32, ks.mirrored, ks.kernel_shape, ks.fft_shape), g32, ctx.bias,
-                            ctx.in_dtype)
+        grad_u = _plus_skip(
+            _apply_spectrum(g32, ks.mirrored, ks.kernel_shape, ks.fft_shape), g32, ctx.bias, ctx.in_dtype
+        )
         return grad_u, None, None
 
 
@@ -154,9 +156,11 @@ def fixed_kernel_conv(u: torch.Tensor, ks: KernelSpectrum, bias: torch.Tensor | 
     kernel and nothing else is kept."""
     if bias is not None and bias.requires_grad and torch.is_grad_enabled():
         raise ValueError("a precomputed kernel spectrum is for fixed kernels: the bias must not require grad")
-    if tuple(u.shape[-len(ks.input_size):]) != ks.input_size:
-        raise ValueError(f"the kernel spectrum was prepared for inputs of {ks.input_size}, "
-                         f"got {tuple(u.shape[-len(ks.input_size):])}")
+    if tuple(u.shape[-len(ks.input_size) :]) != ks.input_size:
+        raise ValueError(
+            f"the kernel spectrum was prepared for inputs of {ks.input_size}, "
+            f"got {tuple(u.shape[-len(ks.input_size) :])}"
+        )
     return _FixedKernelConv.apply(u, ks, bias)
 
 
@@ -171,7 +175,7 @@ class _FilterCache:
     entries: OrderedDict = field(default_factory=OrderedDict)
 
 
-_caches: "weakref.WeakKeyDictionary[nn.Module, _FilterCache]" = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary[nn.Module, _FilterCache] = weakref.WeakKeyDictionary()
 
 
 def _weight_state(filt: nn.Module) -> tuple:
@@ -185,8 +189,9 @@ def _device_type(filt: nn.Module) -> str:
 
 
 @torch.compiler.disable
-def cached_kernel(filt: nn.Module, input_size: tuple[int, ...],
-                  with_spectrum: bool = True) -> tuple[torch.Tensor, KernelSpectrum | None]:
+def cached_kernel(
+    filt: nn.Module, input_size: tuple[int, ...], with_spectrum: bool = True
+) -> tuple[torch.Tensor, KernelSpectrum | None]:
     """``(kernel, its KernelSpectrum for inputs of input_size)`` of a long filter (a
     :class:`~..mixers.filters.LongFilter`) whose parameters act as constants, kept between
     calls (see the module docstring); without ``with_spectrum`` the spectrum is None. Left

@@ -19,6 +19,7 @@ links them (``p`` the padding); with ``e = o - q`` the phase-``a`` gradient is t
 cross-correlation ``sum_e K_a[e] g[q + e]`` with ``K_a[e] = W[a + p - s e]`` where that
 tap exists. Square kernels, strides and paddings only (what the MetaFormer stems use).
 """
+
 from __future__ import annotations
 
 import math
@@ -102,9 +103,15 @@ class _FixedStridedConv2d(torch.autograd.Function):
 def supported(conv: nn.Conv2d) -> bool:
     """Whether ``conv``'s geometry is one :func:`fixed_strided_conv2d` handles: square kernel,
     stride (> 1) and padding, no dilation or groups."""
-    return (conv.groups == 1 and conv.dilation == (1, 1) and isinstance(conv.padding, tuple)
-            and len(set(conv.padding)) == 1 and len(set(conv.stride)) == 1
-            and len(set(conv.kernel_size)) == 1 and conv.stride[0] > 1)
+    return (
+        conv.groups == 1
+        and conv.dilation == (1, 1)
+        and isinstance(conv.padding, tuple)
+        and len(set(conv.padding)) == 1
+        and len(set(conv.stride)) == 1
+        and len(set(conv.kernel_size)) == 1
+        and conv.stride[0] > 1
+    )
 
 
 def fixed_strided_conv2d(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

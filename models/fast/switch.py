@@ -3,6 +3,7 @@
 ``HPX_ANALYSIS_FAST`` (``1``, the default, or ``0``) says whether ``fast_paths(model)``
 swaps anything; :func:`set_enabled` overrides it for the process (tests, benchmarks).
 """
+
 from __future__ import annotations
 
 import contextlib

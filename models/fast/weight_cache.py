@@ -10,9 +10,11 @@ are compared). Loading weights (``load_state_dict``) or editing them under
 ``torch.no_grad()`` is therefore seen; writes through ``.data`` bypass the version counter
 and are not, as with the kernel-spectrum cache of the long filters.
 """
+
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary

@@ -20,6 +20,7 @@ Truncation keeps a tap at integer offset ``d`` from the kernel centre when
 Euclidean offset satisfies it (``shape="disk"``). ``rel_size * n >= K`` keeps the whole
 kernel; ``rel_size = K / n`` is exactly the full kernel.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,8 +57,10 @@ def centred_mask(kernel_shape: tuple[int, ...], feature_size: tuple[int, ...], t
     # disk (ellipse where the feature map is not square), in units of each axis's limit
     if min(limits) < 0:
         return torch.zeros(kernel_shape, dtype=torch.bool)
-    r2 = sum((g / max(lim, 1e-9)) ** 2 if lim > 0 else torch.where(g == 0, 0.0, float("inf"))
-             for g, lim in zip(grids, limits))
+    r2 = sum(
+        (g / max(lim, 1e-9)) ** 2 if lim > 0 else torch.where(g == 0, 0.0, float("inf"))
+        for g, lim in zip(grids, limits)
+    )
     return r2 <= 1 + 1e-9
 
 

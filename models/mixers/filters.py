@@ -5,6 +5,7 @@ explicitly) on every call, then applies the current truncation. Frozen models ca
 the kernel and its FFT spectrum between calls inside ``fast_paths(model)``
 (:mod:`..fast.spectrum`).
 """
+
 from __future__ import annotations
 
 import abc
@@ -40,7 +41,7 @@ def sincos_embedding_2d(dim: int, height: int, width: int) -> torch.Tensor:
     pe[0:half:2] = torch.sin(x).T[:, None, :].expand(-1, height, -1)
     pe[1:half:2] = torch.cos(x).T[:, None, :].expand(-1, height, -1)
     pe[half::2] = torch.sin(y).T[:, :, None].expand(-1, -1, width)
-    pe[half + 1::2] = torch.cos(y).T[:, :, None].expand(-1, -1, width)
+    pe[half + 1 :: 2] = torch.cos(y).T[:, :, None].expand(-1, -1, width)
     return pe
 
 
@@ -48,7 +49,7 @@ def distance_map(height: int, width: int) -> torch.Tensor:
     """Distance of tap centres (i + 0.5, j + 0.5) to the kernel centre (h / 2, w / 2)."""
     i = torch.arange(height, dtype=torch.float64)[:, None] + 0.5 - height / 2
     j = torch.arange(width, dtype=torch.float64)[None, :] + 0.5 - width / 2
-    return torch.sqrt(i ** 2 + j ** 2).float()
+    return torch.sqrt(i**2 + j**2).float()
 
 
 def complex_exp_embedding_1d(emb_dim: int, seq_len: int, bidirectional: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,8 +120,7 @@ class ImplicitWindowedFilter2d(LongFilter):
     Parameter names follow the published checkpoints (``long_conv.*``).
     """
 
-    def __init__(self, dim: int, kernel_size: int, emb_dim: int, filter_order: int,
-                 feature_size: tuple[int, int]):
+    def __init__(self, dim: int, kernel_size: int, emb_dim: int, filter_order: int, feature_size: tuple[int, int]):
         super().__init__(feature_size)
         self.z = nn.Parameter(sincos_embedding_2d(emb_dim, kernel_size, kernel_size)[None])
         self.register_buffer("distance_map", distance_map(kernel_size, kernel_size)[None, None])
@@ -172,8 +172,16 @@ class ImplicitFilter1d(LongFilter):
 
     kernel_ndim = 1
 
-    def __init__(self, dim: int, kernel_len: int, emb_dim: int, filter_order: int,
-                 feature_size: tuple[int, int], bidirectional: bool = True, num_inner: int = 2):
+    def __init__(
+        self,
+        dim: int,
+        kernel_len: int,
+        emb_dim: int,
+        filter_order: int,
+        feature_size: tuple[int, int],
+        bidirectional: bool = True,
+        num_inner: int = 2,
+    ):
         super().__init__(feature_size)
         self.bidirectional = bidirectional
         self.bias = nn.Parameter(torch.randn(dim))

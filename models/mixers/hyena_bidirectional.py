@@ -11,6 +11,7 @@ beyond the sequence simply meet zeros). The published code uses an FFT of size `
 which equals this for ``L >= L_train - 1`` but fails for inputs smaller than the
 training size.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,10 +40,14 @@ class BidirectionalHyena(nn.Module, LongConvMixer):
         seq_len = self.feature_size[0] * self.feature_size[1]
         kernel_len = 2 * seq_len - 1 if self.bidirectional else seq_len
         self.in_proj = nn.Linear(dim, 3 * dim)
-        self.short_filter = (DepthwiseConv1d(3 * dim, 3) if self.bidirectional else
-                             nn.Conv1d(3 * dim, 3 * dim, 3, padding=2, groups=3 * dim))
-        self.filter_fn = ImplicitFilter1d(dim, kernel_len, emb_dim, filter_order, self.feature_size,
-                                          bidirectional=self.bidirectional)
+        self.short_filter = (
+            DepthwiseConv1d(3 * dim, 3)
+            if self.bidirectional
+            else nn.Conv1d(3 * dim, 3 * dim, 3, padding=2, groups=3 * dim)
+        )
+        self.filter_fn = ImplicitFilter1d(
+            dim, kernel_len, emb_dim, filter_order, self.feature_size, bidirectional=self.bidirectional
+        )
         self._build_norms(dim)
         self.out_proj = nn.Linear(dim, dim)
 
@@ -96,8 +101,9 @@ class CausalHyena(BidirectionalHyena):
     bidirectional = False
 
     def _short_filter(self, u):
-        return F.conv1d(u, self.short_filter.weight, self.short_filter.bias, padding=2,
-                        groups=u.shape[1])[..., : u.shape[-1]]
+        return F.conv1d(u, self.short_filter.weight, self.short_filter.bias, padding=2, groups=u.shape[1])[
+            ..., : u.shape[-1]
+        ]
 
     def long_convolution(self, v):
         return causal_fft_conv1d(v, self.filter_fn.kernel(), self.filter_fn.bias)

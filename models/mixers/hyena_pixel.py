@@ -10,6 +10,7 @@ before a linear output projection; S18/B36 models), :class:`HyenaPixelNoNorm` (n
 :class:`HyenaPixelExplicit` (explicit learned kernel) and :class:`HyenaPixelSeparable`
 (a vertical then a horizontal 1D long convolution).
 """
+
 from __future__ import annotations
 
 import torch
@@ -81,11 +82,19 @@ class _ConvOutput:
 class _ImplicitHyenaPixel(_HyenaPixelBase):
     """H_px with the implicit windowed 2D filter as ``long_conv``."""
 
-    def __init__(self, dim: int, kernel_size: int, emb_dim: int, feature_size: tuple[int, int],
-                 filter_order: int | None = None, **kwargs):
+    def __init__(
+        self,
+        dim: int,
+        kernel_size: int,
+        emb_dim: int,
+        feature_size: tuple[int, int],
+        filter_order: int | None = None,
+        **kwargs,
+    ):
         super().__init__(dim, feature_size)
-        self.long_conv = ImplicitWindowedFilter2d(dim, kernel_size, emb_dim, filter_order or 2 * emb_dim,
-                                                  self.feature_size)
+        self.long_conv = ImplicitWindowedFilter2d(
+            dim, kernel_size, emb_dim, filter_order or 2 * emb_dim, self.feature_size
+        )
         self._build_output(dim)
 
 
@@ -151,7 +160,7 @@ class _SeparableFilter2d(LongFilter):
             w_rows = w_rows * mask.any(1).to(w_rows)[None, None, :, None]
             w_cols = w_cols * mask.any(0).to(w_cols)[None, None, None, :]
         groups = u.shape[1]
-        u = F.conv2d(u, w_rows, self.long_horizontal_conv.bias, padding=self.long_horizontal_conv.padding,
-                     groups=groups)
-        return F.conv2d(u, w_cols, self.long_vertical_conv.bias, padding=self.long_vertical_conv.padding,
-                        groups=groups)
+        u = F.conv2d(
+            u, w_rows, self.long_horizontal_conv.bias, padding=self.long_horizontal_conv.padding, groups=groups
+        )
+        return F.conv2d(u, w_cols, self.long_vertical_conv.bias, padding=self.long_vertical_conv.padding, groups=groups)

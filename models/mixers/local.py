@@ -1,4 +1,5 @@
 """Token mixers without long convolutions: ConvFormer's SepConv and self-attention."""
+
 from __future__ import annotations
 
 import torch
@@ -44,5 +45,5 @@ class Attention(nn.Module):
         B, H, W, C = x.shape
         qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
+        y = F.scaled_dot_product_attention(q, k, v, scale=self.head_dim**-0.5)
         return self.proj(y.transpose(1, 2).reshape(B, H, W, self.attention_dim))

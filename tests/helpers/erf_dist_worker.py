@@ -3,6 +3,7 @@ torchrun (gloo); rank 0 writes the reduced matrix and the image list.
 
 usage: python -m torch.distributed.run --standalone --nproc_per_node 2 erf_dist_worker.py OUT_DIR
 """
+
 import json
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpx_analysis.execution.distributed import dist_context
 from hpx_analysis.erf.run import run_erf
+from hpx_analysis.execution.distributed import dist_context
 
 
 def worker_model() -> nn.Module:
@@ -38,8 +39,14 @@ def worker_images() -> list[torch.Tensor]:
 def main(out_dir: str) -> None:
     ctx = dist_context("cpu")
     out = Path(out_dir)
-    res = run_erf(worker_model(), worker_images(), settings={"model": "worker"}, ctx=ctx,
-                  state_stem=out / "erf_worker.partial", batch_size=2)
+    res = run_erf(
+        worker_model(),
+        worker_images(),
+        settings={"model": "worker"},
+        ctx=ctx,
+        state_stem=out / "erf_worker.partial",
+        batch_size=2,
+    )
     if ctx.is_main:
         np.save(out / "matrix.npy", res.matrix)
         (out / "meta.json").write_text(json.dumps({"world_size": ctx.world_size, "used": res.used}))

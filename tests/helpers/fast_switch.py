@@ -1,4 +1,5 @@
 """Run a test's model with the fast paths on or off (for tests parametrized over both)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,6 +1,7 @@
 """An independent, functional re-statement of the published models (REFERENCE.md) that
 reads tensors straight from a state dict and uses direct (non-FFT) convolutions. The
 tests compare the model classes against it."""
+
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +39,7 @@ def hpx_mixer(sd, p, x):
     H, W = u.shape[-2:]
     ch, cw = K.shape[-2] // 2, K.shape[-1] // 2
     rh, rw = min(ch, H - 1), min(cw, W - 1)
-    K = K[:, ch - rh: ch + rh + 1, cw - rw: cw + rw + 1]
+    K = K[:, ch - rh : ch + rh + 1, cw - rw : cw + rw + 1]
     kh, kw = K.shape[-2:]
     y = F.conv2d(u, K.flip(-1, -2).unsqueeze(1), padding=(kh // 2, kw // 2), groups=C)
     y = y + u * sd[f"{lc}.bias"]
@@ -63,7 +64,7 @@ def hb_mixer(sd, p, x):
     k = (k * torch.exp(-sd[f"{ff}.pos_emb.t"][0] * sd[f"{ff}.modulation.deltas"][0].abs())).T
     L, c = v.shape[-1], k.shape[-1] // 2
     r = min(c, L - 1)
-    k = k[:, c - r: c + r + 1]
+    k = k[:, c - r : c + r + 1]
     Lf = k.shape[-1]
     y = F.conv1d(v, k.flip(-1).unsqueeze(1), padding=Lf // 2, groups=C) + v * sd[f"{ff}.bias"][None, :, None]
     y = (y * x0).transpose(1, 2)
@@ -85,7 +86,7 @@ def attention_mixer(sd, p, x):
     heads = C // 32
     qkv = F.linear(x.reshape(B, H * W, C), sd[f"{p}.qkv.weight"]).reshape(B, H * W, 3, heads, 32)
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
-    a = ((q @ k.transpose(-1, -2)) * 32 ** -0.5).softmax(-1)
+    a = ((q @ k.transpose(-1, -2)) * 32**-0.5).softmax(-1)
     y = (a @ v).transpose(1, 2).reshape(B, H, W, C)
     return F.linear(y, sd[f"{p}.proj.weight"])
 

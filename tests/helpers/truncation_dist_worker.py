@@ -3,14 +3,15 @@ process or as several under torchrun (``WORLD_SIZE``/``RANK`` from the environme
 
 usage: python truncation_dist_worker.py OUT_CSV   (or under torchrun)
 """
+
 import sys
 
 import timm
 import torch
 
 import hpx_analysis  # noqa: F401
-from hpx_analysis.models import long_conv_mixers
 from hpx_analysis.execution.distributed import dist_context
+from hpx_analysis.models import long_conv_mixers
 from hpx_analysis.truncation import truncation_sweep
 
 # batches of one image on one thread: every image is computed the same way in every
@@ -38,9 +39,8 @@ def make_data() -> tuple[torch.Tensor, torch.Tensor]:
 def run(shard) -> "pd.DataFrame":  # noqa: F821
     x, y = make_data()
     idx = shard.take(list(range(NUM_IMAGES)))
-    batches = [(x[idx[i:i + BATCH]], y[idx[i:i + BATCH]]) for i in range(0, len(idx), BATCH)]
-    return truncation_sweep(make_model(), batches, name="hpx_former_s4", rel_sizes=[0.2, 0.5],
-                            stages=[1, 2]).table
+    batches = [(x[idx[i : i + BATCH]], y[idx[i : i + BATCH]]) for i in range(0, len(idx), BATCH)]
+    return truncation_sweep(make_model(), batches, name="hpx_former_s4", rel_sizes=[0.2, 0.5], stages=[1, 2]).table
 
 
 if __name__ == "__main__":
