@@ -176,13 +176,19 @@ def user_errors() -> Iterator[None]:
 
 
 def model_specs(values: list[str] | None) -> list[ModelSpec]:
-    """Parse repeated ``--model`` values; an invalid one fails with its message."""
+    """Parse repeated ``--model`` values; an invalid one fails with its message. Aliases are
+    resolved before duplicates are dropped (``-m hpx_s4 -m hpx_former_s4`` is one model)."""
     if not values:
         fail("no model given (use --model NAME[=WEIGHTS])")
     try:
-        return [parse_model_spec(value) for value in values]
+        specs = [parse_model_spec(value) for value in values]
     except WeightsError as err:
         fail(str(err))
+    unique = list(dict.fromkeys(specs))
+    for spec in unique:
+        if specs.count(spec) > 1:
+            stderr_console.print(f"note: {spec.name} ({spec.weights}) given {specs.count(spec)} times; analysed once")
+    return unique
 
 
 def progress(transient: bool = False) -> Progress:
