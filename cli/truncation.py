@@ -111,6 +111,9 @@ def truncation(
         if dev.type == "cuda" and shard.world_size > 1:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         items = list_images(images, num_images)
+        if shard.is_main:
+            for path, reason in items.skipped:
+                stderr_console.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
         out_dir = stack.enter_context(output_folder(default_out("truncation", out), enabled=shard.is_main))
         labelled, why = labels_available(items)
         if shard.is_main and not labelled:
