@@ -121,7 +121,7 @@ def test_lock_is_exclusive_and_released(tmp_path):
         assert (folder / LOCK_NAME).is_file()
         with pytest.raises(OutputBusyError, match=f"pid {os.getpid()}"):
             with output_lock(tmp_path):
-                pass
+                raise AssertionError("the lock was taken twice")
     assert not (tmp_path / LOCK_NAME).exists()
     with pytest.raises(RuntimeError):
         with output_lock(tmp_path):

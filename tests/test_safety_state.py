@@ -106,3 +106,30 @@ def test_resume_with_fewer_or_other_images_is_refused(tmp_path):
     # the same images resume to the same result, nothing counted twice
     again = run_erf(SmallNet(), xs, settings=SETTINGS, state_stem=stem, resume=True, batch_size=2)
     assert again.num_images == 5
+
+
+def test_cli_resume_with_fewer_images_is_one_clear_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import hpx_analysis.erf.compute as erf_module
+    from hpx_analysis.cli.main import app
+
+    real, calls = erf_module.contribution_maps, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(erf_module, "contribution_maps", interrupted)
+    out = tmp_path / "out"
+    args = ["erf", "-m", "hpx_s4=random", "--size", "64", "--device", "cpu", "--out", str(out)]
+    first = CliRunner().invoke(app, [*args, "--num-images", "3"])
+    assert first.exit_code == 130, first.output  # two images saved
+    monkeypatch.setattr(erf_module, "contribution_maps", real)
+    second = CliRunner().invoke(app, [*args, "--num-images", "1", "--resume"])
+    text = " ".join(second.output.split())
+    assert second.exit_code == 2, text
+    assert "1 image(s) that are not among the 1 image(s) asked for" in text and "Traceback" not in text
+    assert not (out / "erf_hpx_former_s4.npy").exists()
