@@ -22,6 +22,7 @@ from rich.progress import (
 )
 
 from hpx_analysis.io.images import ImageInputError, ImageLoadError
+from hpx_analysis.io.output import OutputError, check_output_dir, output_lock
 from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "ImagesOption",
     "NumImagesOption",
     "default_out",
+    "output_folder",
+    "INTERRUPTED",
     "model_specs",
     "fail",
     "user_errors",
@@ -87,6 +90,7 @@ NumImagesOption = Annotated[
 ]
 
 stderr_console = Console(stderr=True)
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as shells report it
 
 
 def default_out(command: str, out: Path | None) -> Path:
@@ -133,15 +137,37 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
+def output_folder(out: Path, *, enabled: bool = True) -> Iterator[Path]:
+    """Check that ``out`` can be created and written, and hold its lock for the block, before
+    any work starts; a folder that cannot be used or is in use by another run fails with one
+    line. ``enabled=False`` (ranks other than 0, which write nothing) only yields ``out``."""
+    if not enabled:
+        yield out
+        return
+    try:
+        check_output_dir(out)
+        with output_lock(out, command=command_line()):
+            yield out
+    except OutputError as err:
+        fail(str(err))
+
+
+@contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause (bad model, weights, images, paths, values) into
-    ``fail``; usable as ``with user_errors():`` or as a decorator ``@user_errors()``."""
+    """Turn the errors a user can cause (bad model, weights, images, paths, values, output
+    folders that cannot be written) into ``fail``, and Ctrl-C into one line and exit status
+    130; usable as ``with user_errors():`` or as a decorator ``@user_errors()``."""
     try:
         yield
-    except (WeightsError, ImageInputError, ImageLoadError, ValueError) as err:
+    except (WeightsError, ImageInputError, ImageLoadError, OutputError, ValueError) as err:
         fail(str(err))
     except FileNotFoundError as err:
         fail(f"file not found: {err.filename or err}")
+    except OSError as err:  # e.g. a full disk or a folder made read-only while the run wrote
+        fail(f"{err.filename}: {err.strerror or err}" if err.filename else f"{type(err).__name__}: {err}")
+    except KeyboardInterrupt:
+        stderr_console.print("interrupted", highlight=False)
+        raise typer.Exit(code=INTERRUPTED) from None
     except KeyError as err:
         message = err.args[0] if err.args else ""
         if isinstance(message, str) and message.startswith("unknown model"):
@@ -150,13 +176,19 @@ def user_errors() -> Iterator[None]:
 
 
 def model_specs(values: list[str] | None) -> list[ModelSpec]:
-    """Parse repeated ``--model`` values; an invalid one fails with its message."""
+    """Parse repeated ``--model`` values; an invalid one fails with its message. Aliases are
+    resolved before duplicates are dropped (``-m hpx_s4 -m hpx_former_s4`` is one model)."""
     if not values:
         fail("no model given (use --model NAME[=WEIGHTS])")
     try:
-        return [parse_model_spec(value) for value in values]
+        specs = [parse_model_spec(value) for value in values]
     except WeightsError as err:
         fail(str(err))
+    unique = list(dict.fromkeys(specs))
+    for spec in unique:
+        if specs.count(spec) > 1:
+            stderr_console.print(f"note: {spec.name} ({spec.weights}) given {specs.count(spec)} times; analysed once")
+    return unique
 
 
 def progress(transient: bool = False) -> Progress:

@@ -27,6 +27,7 @@ from .common import (
     default_out,
     fail,
     model_specs,
+    output_folder,
     stderr_console,
     user_errors,
 )
@@ -66,9 +67,8 @@ def coverage(
     specs = model_specs(model)
     if not 0 < threshold < 1:
         fail(f"--threshold must be between 0 and 1, got {threshold}")
-    out_dir = default_out("coverage", out)
     results = []
-    with user_errors():
+    with user_errors(), output_folder(default_out("coverage", out)) as out_dir:
         dev = resolve_device(device.value)
         for spec in specs:
             torch.manual_seed(seed)
@@ -88,9 +88,9 @@ def coverage(
             results.append(res)
             summary = res.blocks.groupby("stage").coverage.mean().round(3).tolist()
             stderr_console.print(f"{loaded.name} ({loaded.weights}): mean coverage per stage {summary}")
-    if not results:
-        fail("none of the models has MetaFormer token mixers to measure; nothing written")
-    result = CoverageResult.concat(results)
-    result.save(out_dir)
-    save_coverage_figure(result, out_dir)
+        if not results:
+            fail("none of the models has MetaFormer token mixers to measure; nothing written")
+        result = CoverageResult.concat(results)
+        result.save(out_dir)
+        save_coverage_figure(result, out_dir)
     stderr_console.print(f"wrote {out_dir}/coverage.csv, coverage_channels.csv and coverage.png")

@@ -8,6 +8,7 @@ non-finite count, metrics, time, versions, device), ``erf_metrics.csv``, ``erf.p
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -32,6 +33,7 @@ from hpx_analysis.io.weights import load_model
 from hpx_analysis.plotting.files import save_erf_figure
 
 from .common import (
+    INTERRUPTED,
     DeviceOption,
     ImagesOption,
     ModelOption,
@@ -42,6 +44,7 @@ from .common import (
     default_out,
     fail,
     model_specs,
+    output_folder,
     progress,
     stderr_console,
     user_errors,
@@ -134,7 +137,7 @@ def erf(
     if ig_steps < 1:
         fail(f"--ig-steps must be at least 1, got {ig_steps}")
     command = command_line()
-    with user_errors():
+    with user_errors(), ExitStack() as stack:
         dev = resolve_device(device.value)
         if precision != "fp32" and dev.type != "cuda":
             fail(f"--precision {precision} needs CUDA; on {dev.type} use fp32")
@@ -146,9 +149,7 @@ def erf(
         items = list_images(images, wanted)
         if ctx.is_main and len(items) < wanted:
             stderr_console.print(f"note: only {len(items)} image(s) available, asked for {wanted}")
-        out_dir = default_out("erf", out)
-        if ctx.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = stack.enter_context(output_folder(default_out("erf", out), enabled=ctx.is_main))
         comparison = ErfComparison()
         for spec in specs:
             torch.manual_seed(seed)
@@ -173,6 +174,8 @@ def erf(
                 result = _run_one(loaded, items, ctx.is_main, ctx.distributed, ctx.world_size, **kwargs)
             except GradCheckpointingError:
                 fail(f"{loaded.name} does not support --grad-checkpointing")
+            except KeyboardInterrupt:
+                _interrupted(loaded.name, out_dir, ctx.is_main)
             except ErfError:
                 raise
             except (RuntimeError, AssertionError) as err:
@@ -196,6 +199,23 @@ def erf(
             comparison.save_table(out_dir)
             save_erf_figure(comparison, out_dir)
             stderr_console.print(f"wrote {out_dir}/erf.png, erf_metrics.csv and per-model erf_<model>.npy/.json")
+
+
+def _interrupted(name: str, out_dir, is_main: bool):
+    """Ctrl-C during a model's ERF: say what was saved and how to continue; exit status 130."""
+    if is_main:
+        from hpx_analysis.erf.run import partial_files, partial_stem
+        from hpx_analysis.erf.state import ErfAccumulator
+
+        try:
+            done = sum(ErfAccumulator.load(s).count for s in partial_files(partial_stem(out_dir, name)))
+        except (ValueError, OSError):
+            done = 0
+        saved = f"{done} image(s) of {name} are saved in {out_dir}" if done else f"no image of {name} was finished"
+        stderr_console.print(
+            f"interrupted: {saved}; run the same command with --resume to continue", soft_wrap=True, highlight=False
+        )
+    raise typer.Exit(code=INTERRUPTED)
 
 
 def _run_one(loaded, items, is_main: bool, distributed: bool, world_size: int, **kwargs):

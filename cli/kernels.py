@@ -24,6 +24,7 @@ from .common import (
     default_out,
     fail,
     model_specs,
+    output_folder,
     split_list,
     stderr_console,
     user_errors,
@@ -75,9 +76,8 @@ def kernels(
     blocks = split_list(block, "--block", int, "integers")
     channels = split_list(channel, "--channel", int, "integers")
     pos = split_list(at, "--at", int, "integers (row,col)", length=2)
-    out_dir = default_out("kernels", out)
     written = 0
-    with user_errors():
+    with user_errors(), output_folder(default_out("kernels", out)) as out_dir:
         dev = resolve_device(device.value)
         for spec in specs:
             torch.manual_seed(seed)

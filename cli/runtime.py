@@ -8,6 +8,7 @@ mode and resolution; see :func:`hpx_analysis.runtime.measure_mixer_runtime`),
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -18,7 +19,17 @@ from rich.table import Table
 from hpx_analysis import runtime as rt
 from hpx_analysis.plotting.files import save_runtime_figure
 
-from .common import DeviceOption, OutOption, SeedOption, default_out, fail, progress, split_list, user_errors
+from .common import (
+    DeviceOption,
+    OutOption,
+    SeedOption,
+    default_out,
+    fail,
+    output_folder,
+    progress,
+    split_list,
+    user_errors,
+)
 
 __all__ = ["runtime", "Mode"]
 
@@ -140,8 +151,7 @@ def runtime(
     names = split_list(mixers, "--mixers")
     res = split_list(resolutions, "--resolutions", int, "whole numbers of pixels")
     modes = rt.MODE_CHOICES[mode.value]
-    out_dir = default_out("runtime", out)
-    with user_errors():
+    with user_errors(), ExitStack() as stack:
         from hpx_analysis.io.devices import resolve_device
 
         dev = resolve_device(device.value)
@@ -150,6 +160,7 @@ def runtime(
             fail(f"unknown mixer {unknown[0]!r}; choose from {', '.join(rt.MIXERS)}")
         for r in res or ():
             rt.feature_size_for(r)
+        out_dir = stack.enter_context(output_folder(default_out("runtime", out)))
         kind = "cuda" if dev.type == "cuda" else "cpu"
         n_res = len(set(res)) if res is not None else len(rt.CUDA_RESOLUTIONS if kind == "cuda" else rt.CPU_RESOLUTIONS)
         with progress() as bar:
@@ -177,7 +188,7 @@ def runtime(
                 num_threads=threads,
                 progress=advance,
             )
-    result.save(out_dir)
-    save_runtime_figure(result, out_dir)
+        result.save(out_dir)
+        save_runtime_figure(result, out_dir)
     Console().print(_table(result.to_frame(), f"Token mixer runtime ({result.settings['device_description']})"))
     Console().print(f"wrote {out_dir / 'runtime.csv'}, {out_dir / 'runtime.png'}, {out_dir / 'runtime.json'}")

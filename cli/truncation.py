@@ -10,6 +10,7 @@ images are sharded across processes, counts and sums are reduced over them, rank
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -35,6 +36,7 @@ from .common import (
     default_out,
     fail,
     model_specs,
+    output_folder,
     progress,
     split_list,
     stderr_console,
@@ -102,14 +104,17 @@ def truncation(
     specs = model_specs(model)
     sizes = split_list(rel_sizes, "--rel-sizes", float, "numbers")
     stage_ids = split_list(stages, "--stages", int, "integers")
-    out_dir = default_out("truncation", out)
     results = []
-    with user_errors():
+    with user_errors(), ExitStack() as stack:
         shard = dist_context("cpu")
         dev = resolve_device(device.value)
         if dev.type == "cuda" and shard.world_size > 1:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         items = list_images(images, num_images)
+        if shard.is_main:
+            for path, reason in items.skipped:
+                stderr_console.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
+        out_dir = stack.enter_context(output_folder(default_out("truncation", out), enabled=shard.is_main))
         labelled, why = labels_available(items)
         if shard.is_main and not labelled:
             stderr_console.print(
@@ -152,30 +157,30 @@ def truncation(
                     f"{loaded.name} ({loaded.weights}): {result.n_images} images, "
                     f"untruncated {base}, {result.run['seconds']:.1f} s"
                 )
-    if not results:
-        fail(
-            "none of the models has long-convolution kernels to truncate (only the HyenaPixel family "
-            "has them); nothing written"
+        if not results:
+            fail(
+                "none of the models has long-convolution kernels to truncate (only the HyenaPixel family "
+                "has them); nothing written"
+            )
+        if not shard.is_main:
+            return
+        comparison = TruncationComparison(
+            results,
+            truncation_settings(
+                rel_sizes=sizes,
+                shape=shape.value,
+                stages=stage_ids,
+                batch_size=batch_size,
+                crop_pct=crop_pct,
+                size=size,
+                seed=seed,
+                world_size=shard.world_size,
+                images=images_label(images),
+                num_images=len(items),
+                labels=labelled,
+                no_labels_reason=why,
+            ),
         )
-    if not shard.is_main:
-        return
-    comparison = TruncationComparison(
-        results,
-        truncation_settings(
-            rel_sizes=sizes,
-            shape=shape.value,
-            stages=stage_ids,
-            batch_size=batch_size,
-            crop_pct=crop_pct,
-            size=size,
-            seed=seed,
-            world_size=shard.world_size,
-            images=images_label(images),
-            num_images=len(items),
-            labels=labelled,
-            no_labels_reason=why,
-        ),
-    )
-    comparison.save(out_dir)
-    save_truncation_figure(comparison, out_dir)
+        comparison.save(out_dir)
+        save_truncation_figure(comparison, out_dir)
     stderr_console.print(f"wrote {out_dir}/truncation.csv, truncation.json and truncation.png")

@@ -99,7 +99,7 @@ def test_cli_resume_after_interruption(tmp_path, monkeypatch):
     first, _ = invoke(args + ["--out", str(out)])
     assert first.exit_code != 0
     assert not (out / "erf_hpx_former_s4.npy").exists()
-    assert list(out.glob("erf_hpx_former_s4.partial.rank0.json"))
+    assert list(out.glob("erf_hpx_former_s4.partial.rank0.npz"))
 
     monkeypatch.setattr(erf_module, "contribution_maps", real)
     counted = []

@@ -66,6 +66,7 @@ def test_parse_resolves_aliases_and_modes(tmp_path):
     assert parse_model_spec("resnet18").name == "resnet18"
     assert parse_model_spec("resnet18.tv_in1k=random").name == "resnet18.tv_in1k"
     ckpt = tmp_path / "ckpt.safetensors"
+    ckpt.write_bytes(b"")  # a checkpoint path must name an existing file (checked before any work)
     spec = parse_model_spec(f"hpx_s4={ckpt}")
     assert spec == ModelSpec("hpx_former_s4", str(ckpt.resolve()))
 

@@ -108,6 +108,9 @@ def erf_for_model(
         on_start=on_start,
     )
     result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
+    # folders and links the image listing could not read (hpx_analysis.io.images.ImageList)
+    listing = [{"key": path, "reason": reason} for path, reason in getattr(items, "skipped", ())]
+    result.skipped = [*result.skipped, *listing]
     result.run = {
         "size": size,
         "batch_size": batch_size,

@@ -89,6 +89,20 @@ class ErfError(ValueError):
     """The ERF cannot be computed for these inputs (clear message, no traceback needed)."""
 
 
+class ErfInputError(ErfError, TypeError):
+    """A model or image of a kind the ERF cannot take (the message says what it expects)."""
+
+
+class ErfModelError(ErfError, RuntimeError):
+    """The model failed on the given images (e.g. images too small for its downsampling)."""
+
+
+IMAGE_KINDS = (
+    "image paths, image items with a path, PIL images, HxWx3 uint8 numpy arrays, "
+    "or (3, H, W) float tensors that are already normalized"
+)
+
+
 # ----------------------------------------------------------------------------- output unit
 def last_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's last feature map as ``(B, C, H, W)``.
@@ -257,11 +271,70 @@ def image_key(item, index: int) -> str:
         return item.key
     if isinstance(item, torch.Tensor):
         return f"tensor:{index}"
+    if not isinstance(getattr(item, "path", item), (str, os.PathLike)):
+        return f"image:{index}"  # PIL images and arrays, keyed by position as tensors are
     return str(getattr(item, "path", item))
 
 
+def _is_single_image(images) -> bool:
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(images, torch.Tensor):
+        return images.ndim == 3
+    return isinstance(images, (str, os.PathLike, Image.Image, np.ndarray))
+
+
+def _as_items(images) -> list:
+    """``images`` as a list (one image on its own is taken as a list of one)."""
+    if images is None:
+        raise ErfInputError(f"images must be an iterable of {IMAGE_KINDS}; got None")
+    if _is_single_image(images):
+        return [images]
+    try:
+        return list(images)
+    except TypeError:
+        raise ErfInputError(f"images must be an iterable of {IMAGE_KINDS}; got {type(images).__name__}") from None
+
+
+def _check_input(item, size: int | None) -> None:
+    """Refuse, before any work, an input the ERF cannot take (see :data:`IMAGE_KINDS`)."""
+    import numpy as np
+    from PIL import Image
+
+    item = item.item if isinstance(item, KeyedInput) else item
+    if isinstance(item, torch.Tensor):
+        shape = tuple(item.shape)
+        if not (item.ndim == 3 or (item.ndim == 4 and shape[0] == 1)) or shape[-3] != 3:
+            raise ErfInputError(f"image tensors must be (3, H, W), got {shape}")
+        if not item.is_floating_point():
+            raise ErfInputError(
+                f"image tensors must be normalized floats, got {item.dtype}; pass 8-bit pixels as an HxWx3 "
+                "uint8 numpy array or a PIL image (they are resized and normalized)"
+            )
+        if item.is_meta:
+            raise ErfInputError("image tensors must hold data; got a tensor on the meta device")
+        if min(shape[-2:]) < 1:
+            raise ErfInputError(f"image tensors must not be empty, got {shape}")
+        return
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or not (item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (3, 4))):
+            raise ErfInputError(
+                f"image arrays must be HxWx3 (or HxW) uint8 pixels, got {item.dtype} of shape {item.shape}; "
+                "pass normalized images as (3, H, W) float tensors"
+            )
+    elif not isinstance(item, (Image.Image, str, os.PathLike)) and not isinstance(getattr(item, "path", None), str):
+        raise ErfInputError(f"cannot use a {type(item).__name__} as an image; expected {IMAGE_KINDS}")
+    if size is None:
+        raise ErfError("image files, PIL images and arrays need a size (the side length they are resized to)")
+
+
 def _load_input(item, size: int | None) -> torch.Tensor:
-    """A (3, H, W) tensor for a tensor or an image item; raises ImageLoadError for bad files."""
+    """A (3, H, W) tensor for a tensor, an image item or path, a PIL image or a uint8 array;
+    raises ImageLoadError for bad files."""
+    import numpy as np
+    from PIL import Image
+
     if isinstance(item, KeyedInput):
         item = item.item
     if isinstance(item, torch.Tensor):
@@ -269,10 +342,14 @@ def _load_input(item, size: int | None) -> torch.Tensor:
         if t.ndim != 3 or t.shape[0] != 3:
             raise ErfError(f"image tensors must be (3, H, W), got {tuple(item.shape)}")
         return t
-    from ..io.images import erf_transform, load_rgb
+    from ..io.images import _as_rgb, erf_transform, load_rgb
 
     if size is None:
         raise ErfError("image files need a size (the side length they are resized to)")
+    if isinstance(item, np.ndarray):
+        item = Image.fromarray(item)
+    if isinstance(item, Image.Image):
+        return erf_transform(size)(_as_rgb(item))
     return erf_transform(size)(load_rgb(getattr(item, "path", item)))
 
 
@@ -298,7 +375,7 @@ def _batches(
         if exc is not None:
             if isinstance(exc, ErfError) or not _is_image_load_error(exc):
                 raise exc
-            state.skip(key, f"unreadable image: {getattr(exc, 'reason', exc)}")
+            state.skip(key, str(exc))  # ImageLoadError messages are the reason itself
             yield [], None  # lets the caller count the image as handled
             continue
         keys_out.append(key)
@@ -408,7 +485,14 @@ def accumulate_erf(
     An empty ``images`` is fine here (a rank of a distributed run may get no image).
     See :func:`compute_erf` for the arguments."""
     _check_options(method, precision, batch_size)
+    if not isinstance(model, nn.Module):
+        raise ErfInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    images = _as_items(images)
+    for item in images:
+        _check_input(item, size)
     param = next(iter(model.parameters()), None)
+    if param is not None and param.is_meta:
+        raise ErfInputError("the model's weights are on the meta device (no data); load or materialize them first")
     model_device = param.device if param is not None else torch.device("cpu")
     device = torch.device(device) if device is not None else model_device
     if device.type != model_device.type or (device.index is not None and device != model_device):
@@ -532,9 +616,13 @@ def compute_erf(
 ) -> ErfResult:
     """Mean ERF contribution matrix of ``model`` over ``images``.
 
-    ``images``: ``(3, H, W)`` tensors (already normalized) and/or image items with a
-    ``path`` (loaded, resized to ``size`` x ``size`` and normalized; unreadable files are
-    skipped and listed). ``device``: where to compute (default: the model's device; the
+    ``images``: an iterable of (or one of) ``(3, H, W)`` float tensors (already normalized),
+    image paths or items with a ``path`` (loaded; unreadable files are skipped and listed),
+    PIL images and HxWx3 uint8 numpy arrays; files, PIL images and arrays are resized to
+    ``size`` x ``size`` and ImageNet-normalized. Other inputs (None, integer or empty
+    tensors, meta tensors, other objects) raise :class:`ErfInputError` (a ``TypeError``)
+    saying what is expected; a model that fails on the images raises :class:`ErfModelError`.
+    ``device``: where to compute (default: the model's device; the
     model is not moved). ``state``: an accumulator to continue (images whose key it holds
     are not computed again); it is updated in place. ``progress(n)`` is called with the
     number of images handled after every batch; ``on_batch(state)`` after every batch
@@ -549,22 +637,28 @@ def compute_erf(
     the first time); the number compiled is in the result.
     """
     state = state if state is not None else ErfAccumulator()
-    info = accumulate_erf(
-        model,
-        images,
-        state,
-        size=size,
-        batch_size=batch_size,
-        method=method,
-        precision=precision,
-        device=device,
-        ig_steps=ig_steps,
-        progress=progress,
-        on_batch=on_batch,
-        check_precision=check_precision,
-        loader_threads=loader_threads,
-        compile_blocks=compile_blocks,
-    )
+    try:
+        info = accumulate_erf(
+            model,
+            images,
+            state,
+            size=size,
+            batch_size=batch_size,
+            method=method,
+            precision=precision,
+            device=device,
+            ig_steps=ig_steps,
+            progress=progress,
+            on_batch=on_batch,
+            check_precision=check_precision,
+            loader_threads=loader_threads,
+            compile_blocks=compile_blocks,
+        )
+    except RuntimeError as err:
+        if isinstance(err, ErfError) or is_out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ErfModelError(f"{type(model).__name__} failed on the images: {first}") from err
     return erf_result(
         state,
         method=method,

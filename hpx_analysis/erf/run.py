@@ -1,11 +1,13 @@
 """An ERF run that can be interrupted, resumed and spread over processes.
 
 While it runs, every rank saves its partial accumulation every ``save_every`` batches as
-``<stem>.rank<r>.npz`` / ``.json`` (``stem`` is e.g. ``<out>/erf_<model>.partial``). On
+``<stem>.rank<r>.npz`` (one file: sum, image keys and settings; ``stem`` is e.g. ``<out>/erf_<model>.partial``). On
 ``resume=True`` rank 0 merges all partial files found (from any earlier number of ranks:
 they hold disjoint images, keyed by path), checks that they were made with the same
 settings, saves the merged state as its own file and removes the others; every rank then
-skips the images already done and the remaining images are sharded across ranks.
+skips the images already done and the remaining images are sharded across ranks. A
+resumed state must hold only images of the list asked for now (compared by key): a state
+with other images is refused rather than silently counted.
 Without ``resume`` any partial files are removed first. After the final reduction the
 partial files stay until the caller has written its outputs and calls
 :func:`discard_partial`.
@@ -40,7 +42,7 @@ def partial_files(stem: str | Path) -> list[Path]:
     stem = Path(stem)
     if not stem.parent.is_dir():
         return []
-    found = sorted(stem.parent.glob(f"{stem.name}.rank*.json"))
+    found = sorted(stem.parent.glob(f"{stem.name}.rank*.npz"))
     stems = [p.with_suffix("") for p in found]
     return [s for s in stems if s.name[len(stem.name) + 5 :].isdigit() and ErfAccumulator.exists(s)]
 
@@ -112,6 +114,13 @@ def run_erf(
     done_set = set(done)
     # tensors are keyed by their position in the full list: hand the keys over explicitly
     keyed = [KeyedInput(it, image_key(it, i)) for i, it in enumerate(items)]
+    foreign = sorted(done_set - {k.key for k in keyed})
+    if foreign:
+        raise ErfStateError(
+            f"the saved ERF state in {stem.parent} holds {len(foreign)} image(s) that are not among the "
+            f"{len(keyed)} image(s) asked for now (e.g. {foreign[0]!r}); ask for the same images as the "
+            "interrupted run, or start over without resuming"
+        )
     mine = ctx.take([k for k in keyed if k.key not in done_set])
     state = prior if ctx.is_main else ErfAccumulator(settings=dict(settings))
     if on_start is not None:

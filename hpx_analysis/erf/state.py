@@ -6,15 +6,21 @@ number of images in that sum, which images were used (by key: the image path, or
 count of non-finite gradient values seen. Keys make resuming safe: an image whose key is
 already recorded is neither recomputed nor counted again.
 
-On disk a state is two files next to the outputs: ``<stem>.npz`` (the float64 sum) and
-``<stem>.json`` (counts, keys, settings). Both are written to a temporary name first and
-then renamed, so an interruption never leaves a half-written state behind.
+On disk a state is one file next to the outputs, ``<stem>.npz``, holding the float64 sum
+and, in the same archive, the counts, keys and settings as JSON. It is written under a
+temporary name, flushed to disk and renamed over the old one, so a kill at any moment
+leaves either the previous state or the new one, never a sum from one and an image list
+from the other. Loading checks the file's structure and that its counts agree; a damaged or
+hand-edited state raises :class:`ErfStateError` naming the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +29,20 @@ import numpy as np
 
 __all__ = ["ErfAccumulator", "ErfStateError"]
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+SUFFIX = ".npz"
 
 
 class ErfStateError(ValueError):
     """A saved state cannot be used (unreadable, or made with other settings)."""
+
+
+def _checksum(total: np.ndarray, meta: dict) -> str:
+    """SHA-256 over the sum's bytes and every recorded field: an edited key list or sum shows."""
+    digest = hashlib.sha256(np.ascontiguousarray(total, dtype=np.float64).tobytes())
+    digest.update(str(total.shape).encode())
+    digest.update(json.dumps({k: meta[k] for k in sorted(meta) if k != "checksum"}, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -113,14 +128,20 @@ class ErfAccumulator:
         )
 
     # -- files ----------------------------------------------------------------------
-    def save(self, path_stem: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``<stem>.npz`` and ``<stem>.json`` atomically; returns both paths."""
+    @staticmethod
+    def path(path_stem: str | os.PathLike) -> Path:
+        """The state file of ``path_stem``: ``<stem>.npz``."""
         stem = Path(path_stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        npz_path, json_path = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-        tmp_npz = npz_path.with_name(npz_path.name + ".tmp.npz")
+        return stem.with_name(stem.name + SUFFIX)
+
+    def save(self, path_stem: str | os.PathLike) -> Path:
+        """Write ``<stem>.npz`` (sum, keys and settings in one file) atomically; returns its path.
+
+        The file is written under a temporary name in the same folder, flushed and renamed
+        over the old state; on any error the temporary file is removed and the old state kept."""
+        path = self.path(path_stem)
+        path.parent.mkdir(parents=True, exist_ok=True)
         total = self.total if self.total is not None else np.zeros((0, 0), dtype=np.float64)
-        np.savez(tmp_npz, total=total)
         meta = {
             "format_version": _FORMAT_VERSION,
             "settings": self.settings,
@@ -129,43 +150,87 @@ class ErfAccumulator:
             "nonfinite_values": self.nonfinite_values,
             "seconds": self.seconds,
         }
-        tmp_json = json_path.with_name(json_path.name + ".tmp")
-        tmp_json.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp_npz, npz_path)
-        os.replace(tmp_json, json_path)
-        return npz_path, json_path
+        meta["checksum"] = _checksum(total, meta)
+        meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, total=total, meta=meta_bytes)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
 
     @classmethod
     def load(cls, path_stem: str | os.PathLike) -> ErfAccumulator:
-        stem = Path(path_stem)
-        npz_path, json_path = stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+        """Read a state written by :meth:`save`; raises :class:`ErfStateError` naming the file
+        when it is unreadable, damaged or inconsistent."""
+        path = cls.path(path_stem)
+
+        def damaged(why: str) -> ErfStateError:
+            return ErfStateError(f"the saved ERF state {path} is damaged ({why}); delete it or run without resuming")
+
         try:
-            meta = json.loads(json_path.read_text())
-            with np.load(npz_path, allow_pickle=False) as data:
+            with np.load(path, allow_pickle=False) as data:
                 total = np.array(data["total"], dtype=np.float64)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ErfStateError(f"cannot read the saved ERF state {stem}: {exc}") from exc
+                meta = json.loads(bytes(np.asarray(data["meta"], dtype=np.uint8)).decode("utf-8"))
+        except FileNotFoundError:
+            raise ErfStateError(f"no saved ERF state at {path}") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise damaged(f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(meta, dict):
+            raise damaged("its record is not a JSON object")
         if meta.get("format_version") != _FORMAT_VERSION:
-            raise ErfStateError(f"saved ERF state {stem} has an unknown format version {meta.get('format_version')}")
-        acc = cls(
+            raise ErfStateError(
+                f"the saved ERF state {path} has format version {meta.get('format_version')!r}, "
+                f"not {_FORMAT_VERSION}; start over without resuming"
+            )
+        try:
+            intact = meta.get("checksum") == _checksum(total, meta)
+        except (TypeError, ValueError):
+            intact = False
+        if not intact:
+            raise damaged("its checksum does not match its contents")
+        used, skipped = meta.get("used"), meta.get("skipped")
+        if not isinstance(used, list) or not all(isinstance(k, str) for k in used):
+            raise damaged("'used' is not a list of image keys")
+        if not isinstance(skipped, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("key"), str) and isinstance(s.get("reason"), str) for s in skipped
+        ):
+            raise damaged("'skipped' is not a list of {key, reason} records")
+        keys = used + [s["key"] for s in skipped]
+        if len(set(keys)) != len(keys):
+            raise damaged("an image is listed more than once")
+        if not isinstance(meta.get("settings"), dict):
+            raise damaged("'settings' is missing")
+        try:
+            nonfinite, seconds = int(meta["nonfinite_values"]), float(meta["seconds"])
+        except (KeyError, TypeError, ValueError):
+            raise damaged("'nonfinite_values' or 'seconds' is missing or not a number") from None
+        if (total.size == 0) != (len(used) == 0) or (total.size and total.ndim != 2):
+            raise damaged(f"a sum of shape {total.shape} for {len(used)} image(s)")
+        if total.size and not np.isfinite(total).all():
+            raise damaged("the sum holds non-finite values")
+        return cls(
             settings=meta["settings"],
             total=None if total.size == 0 else total,
-            used=list(meta["used"]),
-            skipped=list(meta["skipped"]),
-            nonfinite_values=int(meta["nonfinite_values"]),
-            seconds=float(meta["seconds"]),
+            used=list(used),
+            skipped=list(skipped),
+            nonfinite_values=nonfinite,
+            seconds=seconds,
         )
-        if (acc.total is None) != (acc.count == 0):
-            raise ErfStateError(f"saved ERF state {stem} is inconsistent (sum and image list disagree)")
-        return acc
 
     @staticmethod
     def exists(path_stem: str | os.PathLike) -> bool:
-        stem = Path(path_stem)
-        return stem.with_name(stem.name + ".json").exists() and stem.with_name(stem.name + ".npz").exists()
+        return ErfAccumulator.path(path_stem).is_file()
 
     @staticmethod
     def remove(path_stem: str | os.PathLike) -> None:
-        stem = Path(path_stem)
-        for suffix in (".npz", ".json"):
-            stem.with_name(stem.name + suffix).unlink(missing_ok=True)
+        """Remove the state file and any temporary file a killed save left behind."""
+        path = ErfAccumulator.path(path_stem)
+        path.unlink(missing_ok=True)
+        for tmp in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else ():
+            tmp.unlink(missing_ok=True)

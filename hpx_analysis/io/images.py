@@ -6,6 +6,7 @@ scikit-image wheel (astronaut, chelsea, coffee, ...), never synthetic noise.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from PIL import Image
 
 __all__ = [
     "ImageItem",
+    "ImageList",
     "ImageInputError",
     "ImageLoadError",
     "IMAGE_EXTENSIONS",
@@ -57,6 +59,16 @@ class ImageItem:
     class_name: str | None = None
 
 
+class ImageList(list):
+    """The images :func:`list_images` found (a list of :class:`ImageItem`), with ``skipped``:
+    ``(path, reason)`` for every folder or file that could not be listed (unreadable folders,
+    broken links, links that loop back), so nothing disappears silently."""
+
+    def __init__(self, items: Iterable[ImageItem] = (), skipped: Iterable[tuple[str, str]] = ()):
+        super().__init__(items)
+        self.skipped = list(skipped)
+
+
 class ImageInputError(Exception):
     """The image input as a whole is unusable (missing folder, no images, ...)."""
 
@@ -93,11 +105,62 @@ def _bundled_items() -> list[ImageItem]:
     return items
 
 
-def list_images(images_dir: str | Path | None, num_images: int | None = None) -> list[ImageItem]:
-    """Images of a folder (ImageFolder tree or flat, recursive, sorted), or the bundled
-    photographs when ``images_dir`` is None; the first ``num_images`` of them (None = all)."""
+def _find_image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``root``, following symbolic links to files and folders (ImageNet
+    val trees are often link farms); a folder reached twice (a link loop, or two links to one
+    folder) is listed once. Unreadable folders and broken links are returned as skipped."""
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    seen: dict[Path, Path] = {}
+
+    def walk(folder: Path) -> None:
+        try:
+            real = folder.resolve(strict=True)
+        except (OSError, RuntimeError) as err:
+            skipped.append((str(folder), f"unreadable folder ({getattr(err, 'strerror', None) or err})"))
+            return
+        if real in seen:
+            skipped.append((str(folder), f"folder already listed as {seen[real]} (symbolic link loop or second link)"))
+            return
+        seen[real] = folder
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as err:
+            skipped.append((str(folder), f"unreadable folder ({err.strerror or err})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows links
+                is_file = not is_dir and entry.is_file()
+            except OSError as err:
+                skipped.append((str(path), f"unreadable entry ({err.strerror or err})"))
+                continue
+            if is_dir:
+                walk(path)
+            elif not is_file and entry.is_symlink():
+                skipped.append((str(path), "broken symbolic link"))  # to a folder or an image
+            elif entry.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            elif is_file:
+                files.append(path)
+            else:
+                skipped.append((str(path), "not a regular file"))
+
+    walk(root)
+    files.sort(key=lambda p: p.relative_to(root).parts)
+    return files, skipped
+
+
+def list_images(images_dir: str | Path | None, num_images: int | None = None) -> ImageList:
+    """Images of a folder (ImageFolder tree or flat, recursive, sorted, symbolic links
+    followed), or the bundled photographs when ``images_dir`` is None; the first
+    ``num_images`` of them (None = all). Folders and files that could not be listed are in
+    the result's ``skipped``."""
     if num_images is not None and num_images < 1:
         raise ImageInputError(f"the number of images must be at least 1, got {num_images}")
+    skipped: list[tuple[str, str]] = []
     if images_dir is None:
         items = _bundled_items()
     else:
@@ -106,16 +169,17 @@ def list_images(images_dir: str | Path | None, num_images: int | None = None) ->
             raise ImageInputError(f"image folder not found: {root}")
         if not root.is_dir():
             raise ImageInputError(f"not a folder: {root} (expected a folder of images)")
-        files = sorted((p for p in root.rglob("*") if _is_image_file(p)), key=lambda p: p.relative_to(root).parts)
+        files, skipped = _find_image_files(root)
         if not files:
-            raise ImageInputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+            why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+            raise ImageInputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}{why}")
         synsets = imagenet_synset_index()
         items = []
         for path in files:
             parts = path.relative_to(root).parts
             class_name = parts[0] if len(parts) > 1 else None
             items.append(ImageItem(str(path), synsets.get(class_name) if class_name else None, class_name))
-    return items if num_images is None else items[:num_images]
+    return ImageList(items if num_images is None else items[:num_images], skipped)
 
 
 def labels_available(items: Iterable[ImageItem]) -> tuple[bool, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 WEIGHT_MODES = ("auto", "pretrained", "random")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+_SUFFIXES = SAFETENSORS_SUFFIXES + TORCH_SUFFIXES
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_GLOBAL = re.compile(r"GLOBAL\s+([A-Za-z_][\w.]*)")
 HUB_PROBE_TIMEOUT_S = 4.0
 _LIST_LIMIT = 5
 
@@ -94,7 +98,24 @@ def parse_model_spec(text: str) -> ModelSpec:
             raise WeightsError(f"model {name!r}: {_first_line(err)}") from None
     if not weights or weights.lower() in WEIGHT_MODES:
         return ModelSpec(canonical, (weights or "auto").lower())
-    return ModelSpec(canonical, str(Path(weights).expanduser().resolve()))
+    return ModelSpec(canonical, str(_checkpoint_path(weights, name)))
+
+
+def _checkpoint_path(weights: str, name: str) -> Path:
+    """The checkpoint file a WEIGHTS part names, checked to exist before any work starts.
+
+    A word that is neither a mode nor anything path-like (``randon``) is reported as an
+    unknown WEIGHTS value with the choices, not as a missing file."""
+    path = Path(weights).expanduser()
+    choices = f"use {', '.join(WEIGHT_MODES)} or the path of a checkpoint file ({', '.join(_SUFFIXES)})"
+    path_like = os.sep in weights or (os.altsep or os.sep) in weights or path.suffix.lower() in _SUFFIXES
+    if not path.exists():
+        if not path_like:
+            raise WeightsError(f"unknown weights {weights!r} for {name}: {choices}")
+        raise WeightsError(f"checkpoint file not found: {path} (weights for {name})")
+    if not path.is_file():
+        raise WeightsError(f"checkpoint path is not a file: {path} (weights for {name})")
+    return path.resolve()
 
 
 # ----------------------------------------------------------------------------- hub helpers
@@ -279,11 +300,7 @@ def _read_checkpoint(path: Path) -> dict:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            raise WeightsError(
-                f"refused to load {path}: it needs to execute pickled code, which is never done "
-                f"here (save a plain state dict or a .safetensors file). "
-                f"Detail: {_first_line(err)}"
-            ) from None
+            raise WeightsError(f"refused to load {path}: {_blocked_global(err)}") from None
         except Exception as err:  # zip/EOF/format errors: the file is not a torch checkpoint
             raise WeightsError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
         try:
@@ -293,6 +310,18 @@ def _read_checkpoint(path: Path) -> dict:
     raise WeightsError(
         f"unsupported checkpoint type {path.suffix or '(no suffix)'!r} for {path} "
         f"(expected .safetensors, .pth, .pt or .bin)"
+    )
+
+
+def _blocked_global(err: BaseException) -> str:
+    """What torch's safe unpickler refused, without its advice to turn the protection off and
+    without terminal escape codes."""
+    text = _ANSI.sub("", str(err))
+    found = _GLOBAL.search(text)
+    what = f"it references {found.group(1)}, " if found else "it holds objects other than tensors, "
+    return (
+        what + "which would need pickled code to be executed (never done here); save a plain state dict "
+        "of tensors or a .safetensors file"
     )
 
 
@@ -338,9 +367,16 @@ def _load_file_into(model: torch.nn.Module, name: str, path: Path) -> None:
 def load_model(
     spec: str | ModelSpec, *, device: str | torch.device = "cpu", seed: int = 0, num_classes: int | None = None
 ) -> LoadedModel:
-    """Build a model with the weights its spec asks for, in eval mode on ``device``."""
-    if not isinstance(spec, ModelSpec):
+    """Build a model with the weights its spec asks for, in eval mode on ``device``.
+
+    ``spec``: ``"NAME[=WEIGHTS]"`` or a :class:`ModelSpec`. Raises :class:`WeightsError`
+    for an unknown model or unusable weights, :class:`TypeError` for a spec of another type."""
+    if isinstance(spec, ModelSpec):
+        spec = parse_model_spec(f"{spec.name}={spec.weights}")  # checks the name and the weights
+    elif isinstance(spec, str):
         spec = parse_model_spec(spec)
+    else:
+        raise TypeError(f"load_model expects 'NAME[=WEIGHTS]' or a ModelSpec, got {type(spec).__name__}")
     target = resolve_device(device)
     name, mode = spec.name, spec.weights
 

@@ -12,8 +12,9 @@ __all__ = ["plot_coverage"]
 
 
 def plot_coverage(df: pd.DataFrame, ax=None):
-    """Coverage against block depth (1-based), one line per model (labelled with its
-    weights when ``df`` has a ``weights`` column); the stage boundaries (dashed) are those of
+    """Coverage against block depth (1-based), one line per model with its own marker and
+    dash (labelled with a short weights tag when ``df`` has a ``weights`` column; the legend
+    sits right of the axes); the stage boundaries (dashed) are those of
     the deepest model."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -27,8 +28,10 @@ def plot_coverage(df: pd.DataFrame, ax=None):
             y="coverage",
             hue="line",
             hue_order=list(labels.values()),
-            marker="o",
-            markersize=4,
+            style="line",  # overlapping lines stay apart by marker and dash
+            style_order=list(labels.values()),
+            markers=True,
+            markersize=5,
             estimator=None,
             sort=True,
             ax=ax,
@@ -45,6 +48,6 @@ def plot_coverage(df: pd.DataFrame, ax=None):
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("block depth")
     ax.set_ylabel("relative feature-map coverage")
-    if len(df):
-        ax.legend(fontsize=8, title=None)
+    if len(df):  # beside the axes, where it covers neither lines nor axis labels
+        ax.legend(fontsize=8, title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig

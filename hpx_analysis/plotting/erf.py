@@ -10,7 +10,6 @@ Scaling (``scale``):
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -22,6 +21,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..erf.metrics import replknet_scale  # noqa: E402
+from .labels import weights_tag  # noqa: E402
 
 __all__ = ["plot_erf", "erf_panel_title"]
 
@@ -29,13 +29,14 @@ SCALES = ("replknet", "log")
 
 
 def erf_panel_title(result) -> str:
-    """``model`` and ``weights`` of an :class:`~hpx_analysis.erf.ErfResult` (from its settings)."""
+    """``model`` and a short weights tag of an :class:`~hpx_analysis.erf.ErfResult` (from its
+    settings; the full description is in its record)."""
     settings = getattr(result, "settings", {}) or {}
     model = settings.get("model", "model")
     weights = settings.get("weights")
     if not weights:
         return str(model)
-    return f"{model}\n" + textwrap.shorten(str(weights), width=90, placeholder=" ...").replace("; ", ";\n")
+    return f"{model}\n{weights_tag(weights)}"
 
 
 def _panels(results) -> list[tuple[str, np.ndarray]]:

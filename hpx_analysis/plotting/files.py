@@ -26,7 +26,7 @@ def _write(fig, out_dir: str | Path, names: list[str], dpi: int) -> list[Path]:
     paths = [out_dir / name for name in names]
     try:
         for path in paths:
-            fig.savefig(path, dpi=dpi)
+            fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.1)  # titles, legends: never clipped
     finally:
         plt.close(fig)
     return paths
@@ -57,13 +57,20 @@ def save_coverage_figure(result, out_dir: str | Path) -> list[Path]:
 
 
 def save_truncation_figure(comparison, out_dir: str | Path) -> list[Path]:
-    """``truncation.png`` of a :class:`~hpx_analysis.truncation.TruncationComparison`."""
+    """``truncation.png`` of a :class:`~hpx_analysis.truncation.TruncationComparison`: top-1
+    accuracy (or agreement) beside the KL divergence from the untruncated model."""
     from .truncation import plot_truncation
 
-    fig = plot_truncation(comparison.to_frame())
+    frame = comparison.to_frame()
+    has_kl = bool((frame["metric"] == "kl").any()) if len(frame) else False
+    fig, axes = plt.subplots(1, 2 if has_kl else 1, figsize=(12 if has_kl else 6, 4), squeeze=False)
+    plot_truncation(frame, ax=axes[0, 0])  # accuracy, or agreement without labels
+    if has_kl:
+        plot_truncation(frame, ax=axes[0, 1], metric="kl")
     s = comparison.settings
     if s:
-        fig.axes[0].set_title(f"{s.get('shape')} truncation, {s.get('num_images')} images", fontsize=9)
+        fig.suptitle(f"{s.get('shape')} truncation, {s.get('num_images')} images", fontsize=9)
+    fig.tight_layout()
     return _write(fig, out_dir, ["truncation.png"], dpi=150)
 
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..kernels import ORIENTATION_2D, ORIENTATION_WRAPPED, KernelResult
+from .labels import weights_tag
 
 __all__ = ["plot_kernels"]
 
@@ -17,7 +18,7 @@ def plot_kernels(
 ):
     """One panel per stage: the normalized mean kernel (top row) and, with ``picked``,
     the picked channel (bottom row). ``axes``: as many axes as panels (any shape);
-    ``weights`` (e.g. ``LoadedModel.weights``) goes into the title."""
+    ``weights`` (e.g. ``LoadedModel.weights``) goes into the title as a short tag."""
     n = len(result.stages)
     rows = 2 if picked else 1
     if axes is None:
@@ -54,6 +55,6 @@ def plot_kernels(
         if nd == {1}
         else f"{ORIENTATION_2D}; {ORIENTATION_WRAPPED}"
     )
-    label = f"{result.model} [{weights}]" if weights else result.model
+    label = f"{result.model} [{weights_tag(weights)}]" if weights else result.model
     fig.suptitle(f"{label}: normalized kernels per stage\n{note}", fontsize=9)
     return fig

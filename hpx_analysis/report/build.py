@@ -1,9 +1,16 @@
 """The report built in memory: every section's analysis run through the library, each result
-saved into its section folder, then ``report.md`` and ``report.json`` written from the results."""
+saved into its section folder, then ``report.md`` and ``report.json`` written from the results.
+
+Every input (models, weights files, image folder, device) is checked before anything is
+written; the report is then built in a staging folder inside ``out`` (under the folder's
+lock) and swapped in only when it is complete, so a failing or interrupted run leaves the
+previous report as it was."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +22,8 @@ from .markdown import write_report_md
 from .settings import FIGURES, SECTION_MODELS, SECTIONS, ReportSettings, weights_chooser
 
 __all__ = ["build_report", "random_init_models", "run_section"]
+
+_STAGING, _OLD = ".report-new-", ".report-old-"
 
 
 def random_init_models(results: dict) -> list[str]:
@@ -153,28 +162,77 @@ def build_report(
     command: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[dict, dict]:
-    """Regenerate the report into ``out`` (its section folders are replaced).
+    """Regenerate the report into ``out`` (its section folders and report files are replaced
+    once the new report is complete; other files in ``out`` are left alone).
 
     Returns ``(manifest, results)``: the manifest written to ``report.json`` and each
-    section's result object. Bad input (unknown model, missing image folder, unavailable
-    device) raises before anything is written."""
-    from ..io.devices import device_description, resolve_device
-    from ..io.images import ImageInputError
-    from ..versions import versions
+    section's result object. Bad input (unknown model, missing weights file, missing or
+    empty image folder, unavailable device) raises before anything is written; a folder
+    another run is writing into raises :class:`~hpx_analysis.io.output.OutputBusyError`."""
+    from ..io.devices import resolve_device
+    from ..io.images import ImageInputError, list_images
+    from ..io.output import check_output_dir, output_lock
+    from ..io.weights import parse_model_spec
 
     log = log or print
     command = command or "hpx-analyze report"
     choose = weights_chooser(settings.weights, model_weights)
+    specs = {section: [choose(alias) for alias in SECTION_MODELS[section]] for section in SECTIONS}
+    for spec in {spec for section_specs in specs.values() for spec in section_specs}:
+        parse_model_spec(spec)  # unknown models, unknown weights modes, missing checkpoint files
     dev = resolve_device(device)
     if images is not None and not Path(images).is_dir():
         raise ImageInputError(f"image folder not found: {images}")
     images = Path(images) if images is not None else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for section in SECTIONS:
-        if (out / section).exists():
-            shutil.rmtree(out / section)
-    specs = {section: [choose(alias) for alias in SECTION_MODELS[section]] for section in SECTIONS}
+    list_images(images, 1)  # a folder without a usable image fails here, before anything is written
+    out = check_output_dir(out)
+    with output_lock(out, command=command):
+        _remove_leftovers(out)
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=out))
+        try:
+            manifest, results = _build(staging, settings, specs, dev, seed, images, command, log)
+            _swap_in(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return manifest, results
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Staging folders of runs that were killed (the caller holds the folder's lock)."""
+    for path in out.iterdir():
+        if path.is_dir() and path.name.startswith((_STAGING, _OLD)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Move every file and folder of the complete report from ``staging`` into ``out``,
+    replacing the previous ones; other files in ``out`` are left alone. The old entries are
+    moved aside first and put back if a move fails."""
+    old = Path(tempfile.mkdtemp(prefix=_OLD, dir=out))
+    aside: list[str] = []  # previous entries moved into ``old``
+    placed: list[str] = []  # new entries moved into ``out``
+    try:
+        for entry in sorted(staging.iterdir()):
+            target = out / entry.name
+            if target.exists() or target.is_symlink():
+                os.replace(target, old / entry.name)
+                aside.append(entry.name)
+            os.replace(entry, target)
+            placed.append(entry.name)
+    except BaseException:
+        for name in placed:
+            os.replace(out / name, staging / name)
+        for name in aside:
+            os.replace(old / name, out / name)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(out: Path, settings, specs, dev, seed, images, command, log) -> tuple[dict, dict]:
+    from ..io.devices import device_description
+    from ..versions import versions
+
     results: dict = {}
     seconds: dict[str, float] = {}
     start_all = time.perf_counter()
