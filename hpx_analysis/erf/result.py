@@ -136,6 +136,7 @@ class ErfResult:
             **extras,
             "model": self.model_name,
             **self.unit,
+            **({"checkpoint": self.run["checkpoint"]} if "checkpoint" in self.run else {}),
             "weights": self.weights,
             "method": self.method,
             "size": int(self.settings.get("size") or self.input_size[0]),
