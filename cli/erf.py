@@ -174,9 +174,19 @@ def erf(
         typer.Option(
             "--metrics",
             help="full: also the unit's position in input pixels (radial and centre-of-mass metrics "
-            "around it), a 2D Gaussian fit, the theoretical receptive field and the ERF/TRF ratio.",
+            "around it), a 2D Gaussian fit, the theoretical receptive field, the ERF/TRF ratio, the "
+            "standard-deviation map over images (erf_<label>_std.npy) and each metric's spread across images.",
         ),
     ] = Metrics.standard,
+    save_per_image: Annotated[
+        bool,
+        typer.Option(
+            "--save-per-image",
+            help="Keep every image's map (erf_<label>_per_image.npz, metrics per image in a CSV); implies "
+            "--metrics full, which writes the standard-deviation map (erf_<label>_std.npy) and each "
+            "metric's spread across images.",
+        ),
+    ] = False,
     scale: Annotated[
         str,
         typer.Option("--scale", help="Figure scale: log (RepLKNet's log10(x+1)), linear (SLaK) or power:G (VMamba)."),
@@ -321,7 +331,8 @@ def erf(
                         compile_blocks=compile_blocks,
                         command=command,
                         preprocess=preprocess.value,
-                        full_metrics=metrics == Metrics.full,
+                        full_metrics=metrics == Metrics.full or save_per_image,
+                        save_per_image=save_per_image,
                     )
                     if run.checkpoint is not None:
                         result.run["series"], result.run["checkpoint"] = run.series, run.checkpoint

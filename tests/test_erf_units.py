@@ -256,3 +256,35 @@ def test_plot_scales_cmap_and_overlay():
     ax = [a for a in fig.axes if a.images][0]
     assert len(ax.images) == 2 and ax.images[1].get_cmap().name == "magma" and ax.images[1].get_alpha() == 0.6
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- item 5: spread across images
+def test_std_map_and_metric_spread_across_images(make_s4, tmp_path):
+    from hpx_analysis.erf import ErfResult
+    from hpx_analysis.erf.compute import contribution_maps, erf_options, frozen_for_erf
+    from hpx_analysis.erf.spread import PerImage
+
+    model = make_s4("hpx")
+    images = _inputs(3)
+    per_image = PerImage(keep=True)
+    with erf_options(per_image=per_image):
+        result = compute_erf(model, images, batch_size=2)
+    with frozen_for_erf(model):
+        maps = contribution_maps(model, torch.stack(images)).double().numpy()
+    kept = np.stack(per_image.maps)  # float32 passes of 2 + 1 images against one of 3: last bits differ
+    np.testing.assert_allclose(kept, maps, rtol=1e-4, atol=1e-4 * maps.max())
+    np.testing.assert_allclose(per_image.std(), kept.std(0), rtol=1e-9, atol=1e-12 * maps.max())
+    np.testing.assert_allclose(result.matrix, kept.mean(0), rtol=1e-9, atol=1e-12 * maps.max())
+    r90 = [erf_metrics(m)["r90_px"] for m in kept]
+    assert per_image.spread()["r90_px"] == {
+        "mean": pytest.approx(np.mean(r90)),
+        "std": pytest.approx(np.std(r90)),
+        "min": min(r90),
+        "max": max(r90),
+    }
+    result.per_image, result.std, result.spread, result.model = per_image, per_image.std(), per_image.spread(), "m"
+    result.save(tmp_path)
+    assert {"erf_m_std.npy", "erf_m_per_image.npz", "erf_m_per_image.csv"} <= {p.name for p in tmp_path.iterdir()}
+    back = ErfResult.load(tmp_path, "m")
+    np.testing.assert_array_equal(back.std, result.std)
+    assert back.spread == result.spread

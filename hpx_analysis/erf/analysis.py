@@ -65,6 +65,15 @@ def image_transform(model, preprocess: str, size: int | None):
     return model_eval_transform(model, size=size)
 
 
+def _input_side(model, transform, size: int | None) -> tuple[int, int]:
+    """The side of the model inputs: ``size``, else the one of the timm data config."""
+    if size is not None:
+        return (int(size), int(size))
+    from timm.data import resolve_data_config
+
+    return tuple(int(v) for v in resolve_data_config(model=model)["input_size"][1:])
+
+
 def erf_for_model(
     loaded: LoadedModel,
     items: Sequence,
@@ -89,6 +98,7 @@ def erf_for_model(
     preprocess: str = "squash",
     label: str | None = None,
     full_metrics: bool = False,
+    save_per_image: bool = False,
 ) -> ErfResult:
     """The ERF of ``loaded`` over ``items`` with its model record and run record attached.
 
@@ -98,7 +108,9 @@ def erf_for_model(
     the last feature map); ``preprocess``: see :func:`image_transform`; ``label``: the run
     label in file names (default: the model name); ``full_metrics``: also find the unit's
     position in input pixels and its theoretical receptive field and compute the extra
-    metrics around that position (:func:`~hpx_analysis.erf.metrics.erf_metrics`)."""
+    metrics around that position (:func:`~hpx_analysis.erf.metrics.erf_metrics`), the
+    standard-deviation map over images and each metric's spread across images
+    (:mod:`~hpx_analysis.erf.spread`); ``save_per_image``: keep the per-image maps too."""
     unit = unit or ErfUnit()
     label = label or loaded.name
     transform = image_transform(loaded.model, preprocess, size)
@@ -124,7 +136,16 @@ def erf_for_model(
     if preprocess != "squash":
         settings["preprocess"] = preprocess
     stem = partial_stem(state_dir, label) if state_dir is not None else None
-    with erf_options(unit=unit, transform=transform):
+    per_image = position = trf = None
+    if full_metrics or save_per_image:
+        from .geometry import theoretical_rf, unit_position
+        from .spread import PerImage
+
+        side = _input_side(loaded.model, transform, size)
+        position = unit_position(loaded.model, side, unit)
+        trf = theoretical_rf(loaded.model, side, unit, seed=seed)
+        per_image = PerImage(keep=save_per_image, centre=position["centre_px"])
+    with erf_options(unit=unit, transform=transform, per_image=per_image):
         result = run_erf(
             loaded.model,
             items,
@@ -146,14 +167,11 @@ def erf_for_model(
     result.unit = unit.describe()
     if preprocess != "squash":
         result.unit["preprocess"] = preprocess
-    if full_metrics:
-        from .geometry import theoretical_rf, unit_position
-
-        side = tuple(result.input_size)
-        result.position = unit_position(loaded.model, side, unit)
-        trf = theoretical_rf(loaded.model, side, unit, seed=seed)
+    if per_image is not None:
+        result.position = position
         result.trf = {k: trf[k] for k in ("pixels", "rows", "cols")}
         result.full_metrics = True
+        result.per_image, result.std, result.spread = per_image, per_image.std(), per_image.spread()
     result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
     result.run = {
         "size": size,

@@ -441,6 +441,7 @@ def accumulate_erf(
     options = _OPTIONS.get() or {}
     unit = unit if unit is not None else options.get("unit")
     transform = transform if transform is not None else options.get("transform")
+    per_image = options.get("per_image")
     param = next(iter(model.parameters()), None)
     model_device = param.device if param is not None else torch.device("cpu")
     device = torch.device(device) if device is not None else model_device
@@ -489,6 +490,8 @@ def accumulate_erf(
                     )
                 x = batch.to(device=device, dtype=dtype, non_blocking=True)
                 maps, chunk = maps_that_fit(model, x, chunk, method, precision, ig_steps, unit)
+                if per_image is not None:
+                    per_image(batch_keys, maps)
                 if precision != "fp32" and check_precision and deviation is None:
                     fp32_maps, _ = maps_that_fit(model, x, chunk, method, "fp32", ig_steps, unit)
                     deviation = _precision_deviation(maps, fp32_maps)
@@ -627,11 +630,14 @@ _OPTIONS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("erf_opti
 
 
 @contextlib.contextmanager
-def erf_options(unit: ErfUnit | None = None, transform: Callable | None = None) -> Iterator[None]:
+def erf_options(
+    unit: ErfUnit | None = None, transform: Callable | None = None, per_image: Callable | None = None
+) -> Iterator[None]:
     """Within the block, ERF accumulations (also those started by
     :func:`~hpx_analysis.erf.run.run_erf`) take this ``unit`` and image ``transform`` when
-    they are not given one."""
-    token = _OPTIONS.set({"unit": unit, "transform": transform})
+    they are not given one; ``per_image(keys, maps)`` is called with every batch's
+    per-image maps ``(B, H, W)`` (e.g. :class:`~hpx_analysis.erf.spread.PerImage`)."""
+    token = _OPTIONS.set({"unit": unit, "transform": transform, "per_image": per_image})
     try:
         yield
     finally:

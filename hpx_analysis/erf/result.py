@@ -35,7 +35,11 @@ class ErfResult:
     input pixels, :func:`~hpx_analysis.erf.geometry.unit_position`; the radial and
     centre-of-mass metrics are taken around it), ``trf`` (the theoretical receptive field's
     pixel count and bounding box) and ``full_metrics`` (the extra metrics of
-    :func:`~hpx_analysis.erf.metrics.erf_metrics`)."""
+    :func:`~hpx_analysis.erf.metrics.erf_metrics`), ``std`` (the standard-deviation map
+    over images, ``erf_<label>_std.npy``), ``spread`` (each metric's spread across images,
+    ``metrics_spread`` in the record) and ``per_image`` (a
+    :class:`~hpx_analysis.erf.spread.PerImage` whose kept maps go to
+    ``erf_<label>_per_image.npz`` and metrics to ``erf_<label>_per_image.csv``)."""
 
     matrix: np.ndarray
     used: list[str]
@@ -59,6 +63,9 @@ class ErfResult:
     position: dict | None = None
     trf: dict | None = None
     full_metrics: bool = False
+    std: np.ndarray | None = None
+    spread: dict | None = None
+    per_image: object | None = None
 
     @property
     def num_images(self) -> int:
@@ -93,6 +100,9 @@ class ErfResult:
             out["trf"] = dict(self.trf)
         if self.full_metrics:
             out["full_metrics"] = True
+        if self.spread is not None:
+            out["metrics_spread"] = self.spread
+            out["per_image_count"] = getattr(self.per_image, "count", None)
         return out
 
     def as_dict(self) -> dict:
@@ -152,6 +162,15 @@ class ErfResult:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         np.save(out_dir / f"erf_{self.label}.npy", np.asarray(self.matrix, dtype=np.float64))
+        if self.std is not None:
+            np.save(out_dir / f"erf_{self.label}_std.npy", np.asarray(self.std, dtype=np.float64))
+        if self.per_image is not None and getattr(self.per_image, "maps", None):
+            np.savez_compressed(
+                out_dir / f"erf_{self.label}_per_image.npz",
+                maps=np.stack(self.per_image.maps),
+                keys=np.array(self.per_image.keys),
+            )
+            self.per_image.frame().to_csv(out_dir / f"erf_{self.label}_per_image.csv", index=False)
         (out_dir / f"erf_{self.label}.json").write_text(json.dumps(self.record(), indent=1, default=str))
         return out_dir
 
@@ -167,6 +186,10 @@ class ErfResult:
         own["position"] = record.pop("unit_position", None)
         own["trf"] = record.pop("trf", None)
         own["full_metrics"] = record.pop("full_metrics", False)
+        own["spread"] = record.pop("metrics_spread", None)
+        record.pop("per_image_count", None)
+        std_file = out_dir / f"erf_{label}_std.npy"
+        own["std"] = np.load(std_file) if std_file.is_file() else None
         fields = dict(
             method=record.pop("method"),
             precision=record.pop("precision"),
