@@ -34,7 +34,7 @@ def test_cli_default_record_has_no_new_fields(tmp_path):
 @pytest.mark.slow
 def test_cli_stages_sizes_and_full_metrics(tmp_path):
     out = tmp_path / "out"
-    args = ["--model", "hpx_s4=random", "--stage", "0,3", "--size", "64,96", "--metrics", "full"]
+    args = ["--model", "hpx_s4=random", "--stage", "0,3", "--size", "64,96", "--save-per-image"]
     result, text = invoke(S4[:1] + args + ["--device", "cpu", "--num-images", "1", "--out", str(out)])
     assert result.exit_code == 0, text
     names = {p.name for p in out.iterdir()}
@@ -42,6 +42,7 @@ def test_cli_stages_sizes_and_full_metrics(tmp_path):
         for size in (64, 96):
             assert f"erf_hpx_former_s4_s{stage}_{size}px.npy" in names
     assert {"erf.png", "erf.pdf", "erf_sizes.png", "erf_metrics.csv"} <= names
+    assert {"erf_hpx_former_s4_s3_96px_std.npy", "erf_hpx_former_s4_s3_96px_per_image.npz"} <= names
     table = pd.read_csv(out / "erf_metrics.csv")
     assert list(table["stage"]) == [0, 3, 0, 3] and list(table["size"]) == [64, 64, 96, 96]
     assert {"gauss_sigma_x_px", "erf_trf_ratio", "centre_row_px", "degenerate"} <= set(table.columns)
