@@ -6,7 +6,8 @@ each metric across the per-image maps.
 standard-deviation map, the metrics of every image, and, with ``keep=True``, the maps
 themselves. Only the images computed in this process are seen: after ``--resume`` the
 images done before the interruption, and under ``torchrun`` the other ranks' shares, are
-not in it; ``count`` says how many images are.
+not in it; ``count`` says how many images are. The maps are those of the protocol before
+its last step (for ``bmvc``: before the normalisation to sum 1).
 """
 
 from __future__ import annotations
