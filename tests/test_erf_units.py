@@ -288,3 +288,18 @@ def test_std_map_and_metric_spread_across_images(make_s4, tmp_path):
     back = ErfResult.load(tmp_path, "m")
     np.testing.assert_array_equal(back.std, result.std)
     assert back.spread == result.spread
+
+
+def test_panel_titles_name_the_map():
+    import matplotlib.pyplot as plt
+
+    from hpx_analysis.erf import ErfResult
+    from hpx_analysis.plotting.erf import plot_erf
+
+    m = np.ones((8, 8))
+    common = dict(used=["x"], skipped=[], nonfinite_values=0, seconds=0.0, method="grad", precision="fp32")
+    plain = ErfResult(matrix=m, input_size=(8, 8), device="cpu", settings={"model": "a"}, **common)
+    staged = ErfResult(matrix=m, input_size=(8, 8), device="cpu", settings={"model": "a"}, unit={"stage": 2}, **common)
+    fig = plot_erf([plain, staged])
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["a", "a\nstage 2"]
+    plt.close(fig)

@@ -77,7 +77,14 @@ def erf_panel_title(result) -> str:
 def _panels(results) -> list[tuple[str, np.ndarray]]:
     if isinstance(results, Mapping):
         return [(str(title), np.asarray(m, dtype=np.float64)) for title, m in results.items()]
-    return [(erf_panel_title(r), np.asarray(r.matrix, dtype=np.float64)) for r in results]
+    return [(erf_panel_title(r) + _map_note(r), np.asarray(r.matrix, dtype=np.float64)) for r in results]
+
+
+def _map_note(result) -> str:
+    """`` (stage k)``, `` (layer NAME)``, ``, protocol`` for a result of a non-default unit; empty otherwise."""
+    unit = getattr(result, "unit", None) or {}
+    parts = [f"{key} {unit[key]}" for key in ("stage", "layer", "protocol") if key in unit]
+    return f"\n{', '.join(parts)}" if parts else ""
 
 
 def plot_erf(
