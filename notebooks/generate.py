@@ -104,6 +104,87 @@ table = pd.DataFrame([{"model": r.settings["model"], **erf_metrics(r.matrix)} fo
 table[["model", "square_side_t0.2", "square_side_t0.5", "r50_px", "r90_px", "anisotropy", "dead_fraction"]]""",
         ),
     ],
+    "erf_stages.ipynb": [
+        (
+            "md",
+            """\
+# ERFs per stage: how context grows with depth
+
+The ERF of the centre unit of each stage's feature map (timm's `forward_intermediates`),
+not only of the last one. The paper's point: H_px sees the whole image from the first stage
+on, while a local mixer's ERF grows stage by stage.
+
+Models: S4 (one block per stage) with a **seeded random init, not trained weights**, one
+bundled photograph at 128 px. The command line does the same with
+`hpx-analyze erf -m hpx_s18 -m hb_s18 --stage 0,1,2,3`.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
+
+import pandas as pd
+
+from hpx_analysis.erf import compute_erf
+from hpx_analysis.erf.geometry import unit_position
+from hpx_analysis.erf.unit import ErfUnit
+from hpx_analysis.io.images import list_images
+from hpx_analysis.plotting.erf import plot_erf_grid
+
+images = list_images(None, 1)""",
+        ),
+        (
+            "md",
+            """\
+`ErfUnit(stage=k)` names the map; the unit is its centre `(H // 2, W // 2)`. `unit_position`
+says where that unit sits in the input (here 1 px right of and below the image centre: the
+stem's 7 x 7 window with padding 2 is centred on pixel `4 i + 1`).""",
+        ),
+        (
+            "code",
+            """\
+results = []
+for spec in ("hpx_s4=random", "hb_s4=random"):
+    loaded = load_model(spec, device="cpu", seed=SEED)
+    for stage in range(4):
+        unit = ErfUnit(stage=stage)
+        result = compute_erf(loaded.model, images, size=128, unit=unit)
+        result.model, result.unit = loaded.name, unit.describe()
+        result.position = unit_position(loaded.model, 128, unit)
+        results.append(result)
+print([(r.model, r.unit["stage"], r.position["centre_px"]) for r in results[:4]])""",
+        ),
+        (
+            "md",
+            """\
+A row per model, a column per stage, each map scaled on its own (RepLKNet's `log10(x + 1)`).""",
+        ),
+        (
+            "code",
+            """\
+fig = plot_erf_grid(results, column="stage")
+plt.close(fig)
+fig""",
+        ),
+        (
+            "md",
+            """\
+In numbers, around the unit's own position: `r50_px`/`r90_px` are the radii holding 50%/90% of
+the mass, `gauss_sigma_x_px` the width of a fitted 2D Gaussian, `erf90_area_px` the fewest
+pixels holding 90% of the mass.""",
+        ),
+        (
+            "code",
+            """\
+rows = []
+for r in results:
+    r.full_metrics = True
+    m = r.metrics()
+    rows.append({"model": r.model, "stage": r.unit["stage"], **m})
+table = pd.DataFrame(rows)
+table[["model", "stage", "r50_px", "r90_px", "gauss_sigma_x_px", "erf90_area_px", "dead_fraction"]]""",
+        ),
+    ],
     "kernel_gallery.ipynb": [
         (
             "md",

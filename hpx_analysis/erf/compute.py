@@ -46,6 +46,7 @@ compiled.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import time
@@ -62,6 +63,7 @@ from ..models.fast import fast_paths
 from ..models.numerics import full_float32, tf32
 from .result import ErfResult
 from .state import ErfAccumulator
+from .unit import ErfUnit
 
 __all__ = [
     "METHODS",
@@ -78,6 +80,8 @@ __all__ = [
     "KeyedInput",
     "accumulate_erf",
     "erf_result",
+    "ErfUnit",
+    "erf_options",
 ]
 
 METHODS = ("grad", "saliency", "integrated_gradients")
@@ -144,40 +148,50 @@ def centre_unit(fmap: torch.Tensor) -> torch.Tensor:
     return torch.relu(fmap[:, :, h // 2, w // 2]).sum(1)
 
 
-def _unit_fn(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The output unit as a function of the input. Models with ``forward_features_at``
-    (this project's MetaFormers) give the centre vector of the last feature map directly,
-    with their last MLP computed at that position only; others go through the whole map."""
-    centre_vector = getattr(model, "forward_features_at", None)
+def _unit_fn(model: nn.Module, unit: ErfUnit | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The output unit as a function of the input. For the default unit (RepLKNet's protocol
+    on the last feature map), models with ``forward_features_at`` (this project's
+    MetaFormers) give the centre vector of the last feature map directly, with their last
+    MLP computed at that position only; others (and every other unit) go through the whole
+    map (see :class:`ErfUnit`)."""
+    unit = unit or ErfUnit()
+    centre_vector = getattr(model, "forward_features_at", None) if unit.is_default else None
 
-    def unit(x: torch.Tensor) -> torch.Tensor:
+    def scalar(x: torch.Tensor) -> torch.Tensor:
         if centre_vector is not None:
             u = torch.relu(centre_vector(x)).sum(1)
         else:
-            u = centre_unit(last_feature_map(model, x))
+            u = unit.scalar(unit.feature_map(model, x))
         return u if u.dtype == torch.float64 else u.float()
 
-    return unit
+    return scalar
 
 
 # ----------------------------------------------------------------------------- one batch
 def contribution_maps(
-    model: nn.Module, x: torch.Tensor, method: str = "grad", precision: str = "fp32", ig_steps: int = 32
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str = "grad",
+    precision: str = "fp32",
+    ig_steps: int = 32,
+    unit: ErfUnit | None = None,
 ) -> torch.Tensor:
     """Per-image contribution maps ``(B, H, W)`` (detached; float32, or float64 for a float64
     model) for a batch ``(B, 3, H, W)``.
 
     The model should already be in eval mode with frozen parameters (see
-    :func:`frozen_for_erf`); :func:`compute_erf` does that.
+    :func:`frozen_for_erf`); :func:`compute_erf` does that. ``unit``: which output unit and
+    protocol (default: RepLKNet's, on the centre of the last feature map).
     """
     if method not in METHODS:
         raise ErfError(f"unknown ERF method {method!r}; choose one of {', '.join(METHODS)}")
-    unit = _unit_fn(model)
+    spec = unit or ErfUnit()
+    unit = _unit_fn(model, spec)
     with _precision_mode(x.device, precision):
         if method == "grad":
             xg = x.detach().clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(unit(xg).sum(), xg)
-            maps = torch.relu(grad).sum(1)
+            maps = spec.input_map(grad)
         elif method == "saliency":
             from captum.attr import Saliency
 
@@ -211,7 +225,13 @@ def _precision_mode(device: torch.device, precision: str):
 
 
 def maps_that_fit(
-    model: nn.Module, x: torch.Tensor, chunk: int, method: str = "grad", precision: str = "fp32", ig_steps: int = 32
+    model: nn.Module,
+    x: torch.Tensor,
+    chunk: int,
+    method: str = "grad",
+    precision: str = "fp32",
+    ig_steps: int = 32,
+    unit: ErfUnit | None = None,
 ) -> tuple[torch.Tensor, int]:
     """:func:`contribution_maps` of ``x`` computed ``chunk`` images at a time; when the device
     runs out of memory the chunk is halved (down to one image) and the pass retried.
@@ -223,9 +243,9 @@ def maps_that_fit(
         size = min(chunk, x.shape[0])
         try:
             if size == x.shape[0]:
-                return contribution_maps(model, x, method, precision, ig_steps), chunk
+                return contribution_maps(model, x, method, precision, ig_steps, unit), chunk
             return torch.cat(
-                [contribution_maps(model, part, method, precision, ig_steps) for part in x.split(size)]
+                [contribution_maps(model, part, method, precision, ig_steps, unit) for part in x.split(size)]
             ), size
         except RuntimeError as exc:
             if size == 1 or not is_out_of_memory(exc):
@@ -297,7 +317,7 @@ def _as_items(images) -> list:
         raise ErfInputError(f"images must be an iterable of {IMAGE_KINDS}; got {type(images).__name__}") from None
 
 
-def _check_input(item, size: int | None) -> None:
+def _check_input(item, size: int | None, has_transform: bool = False) -> None:
     """Refuse, before any work, an input the ERF cannot take (see :data:`IMAGE_KINDS`)."""
     import numpy as np
     from PIL import Image
@@ -325,13 +345,14 @@ def _check_input(item, size: int | None) -> None:
             )
     elif not isinstance(item, (Image.Image, str, os.PathLike)) and not isinstance(getattr(item, "path", None), str):
         raise ErfInputError(f"cannot use a {type(item).__name__} as an image; expected {IMAGE_KINDS}")
-    if size is None:
+    if size is None and not has_transform:
         raise ErfError("image files, PIL images and arrays need a size (the side length they are resized to)")
 
 
-def _load_input(item, size: int | None) -> torch.Tensor:
+def _load_input(item, size: int | None, transform: Callable | None = None) -> torch.Tensor:
     """A (3, H, W) tensor for a tensor, an image item or path, a PIL image or a uint8 array;
-    raises ImageLoadError for bad files."""
+    raises ImageLoadError for bad files. ``transform``: turns the RGB image into the tensor
+    (default: RepLKNet's resize to ``size``)."""
     import numpy as np
     from PIL import Image
 
@@ -344,13 +365,14 @@ def _load_input(item, size: int | None) -> torch.Tensor:
         return t
     from ..io.images import _as_rgb, erf_transform, load_rgb
 
-    if size is None:
-        raise ErfError("image files need a size (the side length they are resized to)")
     if isinstance(item, np.ndarray):
         item = Image.fromarray(item)
-    if isinstance(item, Image.Image):
-        return erf_transform(size)(_as_rgb(item))
-    return erf_transform(size)(load_rgb(getattr(item, "path", item)))
+    rgb = _as_rgb(item) if isinstance(item, Image.Image) else load_rgb(getattr(item, "path", item))
+    if transform is not None:
+        return transform(rgb)
+    if size is None:
+        raise ErfError("image files need a size (the side length they are resized to)")
+    return erf_transform(size)(rgb)
 
 
 def _batches(
@@ -361,13 +383,17 @@ def _batches(
     state: ErfAccumulator,
     loader_threads: int = 0,
     pin_memory: bool = False,
+    transform: Callable | None = None,
 ):
     """Yield ``(keys, tensor)`` batches of loadable images; unreadable ones go to ``state.skip``.
     With ``loader_threads`` > 0 the images are read on that many threads, up to two
     batches ahead of the consumer. ``pin_memory``: batches are stacked into page-locked
     memory (for asynchronous copies to a CUDA device)."""
     loaded = prefetched(
-        lambda i: _load_input(items[i], size), range(len(items)), workers=loader_threads, ahead=2 * batch_size
+        lambda i: _load_input(items[i], size, transform),
+        range(len(items)),
+        workers=loader_threads,
+        ahead=2 * batch_size,
     )
     keys_out, tensors = [], []
     for i, t, exc in loaded:
@@ -477,19 +503,26 @@ def accumulate_erf(
     check_precision: bool = True,
     loader_threads: int | None = None,
     compile_blocks: bool = False,
+    unit: ErfUnit | None = None,
+    transform: Callable | None = None,
 ) -> dict:
     """Add the contribution maps of ``images`` to ``state`` (in place), skipping images
     whose key ``state`` already holds. Returns ``{"device", "precision_deviation",
     "compiled_blocks", "images_per_pass"}`` (the batch size, or the smaller number of images
     per pass that fitted when the device ran out of memory: see :func:`maps_that_fit`).
     An empty ``images`` is fine here (a rank of a distributed run may get no image).
-    See :func:`compute_erf` for the arguments."""
+    See :func:`compute_erf` for the arguments; ``unit`` and ``transform`` default to those of
+    an enclosing :func:`erf_options`."""
     _check_options(method, precision, batch_size)
+    options = _OPTIONS.get() or {}
+    unit = unit if unit is not None else options.get("unit")
+    transform = transform if transform is not None else options.get("transform")
+    per_image = options.get("per_image")
     if not isinstance(model, nn.Module):
         raise ErfInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     images = _as_items(images)
     for item in images:
-        _check_input(item, size)
+        _check_input(item, size, transform is not None)
     param = next(iter(model.parameters()), None)
     if param is not None and param.is_meta:
         raise ErfInputError("the model's weights are on the meta device (no data); load or materialize them first")
@@ -523,6 +556,7 @@ def accumulate_erf(
                 state,
                 threads,
                 pin_memory=device.type == "cuda",
+                transform=transform,
             )
             # pipelined: while the device works on a batch, the next one is read and stacked
             # and the previous one's reduced maps come back to the host
@@ -538,9 +572,11 @@ def accumulate_erf(
                         f"{tuple(batch.shape[-2:])} after {input_size}"
                     )
                 x = batch.to(device=device, dtype=dtype, non_blocking=True)
-                maps, chunk = maps_that_fit(model, x, chunk, method, precision, ig_steps)
+                maps, chunk = maps_that_fit(model, x, chunk, method, precision, ig_steps, unit)
+                if per_image is not None:
+                    per_image(batch_keys, maps)
                 if precision != "fp32" and check_precision and deviation is None:
-                    fp32_maps, _ = maps_that_fit(model, x, chunk, method, "fp32", ig_steps)
+                    fp32_maps, _ = maps_that_fit(model, x, chunk, method, "fp32", ig_steps, unit)
                     deviation = _precision_deviation(maps, fp32_maps)
                 if pending is not None:
                     previous, pending = pending, None
@@ -575,13 +611,17 @@ def erf_result(
     precision_deviation: dict | None = None,
     compiled_blocks: int = 0,
     images_per_pass: int | None = None,
+    unit: ErfUnit | None = None,
 ) -> ErfResult:
-    """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used."""
+    """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used.
+    ``unit``: its protocol's last step is applied to the mean (default: an enclosing
+    :func:`erf_options`'s unit)."""
+    unit = unit if unit is not None else (_OPTIONS.get() or {}).get("unit")
     if state.count == 0:
         reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in state.skipped[:5])
         raise ErfError("no image could be used for the ERF" + (f" ({reasons})" if reasons else ""))
     return ErfResult(
-        matrix=state.mean(),
+        matrix=state.mean() if unit is None else unit.finish(state.mean()),
         used=list(state.used),
         skipped=list(state.skipped),
         nonfinite_values=state.nonfinite_values,
@@ -613,6 +653,8 @@ def compute_erf(
     check_precision: bool = True,
     loader_threads: int | None = None,
     compile_blocks: bool = False,
+    unit: ErfUnit | None = None,
+    transform: Callable | None = None,
 ) -> ErfResult:
     """Mean ERF contribution matrix of ``model`` over ``images``.
 
@@ -635,6 +677,10 @@ def compute_erf(
     ``compile_blocks``: run the model's repeated blocks through ``torch.compile`` (see
     :mod:`hpx_analysis.compiled`; for GPUs and many images: compiling takes a minute or more
     the first time); the number compiled is in the result.
+    ``unit``: the output unit and protocol (:class:`~hpx_analysis.erf.unit.ErfUnit`: a stage,
+    a layer, the BMVC 2023 protocol, the even-grid rule; default RepLKNet's on the last
+    feature map). ``transform``: how image files become tensors (default: RepLKNet's
+    resize to ``size``; e.g. :func:`~hpx_analysis.io.images.model_eval_transform`).
     """
     state = state if state is not None else ErfAccumulator()
     try:
@@ -653,6 +699,8 @@ def compute_erf(
             check_precision=check_precision,
             loader_threads=loader_threads,
             compile_blocks=compile_blocks,
+            unit=unit,
+            transform=transform,
         )
     except RuntimeError as err:
         if isinstance(err, ErfError) or is_out_of_memory(err):
@@ -667,7 +715,26 @@ def compute_erf(
         precision_deviation=info["precision_deviation"],
         compiled_blocks=info["compiled_blocks"],
         images_per_pass=info["images_per_pass"],
+        unit=unit,
     )
+
+
+_OPTIONS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("erf_options", default=None)
+
+
+@contextlib.contextmanager
+def erf_options(
+    unit: ErfUnit | None = None, transform: Callable | None = None, per_image: Callable | None = None
+) -> Iterator[None]:
+    """Within the block, ERF accumulations (also those started by
+    :func:`~hpx_analysis.erf.run.run_erf`) take this ``unit`` and image ``transform`` when
+    they are not given one; ``per_image(keys, maps)`` is called with every batch's
+    per-image maps ``(B, H, W)`` (e.g. :class:`~hpx_analysis.erf.spread.PerImage`)."""
+    token = _OPTIONS.set({"unit": unit, "transform": transform, "per_image": per_image})
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
 
 
 def _report(progress, on_batch, state, n: int) -> None:

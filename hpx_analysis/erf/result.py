@@ -26,7 +26,20 @@ class ErfResult:
 
     ``model``, ``weights`` and ``weights_kind`` record the model it was computed for (see
     :class:`~hpx_analysis.io.weights.LoadedModel`); ``run`` holds whatever else describes the
-    run (batch size, seed, command, ...) and is written into the JSON record as it is."""
+    run (batch size, seed, command, ...) and is written into the JSON record as it is.
+
+    The optional fields are written only when set, so a default run's files stay as they
+    were: ``name`` (the run label in file names when it is not the model: a weights tag,
+    a stage, a size), ``unit`` (the non-default output unit and protocol,
+    :meth:`~hpx_analysis.erf.unit.ErfUnit.describe`), ``position`` (the unit's position in
+    input pixels, :func:`~hpx_analysis.erf.geometry.unit_position`; the radial and
+    centre-of-mass metrics are taken around it), ``trf`` (the theoretical receptive field's
+    pixel count and bounding box) and ``full_metrics`` (the extra metrics of
+    :func:`~hpx_analysis.erf.metrics.erf_metrics`), ``std`` (the standard-deviation map
+    over images, ``erf_<label>_std.npy``), ``spread`` (each metric's spread across images,
+    ``metrics_spread`` in the record) and ``per_image`` (a
+    :class:`~hpx_analysis.erf.spread.PerImage` whose kept maps go to
+    ``erf_<label>_per_image.npz`` and metrics to ``erf_<label>_per_image.csv``)."""
 
     matrix: np.ndarray
     used: list[str]
@@ -45,6 +58,14 @@ class ErfResult:
     weights: str = ""
     weights_kind: str = ""
     run: dict = field(default_factory=dict)
+    name: str = ""
+    unit: dict = field(default_factory=dict)
+    position: dict | None = None
+    trf: dict | None = None
+    full_metrics: bool = False
+    std: np.ndarray | None = None
+    spread: dict | None = None
+    per_image: object | None = None
 
     @property
     def num_images(self) -> int:
@@ -52,12 +73,37 @@ class ErfResult:
 
     @property
     def label(self) -> str:
-        """The name in the file names: the model, else the model in the settings."""
+        """The name in the file names: ``name`` if set, else the model, else the model in the settings."""
+        return self.name or self.model_name
+
+    @property
+    def model_name(self) -> str:
         return self.model or str(self.settings.get("model", "model"))
 
     def metrics(self) -> dict:
-        """:func:`~hpx_analysis.erf.metrics.erf_metrics` of the matrix."""
-        return erf_metrics(self.matrix)
+        """:func:`~hpx_analysis.erf.metrics.erf_metrics` of the matrix (around the unit's
+        position when it is known)."""
+        centre = self.position.get("centre_px") if self.position else None
+        trf_px = self.trf.get("pixels") if self.trf else None
+        return erf_metrics(self.matrix, centre=centre, full=self.full_metrics, trf_pixels=trf_px)
+
+    def extras(self) -> dict:
+        """The optional fields that are set (see the class docstring), JSON-ready."""
+        out: dict = {}
+        if self.name and self.name != self.model_name:
+            out["label"] = self.name
+        if self.unit:
+            out["unit"] = dict(self.unit)
+        if self.position is not None:
+            out["unit_position"] = dict(self.position)
+        if self.trf is not None:
+            out["trf"] = dict(self.trf)
+        if self.full_metrics:
+            out["full_metrics"] = True
+        if self.spread is not None:
+            out["metrics_spread"] = self.spread
+            out["per_image_count"] = getattr(self.per_image, "count", None)
+        return out
 
     def as_dict(self) -> dict:
         """Everything except the matrix and the model record, JSON-ready."""
@@ -83,16 +129,27 @@ class ErfResult:
         """The JSON record: model and weights, the run, the result, its metrics and the versions."""
         from ..versions import versions
 
-        head = {"model": self.label, "weights": self.weights, "weights_kind": self.weights_kind}
-        return {**head, **self.run, **self.as_dict(), "metrics": self.metrics(), "versions": versions()}
+        head = {"model": self.model_name, "weights": self.weights, "weights_kind": self.weights_kind}
+        return {
+            **head,
+            **self.extras(),
+            **self.run,
+            **self.as_dict(),
+            "metrics": self.metrics(),
+            "versions": versions(),
+        }
 
     def to_frame(self) -> pd.DataFrame:
         """One row: model, weights, method, size, image counts and the metrics (``erf_metrics.csv``)."""
+        extras = {"label": self.name} if self.name and self.name != self.model_name else {}
         row = {
-            "model": self.label,
+            **extras,
+            "model": self.model_name,
+            **self.unit,
+            **({"checkpoint": self.run["checkpoint"]} if "checkpoint" in self.run else {}),
             "weights": self.weights,
             "method": self.method,
-            "size": int(self.settings.get("size", self.input_size[0])),
+            "size": int(self.settings.get("size") or self.input_size[0]),
             "num_images": self.num_images,
             "num_skipped": len(self.skipped),
             "nonfinite_values": self.nonfinite_values,
@@ -105,6 +162,15 @@ class ErfResult:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         np.save(out_dir / f"erf_{self.label}.npy", np.asarray(self.matrix, dtype=np.float64))
+        if self.std is not None:
+            np.save(out_dir / f"erf_{self.label}_std.npy", np.asarray(self.std, dtype=np.float64))
+        if self.per_image is not None and getattr(self.per_image, "maps", None):
+            np.savez_compressed(
+                out_dir / f"erf_{self.label}_per_image.npz",
+                maps=np.stack(self.per_image.maps),
+                keys=np.array(self.per_image.keys),
+            )
+            self.per_image.frame().to_csv(out_dir / f"erf_{self.label}_per_image.csv", index=False)
         (out_dir / f"erf_{self.label}.json").write_text(json.dumps(self.record(), indent=1, default=str))
         return out_dir
 
@@ -115,6 +181,15 @@ class ErfResult:
         matrix = np.load(out_dir / f"erf_{label}.npy")
         record = json.loads((out_dir / f"erf_{label}.json").read_text())
         own = {k: record.pop(k) for k in ("model", "weights", "weights_kind")}
+        own["name"] = record.pop("label", "")
+        own["unit"] = record.pop("unit", {})
+        own["position"] = record.pop("unit_position", None)
+        own["trf"] = record.pop("trf", None)
+        own["full_metrics"] = record.pop("full_metrics", False)
+        own["spread"] = record.pop("metrics_spread", None)
+        record.pop("per_image_count", None)
+        std_file = out_dir / f"erf_{label}_std.npy"
+        own["std"] = np.load(std_file) if std_file.is_file() else None
         fields = dict(
             method=record.pop("method"),
             precision=record.pop("precision"),
@@ -172,5 +247,8 @@ class ErfComparison:
     def load(cls, out_dir: str | Path) -> ErfComparison:
         """The models listed in ``erf_metrics.csv``, each read back with :meth:`ErfResult.load`."""
         out_dir = Path(out_dir)
-        labels = pd.read_csv(out_dir / METRICS_FILE)["model"].astype(str)
+        table = pd.read_csv(out_dir / METRICS_FILE)
+        labels = table["model"].astype(str)
+        if "label" in table:
+            labels = table["label"].where(table["label"].notna(), table["model"]).astype(str)
         return cls([ErfResult.load(out_dir, label) for label in labels])
