@@ -1,7 +1,8 @@
 """Model + weights from a ``NAME[=WEIGHTS]`` spec (the command-line contract of DESIGN.md).
 
-WEIGHTS is ``auto`` (published weights when cached or downloadable, else a seeded random
-init with a warning), ``pretrained`` (published weights or an error), ``random`` (seeded
+WEIGHTS is ``auto`` (the bundled weights of a probe model; published weights when cached or
+downloadable, else a seeded random init with a warning), ``bundled`` (the probe weights that
+ship in the package), ``pretrained`` (published weights or an error), ``random`` (seeded
 init) or a path to a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file. Local files are
 read without executing pickled code.
 """
@@ -35,7 +36,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-WEIGHT_MODES = ("auto", "pretrained", "random")
+WEIGHT_MODES = ("auto", "pretrained", "random", "bundled")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
@@ -344,9 +345,18 @@ def load_model(
     target = resolve_device(device)
     name, mode = spec.name, spec.weights
 
+    from ..probe.bundled import bundled_path
+
+    bundled = bundled_path(name.partition(".")[0])
     if mode == "random":
         model = _create(name, seed, num_classes)
         loaded = LoadedModel(name, model, f"random init (seed {seed})", "random")
+    elif mode == "bundled" or (mode == "auto" and bundled is not None):
+        if bundled is None:
+            raise WeightsError(f"no bundled weights for {name} (only the probe models ship trained weights)")
+        model = _create(name, seed, num_classes)
+        _load_file_into(model, name, bundled)
+        loaded = LoadedModel(name, model, f"bundled ({bundled.name}, trained on the probe task)", "bundled")
     elif mode in ("auto", "pretrained"):
         path, hub_id, reason = _find_published_file(name)
         if path is not None:
