@@ -26,8 +26,8 @@ from hpx_analysis.probe.evaluate import (
     accuracy_by_distance,
     bin_accuracy,
     distance_bins,
+    fixed_test_split,
     probe_record,
-    test_images,
 )
 from hpx_analysis.probe.task import ProbeTask
 from hpx_analysis.probe.train import TrainConfig, train_probe
@@ -145,7 +145,7 @@ def evaluate(
     specs = model_specs(model)
     out_dir = default_out("probe", out)
     task = ProbeTask()
-    batch = test_images(task, num_images)
+    batch = fixed_test_split(task, num_images)
     tables = []
     with user_errors():
         for spec in specs:

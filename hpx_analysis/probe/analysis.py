@@ -17,7 +17,7 @@ import torch
 
 from ..models import long_conv_mixers
 from ..truncation import DEFAULT_REL_SIZES, TruncationResult, restore_truncations, swept_stages, truncation_sweep
-from .evaluate import accuracy_by_distance, probe_batches, test_images
+from .evaluate import accuracy_by_distance, fixed_test_split, probe_batches
 from .task import ProbeTask
 
 __all__ = [
@@ -41,7 +41,7 @@ def is_probe_source(images) -> bool:
 
 def probe_image_tensors(num_images: int | None = None) -> list[torch.Tensor]:
     """The fixed test split's images as normalised ``(3, 64, 64)`` tensors (ERF input)."""
-    batch = test_images(ProbeTask(), num_images)
+    batch = fixed_test_split(ProbeTask(), num_images)
     return list(batch.images)
 
 
@@ -80,7 +80,7 @@ def probe_truncation(
     model = loaded.model
     stage_ids = swept_stages(model, stages, loaded.name)
     task = ProbeTask()
-    batch = test_images(task, num_images)
+    batch = fixed_test_split(task, num_images)
     start = time.perf_counter()
     result = truncation_sweep(
         model,

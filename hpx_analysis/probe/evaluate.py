@@ -11,13 +11,13 @@ import torch
 from .task import ProbeBatch, ProbeTask
 from .train import accuracy
 
-__all__ = ["EVAL_COLUMNS", "accuracy_by_distance", "distance_bins", "bin_accuracy", "probe_batches", "test_images"]
+__all__ = ["EVAL_COLUMNS", "accuracy_by_distance", "distance_bins", "bin_accuracy", "probe_batches", "fixed_test_split"]
 
 EVAL_COLUMNS = ["model", "distance_px", "accuracy", "n", "weights"]
 TEST_REPS = 4  # the fixed test split: every distance x class, 4 positions each (432 images at 64 px)
 
 
-def test_images(task: ProbeTask | None = None, num_images: int | None = None, reps: int = TEST_REPS) -> ProbeBatch:
+def fixed_test_split(task: ProbeTask | None = None, num_images: int | None = None, reps: int = TEST_REPS) -> ProbeBatch:
     """The fixed test split (optionally its first ``num_images``)."""
     batch = (task or ProbeTask()).test_set(reps)
     if num_images is not None:
@@ -64,7 +64,8 @@ def bin_accuracy(table: pd.DataFrame, bins: Sequence[tuple[int, int]]) -> dict[s
     out = {}
     for lo, hi in bins:
         sel = table[(table.distance_px >= lo) & (table.distance_px <= hi)]
-        out[f"{lo}-{hi}"] = float((sel.accuracy * sel.n).sum() / sel.n.sum())
+        n = sel.n.sum()
+        out[f"{lo}-{hi}"] = float((sel.accuracy * sel.n).sum() / n) if n else float("nan")
     return out
 
 
@@ -76,8 +77,8 @@ def probe_record(model: torch.nn.Module, task: ProbeTask | None = None) -> dict:
     the full test split, and the number correct on its first block (``SMALL_REPS``), which the
     tests recompute."""
     task = task or ProbeTask()
-    full = accuracy_by_distance(model, test_images(task))
-    small = test_images(task, reps=SMALL_REPS)
+    full = accuracy_by_distance(model, fixed_test_split(task))
+    small = fixed_test_split(task, reps=SMALL_REPS)
     device = next(model.parameters()).device
     small_correct = int(accuracy(model, small.images.to(device), small.labels.to(device)).sum().item())
     return {
