@@ -139,6 +139,10 @@ def run_section(
         result.save(out_dir)
         files.save_runtime_figure(result, out_dir)
         return result
+    if section == "probe":
+        from .probe_section import run_probe_section
+
+        return run_probe_section(specs, out_dir, device, seed)
     raise ValueError(f"unknown report section {section!r}; the sections are {', '.join(SECTIONS)}")
 
 
@@ -175,11 +179,14 @@ def build_report(
         if (out / section).exists():
             shutil.rmtree(out / section)
     specs = {section: [choose(alias) for alias in SECTION_MODELS[section]] for section in SECTIONS}
+    # the probe section runs on the bundled trained weights unless a model's weights are given
+    choose_probe = weights_chooser("auto", [w for w in model_weights or () if "=" in w])
+    specs["probe"] = [choose_probe(alias) for alias in SECTION_MODELS["probe"]]
     results: dict = {}
     seconds: dict[str, float] = {}
     start_all = time.perf_counter()
     for section in SECTIONS:
-        log(f"report: {section} (Fig. {FIGURES[section]})")
+        log(f"report: {section} (Fig. {FIGURES[section] or 'probe'})")
         start = time.perf_counter()
         results[section] = run_section(
             section,
