@@ -10,7 +10,13 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ("erf_comparison.ipynb", "kernel_gallery.ipynb", "coverage.ipynb", "truncation_sweep.ipynb")
+NOTEBOOKS = (
+    "erf_comparison.ipynb",
+    "kernel_gallery.ipynb",
+    "coverage.ipynb",
+    "truncation_sweep.ipynb",
+    "global_context_probe.ipynb",
+)
 CELL_TIMEOUT_S = 600  # generous: a cell takes seconds, but CI machines may be busy
 
 

@@ -356,7 +356,7 @@ def load_model(
             raise WeightsError(f"no bundled weights for {name} (only the probe models ship trained weights)")
         model = _create(name, seed, num_classes)
         _load_file_into(model, name, bundled)
-        loaded = LoadedModel(name, model, f"bundled ({bundled.name}, trained on the probe task)", "bundled")
+        loaded = LoadedModel(name, model, f"bundled ({bundled.name})", "bundled")
     elif mode in ("auto", "pretrained"):
         path, hub_id, reason = _find_published_file(name)
         if path is not None:

@@ -167,7 +167,7 @@ def probe_markdown(result: ProbeSectionResult) -> tuple[str, str]:
         drops[col] = drops[col].round(1)
     weights = "; ".join(f"`{m}`: {w}" for m, w in result.weights.items())
     how = (
-        f"**Trained weights** (bundled with the package; {weights}). The probe task: a coloured "
+        f"**Trained weights** bundled with the package ({weights}). The probe task: a coloured "
         f"{task.square}x{task.square} square in grey noise at Chebyshev distance d = {task.d_min}-{task.d_max} px "
         f"from the readout centre of a {task.size} px image, its colour the label ({task.num_classes} classes, "
         f"chance 25 %); every model is read out at the centre unit of its last feature map. `conv_probe` "
