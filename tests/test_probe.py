@@ -178,3 +178,18 @@ def test_bundled_weights_are_small():
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*") if p.is_file())
     assert total <= 10 * 2**20, total
     assert np.isfinite(total)
+
+
+def test_bundled_snapshots_load_by_step():
+    if "hpx_probe" not in bundled_models():
+        pytest.skip("no bundled checkpoint for hpx_probe")
+    steps = sorted(snapshot_paths("hpx_probe"))
+    assert len(steps) >= 2
+    early = load_model(f"hpx_probe=bundled:{steps[0]}")
+    final = load_model(f"hpx_probe=bundled:{steps[-1]}")
+    assert f"step {steps[0]}" in early.weights
+    assert not torch.equal(early.model.head.fc2.weight, final.model.head.fc2.weight)
+    with pytest.raises(WeightsError, match="bundled steps"):
+        load_model("hpx_probe=bundled:7")
+    with pytest.raises(WeightsError, match="integer step"):
+        load_model("hpx_probe=bundled:x")
