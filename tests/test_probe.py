@@ -193,3 +193,14 @@ def test_bundled_snapshots_load_by_step():
         load_model("hpx_probe=bundled:7")
     with pytest.raises(WeightsError, match="integer step"):
         load_model("hpx_probe=bundled:x")
+
+
+def test_recorded_accuracies_meet_the_issue_targets():
+    """The records of the bundled probes (which the test above ties to the weights): the global
+    probes read the far bin (beyond the local probe's receptive field), the local one cannot."""
+    if not {"hpx_probe", "conv_probe"} <= set(bundled_models()):
+        pytest.skip("hpx_probe and conv_probe are not both bundled")
+    hpx, conv = bundled_record("hpx_probe")["bin_accuracy"], bundled_record("conv_probe")["bin_accuracy"]
+    far, near = list(hpx)[-1], list(hpx)[0]
+    assert hpx[far] >= 0.9 and hpx[far] - conv[far] >= 0.2
+    assert hpx[near] >= 0.9 and conv[near] >= 0.9
