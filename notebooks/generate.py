@@ -327,6 +327,25 @@ fig = plot_erf(erfs)
 plt.close(fig)
 fig""",
         ),
+        (
+            "md",
+            """\
+ERF over training: the bundled snapshots (`hpx_probe=bundled:STEP`) against the accuracy they had
+in the far-distance bin.""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.probe import bin_accuracy, distance_bins, snapshot_paths
+
+rows = []
+for step in snapshot_paths("hpx_probe"):
+    snap = load_model(f"hpx_probe=bundled:{step}", seed=SEED)
+    erf = compute_erf(snap.model, images, size=64)
+    far = bin_accuracy(accuracy_by_distance(snap.model, test), distance_bins(task))
+    rows.append({"step": step, **erf_metrics(erf.matrix), "far_accuracy": list(far.values())[-1]})
+pd.DataFrame(rows)[["step", "r50_px", "r90_px", "far_accuracy"]]""",
+        ),
         ("md", "The learned H_px kernel and its decay window (coverage of the feature map):"),
         (
             "code",
