@@ -53,8 +53,9 @@ ModelOption = Annotated[
         "-m",
         metavar="NAME[=WEIGHTS]",
         help="Model to analyse, repeatable. NAME: a registered name or alias (see `hpx-analyze "
-        "models`) or any timm model. WEIGHTS: auto (published if cached or downloadable, else "
-        "seeded random init), pretrained, random, or a .safetensors/.pth/.bin file.",
+        "models`) or any timm model. WEIGHTS: auto (bundled for probe models; published if cached or "
+        "downloadable, else seeded random init), pretrained, random, bundled[:STEP], or a "
+        ".safetensors/.pth/.bin file.",
     ),
 ]
 OUT_ROOT = Path("hpx-out")
@@ -82,7 +83,8 @@ ImagesOption = Annotated[
     typer.Option(
         "--images",
         help="ImageFolder tree (e.g. IN-1k val/) or flat folder, read recursively in "
-        "sorted order. Default: real photographs bundled with scikit-image.",
+        "sorted order, or 'probe' (the probe task's labelled test split; erf, truncation). "
+        "Default: real photographs bundled with scikit-image.",
     ),
 ]
 NumImagesOption = Annotated[

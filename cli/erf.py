@@ -41,7 +41,9 @@ from hpx_analysis.execution.distributed import dist_context
 from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.images import list_images
 from hpx_analysis.io.weights import load_model
+from hpx_analysis.models.metaformer import PROBE_IMG_SIZE
 from hpx_analysis.plotting.files import save_erf_figure
+from hpx_analysis.probe.analysis import PROBE_IMAGES_LABEL, is_probe_source, probe_image_tensors
 
 from .common import (
     INTERRUPTED,
@@ -299,7 +301,12 @@ def erf(
         if dev.type == "cuda" and ctx.distributed:
             dev = torch.device("cuda", torch.cuda.current_device())
         wanted = num_images if num_images is not None else DEFAULT_NUM_IMAGES
-        items = list_images(images, wanted)
+        if is_probe_source(images):
+            # the probe test split: normalised 64 px tensors, read at their own size
+            items, size = probe_image_tensors(wanted), PROBE_IMG_SIZE
+            images = PROBE_IMAGES_LABEL
+        else:
+            items = list_images(images, wanted)
         if ctx.is_main and len(items) < wanted:
             stderr_console.print(f"note: only {len(items)} image(s) available, asked for {wanted}")
         out_dir = stack.enter_context(output_folder(default_out("erf", out), enabled=ctx.is_main))

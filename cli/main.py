@@ -34,6 +34,7 @@ from . import coverage as coverage_cmd  # noqa: E402
 from . import erf as erf_cmd  # noqa: E402
 from . import kernels as kernels_cmd  # noqa: E402
 from . import models as models_cmd  # noqa: E402
+from . import probe as probe_cmd  # noqa: E402
 from . import report as report_cmd  # noqa: E402
 from . import runtime as runtime_cmd  # noqa: E402
 from . import truncation as truncation_cmd  # noqa: E402
@@ -45,6 +46,7 @@ app.command("coverage")(coverage_cmd.coverage)
 app.command("truncation")(truncation_cmd.truncation)
 app.command("runtime")(runtime_cmd.runtime)
 app.command("report")(report_cmd.report)
+app.add_typer(probe_cmd.app, name="probe")
 # ---- end of command registration ---------------------------------------------------------
 
 

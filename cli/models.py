@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hpx_analysis.io.weights import published_weights_cached
-from hpx_analysis.models import ALIASES, EXTRA, PUBLISHED, iter_token_mixers
+from hpx_analysis.models import ALIASES, EXTRA, PROBES, PUBLISHED, iter_token_mixers
+from hpx_analysis.probe.bundled import bundled_path
 
 __all__ = ["models", "model_rows", "mixer_summary", "count_parameters"]
 
@@ -40,7 +41,7 @@ def mixer_summary(model: torch.nn.Module) -> list[str]:
 
 def model_rows() -> list[dict]:
     """One row per registered HyenaPixel-family model, then per timm model an alias points to."""
-    family = list(PUBLISHED + EXTRA)
+    family = list(PUBLISHED + EXTRA + PROBES)
     others = [target for target in dict.fromkeys(ALIASES.values()) if target not in family]
     rows = []
     for name in family + others:
@@ -57,6 +58,7 @@ def model_rows() -> list[dict]:
                 "published": name in PUBLISHED if name in family else hub_id is not None,
                 "hub_id": hub_id,
                 "cached": published_weights_cached(name) if hub_id else False,
+                "bundled": bundled_path(name) is not None,
             }
         )
     return rows
@@ -78,17 +80,23 @@ def _compact_mixers(stages: list[str]) -> str:
 
 
 def _weights_status(row: dict) -> str:
+    if row.get("bundled"):
+        return "bundled"
     if not row["published"]:
         return "none"
     return "cached" if row["cached"] else "on hub"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.0f}k"
 
 
 def _table(rows: list[dict]) -> Table:
     table = Table(
         title="Registered models (use with --model NAME[=WEIGHTS])",
         caption="published weights: cached = in the local Hugging Face cache; on hub = "
-        "downloaded on first use; none = random init only. (timm) = timm's own "
-        "model.",
+        "downloaded on first use; bundled = trained probe weights shipped in the package; "
+        "none = random init only. (timm) = timm's own model.",
     )
     table.add_column("name [dim](aliases)[/dim]", no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)
@@ -98,7 +106,7 @@ def _table(rows: list[dict]) -> Table:
         name = row["name"] + (" (timm)" if row["family"] == "timm" else "")
         if row["aliases"]:
             name += f"\n[dim]({', '.join(row['aliases'])})[/dim]"
-        table.add_row(name, f"{row['params'] / 1e6:.1f}M", _compact_mixers(row["mixers"]), _weights_status(row))
+        table.add_row(name, _params(row["params"]), _compact_mixers(row["mixers"]), _weights_status(row))
     return table
 
 

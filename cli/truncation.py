@@ -24,6 +24,7 @@ from hpx_analysis.io.images import labels_available, list_images
 from hpx_analysis.io.weights import load_model
 from hpx_analysis.kernels import NoLongKernelsError
 from hpx_analysis.plotting.files import save_truncation_figure
+from hpx_analysis.probe.analysis import PROBE_IMAGES_LABEL, is_probe_source, probe_truncation
 from hpx_analysis.truncation import DEFAULT_REL_SIZES, TruncationComparison, truncation_for_model, truncation_settings
 
 from .common import (
@@ -105,17 +106,22 @@ def truncation(
     sizes = split_list(rel_sizes, "--rel-sizes", float, "numbers")
     stage_ids = split_list(stages, "--stages", int, "integers")
     results = []
+    probe_tables = []
+    n_probe = 0
     with user_errors(), ExitStack() as stack:
         shard = dist_context("cpu")
         dev = resolve_device(device.value)
         if dev.type == "cuda" and shard.world_size > 1:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        items = list_images(images, num_images)
-        if shard.is_main:
+        on_probe = is_probe_source(images)
+        if on_probe and shard.world_size > 1:
+            fail("--images probe runs in one process (the test split is small)")
+        items = [] if on_probe else list_images(images, num_images)
+        if shard.is_main and not on_probe:
             for path, reason in items.skipped:
                 stderr_console.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
         out_dir = stack.enter_context(output_folder(default_out("truncation", out), enabled=shard.is_main))
-        labelled, why = labels_available(items)
+        labelled, why = (True, None) if on_probe else labels_available(items)
         if shard.is_main and not labelled:
             stderr_console.print(
                 f"[yellow]note:[/yellow] no accuracy: {why}; reporting top-1 agreement and KL "
@@ -136,7 +142,19 @@ def truncation(
                 shape=shape.value,
             )
             try:
-                if shard.is_main:
+                if on_probe:
+                    result, by_distance = probe_truncation(
+                        loaded,
+                        rel_sizes=sizes,
+                        stages=stage_ids,
+                        shape=shape.value,
+                        batch_size=batch_size,
+                        device=dev,
+                        num_images=num_images,
+                    )
+                    probe_tables.append(by_distance)
+                    n_probe = result.n_images
+                elif shard.is_main:
                     with progress() as bar:
                         task = bar.add_task(f"truncation {loaded.name}", total=len(items))
                         result = truncation_for_model(
@@ -175,12 +193,19 @@ def truncation(
                 size=size,
                 seed=seed,
                 world_size=shard.world_size,
-                images=images_label(images),
-                num_images=len(items),
+                images=PROBE_IMAGES_LABEL if on_probe else images_label(images),
+                num_images=n_probe if on_probe else len(items),
                 labels=labelled,
                 no_labels_reason=why,
             ),
         )
         comparison.save(out_dir)
         save_truncation_figure(comparison, out_dir)
+        if probe_tables:
+            import pandas as pd
+
+            pd.concat(probe_tables, ignore_index=True).to_csv(out_dir / "truncation_probe.csv", index=False)
+            stderr_console.print(
+                f"wrote {out_dir}/truncation_probe.csv (probe accuracy per stage, rel_size and distance)"
+            )
     stderr_console.print(f"wrote {out_dir}/truncation.csv, truncation.json and truncation.png")

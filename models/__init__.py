@@ -12,7 +12,7 @@ from .fft_conv import direct_conv1d, direct_conv2d, fast_even_len, fft_conv1d, f
 from .introspect import iter_token_mixers, long_conv_mixers
 from .metaformer import MODEL_CFGS, HyenaMetaFormer, MetaFormerBlock, MetaFormerStage
 from .mixers import LongConvMixer, Truncation, is_long_conv_mixer
-from .registry import ALIASES, EXTRA, PUBLISHED, is_hyena_model, resolve_name
+from .registry import ALIASES, EXTRA, PROBES, PUBLISHED, is_hyena_model, resolve_name
 
 __all__ = [
     "HyenaMetaFormer",
@@ -32,6 +32,7 @@ __all__ = [
     "resample_filter_inputs",
     "PUBLISHED",
     "EXTRA",
+    "PROBES",
     "ALIASES",
     "resolve_name",
     "is_hyena_model",

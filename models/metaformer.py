@@ -107,6 +107,29 @@ def hb_stages(cls=BidirectionalHyena, embs=(33, 33, 49, 65), orders=(64, 64, 96,
 SEPCONV = MixerSpec(SepConv)
 ATTENTION = MixerSpec(Attention)
 
+# Probe models (trained on the global-context probe task, hpx_analysis.probe): one stage of one
+# block at 64 px (a 16 x 16 map read out at its centre unit), the same mixer code at small widths.
+# The local SepConv 7x7 probe sees 31 x 31 px around the readout; the others the whole image.
+PROBE_IMG_SIZE = 64
+PROBE_NUM_CLASSES = 4
+PROBE_COMMON = dict(
+    depths=(1,),
+    img_size=PROBE_IMG_SIZE,
+    num_classes=PROBE_NUM_CLASSES,
+    global_pool="centre",
+    res_scale_stages=(),
+)
+PROBE_CFGS = {
+    "hpx_probe": dict(
+        **PROBE_COMMON, dims=(48,), mixers=(MixerSpec(HyenaPixel, dict(kernel_size=31, emb_dim=8, filter_order=32)),)
+    ),
+    "hb_probe": dict(
+        **PROBE_COMMON, dims=(48,), mixers=(MixerSpec(BidirectionalHyena, dict(emb_dim=17, filter_order=32)),)
+    ),
+    "conv_probe": dict(**PROBE_COMMON, dims=(52,), mixers=(SEPCONV,)),
+    "attn_probe": dict(**PROBE_COMMON, dims=(56,), mixers=(MixerSpec(Attention, dict(head_dim=14)),)),
+}
+
 
 # ----------------------------------------------------------------------------- model
 class HyenaMetaFormer(nn.Module):
@@ -236,8 +259,13 @@ class HyenaMetaFormer(nn.Module):
         return tail.forward_at(x, h // 2 if row is None else row, w // 2 if col is None else col)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.norm(x.mean((2, 3)) if self.global_pool == "avg" else x.amax((2, 3)))
-        return self.head(x, pre_logits=pre_logits)
+        """Pool the NCHW map (``avg``, ``max``, or ``centre``: the single unit ``(H // 2, W // 2)``,
+        the unit an ERF is taken at), then the norm and the MLP head."""
+        if self.global_pool == "centre":
+            x = x[:, :, x.shape[2] // 2, x.shape[3] // 2]
+        else:
+            x = x.mean((2, 3)) if self.global_pool == "avg" else x.amax((2, 3))
+        return self.head(self.norm(x), pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -311,6 +339,7 @@ MODEL_CFGS = {
     "hpx_explicit_former_s18": dict(**S18, mixers=hpx_stages(HyenaPixelExplicit)),
     "hpx_sep_former_s18": dict(**S18, mixers=hpx_stages(HyenaPixelSeparable)),
     "hyena_causal_former_s18": dict(**S18, mixers=hb_stages(CausalHyena)),
+    **PROBE_CFGS,
 }
 
 
@@ -355,6 +384,16 @@ default_cfgs = generate_default_cfgs(
                 "hpx_sep_former_s18",
                 "hyena_causal_former_s18",
             )
+        },
+        **{
+            f"{name}.probe": _cfg(
+                input_size=(3, PROBE_IMG_SIZE, PROBE_IMG_SIZE),
+                num_classes=PROBE_NUM_CLASSES,
+                pool_size=(1, 1),
+                mean=(0.5, 0.5, 0.5),
+                std=(0.25, 0.25, 0.25),
+            )
+            for name in PROBE_CFGS
         },
     }
 )
@@ -460,3 +499,23 @@ def hpx_sep_former_s18(pretrained=False, **kwargs) -> HyenaMetaFormer:
 @register_model
 def hyena_causal_former_s18(pretrained=False, **kwargs) -> HyenaMetaFormer:
     return _create("hyena_causal_former_s18", pretrained, **kwargs)
+
+
+@register_model
+def hpx_probe(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("hpx_probe", pretrained, **kwargs)
+
+
+@register_model
+def hb_probe(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("hb_probe", pretrained, **kwargs)
+
+
+@register_model
+def conv_probe(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("conv_probe", pretrained, **kwargs)
+
+
+@register_model
+def attn_probe(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("attn_probe", pretrained, **kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import timm
 
-__all__ = ["PUBLISHED", "EXTRA", "ALIASES", "resolve_name", "is_hyena_model"]
+__all__ = ["PUBLISHED", "EXTRA", "PROBES", "ALIASES", "resolve_name", "is_hyena_model"]
 
 PUBLISHED = (
     "hpx_former_s18",
@@ -26,6 +26,8 @@ EXTRA = (
     "hpx_sep_former_s18",
     "hyena_causal_former_s18",
 )
+# small members trained on the global-context probe task; their weights ship with the package
+PROBES = ("hpx_probe", "hb_probe", "conv_probe", "attn_probe")
 
 ALIASES = {
     "hpx_s18": "hpx_former_s18",
@@ -70,4 +72,4 @@ def resolve_name(name: str) -> str:
 
 
 def is_hyena_model(name: str) -> bool:
-    return name.partition(".")[0] in PUBLISHED + EXTRA
+    return name.partition(".")[0] in PUBLISHED + EXTRA + PROBES

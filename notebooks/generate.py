@@ -332,6 +332,132 @@ for threshold in (0.01, 0.05, 0.2):
 pd.DataFrame(rows)""",
         ),
     ],
+    "global_context_probe.ipynb": [
+        (
+            "md",
+            """\
+# Global context probe: what the analyses show on trained models
+
+Published weights cannot be downloaded everywhere, so this toolbench ships small models it
+trained itself on a synthetic task (`hpx_analysis.probe`): a coloured 5x5 square in grey noise at
+Chebyshev distance `d` (2-28 px) from the readout centre of a 64 px image; the label is its colour
+(4 classes, chance 25 %). Each probe model (one 16x16 stage of one block, about 60k parameters) is
+read out at the **centre unit** of its last feature map, the unit an ERF is taken at, so
+accuracy against `d` measures how far its context reaches. `conv_probe` (SepConv 7x7) sees
+31x31 px around the readout; `hpx_probe` (H_px), `hb_probe` (H_b) and `attn_probe` see the image.
+The weights used here are the **bundled trained checkpoints** (`auto` picks them).""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
+
+from hpx_analysis.probe import ProbeTask, fixed_test_split, accuracy_by_distance, bundled_record
+
+task = ProbeTask()
+batch = task.batch("val", 0, 8)
+fig, axes = plt.subplots(1, 8, figsize=(12, 1.8))
+for ax, img, label, d in zip(axes, batch.images, batch.labels, batch.distances):
+    ax.imshow((img * 0.25 + 0.5).clamp(0, 1).permute(1, 2, 0))
+    ax.plot(task.centre, task.centre, "w+")
+    ax.set_title(f"class {int(label)}, d={int(d)}", fontsize=8)
+    ax.axis("off")
+plt.close(fig)
+fig""",
+        ),
+        ("md", "Accuracy against distance on the fixed test split (432 images), for each bundled probe:"),
+        (
+            "code",
+            """\
+import pandas as pd
+from hpx_analysis.plotting.probe import plot_probe_accuracy
+
+test = fixed_test_split(task)
+models = {name: load_model(name, seed=SEED) for name in ("hpx_probe", "hb_probe", "conv_probe", "attn_probe")}
+table = pd.concat(
+    [accuracy_by_distance(m.model, test, name=name, weights=m.weights) for name, m in models.items()], ignore_index=True
+)
+print({name: m.weights for name, m in models.items()})
+print({name: bundled_record(name)["bin_accuracy"] for name in models})
+fig = plot_probe_accuracy(table, rf_px={"conv_probe": 17})
+plt.close(fig)
+fig""",
+        ),
+        (
+            "md",
+            """\
+The local probe is perfect while the square lies inside its 31x31 px receptive field and falls to
+chance beyond it (dashed line); the global mixers read the square at every distance. The ERFs of
+the same centre unit, over probe test images, show the same difference:""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.erf import compute_erf
+from hpx_analysis.erf.metrics import erf_metrics
+from hpx_analysis.plotting.erf import plot_erf
+
+images = list(test.images[::54])  # 8 test images across the distances
+erfs = []
+for name in ("conv_probe", "hpx_probe"):
+    erf = compute_erf(models[name].model, images, size=64)
+    erf.model = name
+    erfs.append(erf)
+    print(name, {k: round(v, 2) for k, v in erf_metrics(erf.matrix).items() if k in ("r50_px", "r90_px")})
+fig = plot_erf(erfs)
+plt.close(fig)
+fig""",
+        ),
+        (
+            "md",
+            """\
+ERF over training: the bundled snapshots (`hpx_probe=bundled:STEP`) against the accuracy they had
+in the far-distance bin.""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.probe import bin_accuracy, distance_bins, snapshot_paths
+
+rows = []
+for step in snapshot_paths("hpx_probe"):
+    snap = load_model(f"hpx_probe=bundled:{step}", seed=SEED)
+    erf = compute_erf(snap.model, images, size=64)
+    far = bin_accuracy(accuracy_by_distance(snap.model, test), distance_bins(task))
+    rows.append({"step": step, **erf_metrics(erf.matrix), "far_accuracy": list(far.values())[-1]})
+pd.DataFrame(rows)[["step", "r50_px", "r90_px", "far_accuracy"]]""",
+        ),
+        ("md", "The learned H_px kernel and its decay window (coverage of the feature map):"),
+        (
+            "code",
+            """\
+from hpx_analysis.coverage import model_coverage
+from hpx_analysis.kernels import kernel_maps
+from hpx_analysis.plotting.kernels import plot_kernels
+
+print(model_coverage(models["hpx_probe"].model, name="hpx_probe").to_frame()[["model", "stage", "mixer", "coverage"]])
+fig = plot_kernels(kernel_maps(models["hpx_probe"].model, name="hpx_probe"))
+plt.close(fig)
+fig""",
+        ),
+        (
+            "md",
+            """\
+Truncation with probe labels (the Fig. 7 analogue): zeroing the H_px taps outside a window of
+relative size `r` removes the far squares once the kernel no longer spans `d`; the predicted
+reach counts the kept taps times the stride 4 plus the short convolutions and half the square.""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.probe.analysis import probe_truncation
+
+result, by_d = probe_truncation(models["hpx_probe"], rel_sizes=(0.25, 0.5, 1.0), num_images=108)
+print(result.to_frame().query("metric == 'top1'")[["stage", "rel_size", "value"]])
+by_d["bin"] = pd.cut(by_d.distance_px, [1, 8, 15, 22, 28])
+by_d.groupby(["rel_size", "predicted_reach_px", "bin"], dropna=False, observed=True).accuracy.mean().unstack()""",
+        ),
+    ],
     "truncation_sweep.ipynb": [
         (
             "md",

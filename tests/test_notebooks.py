@@ -16,6 +16,7 @@ NOTEBOOKS = (
     "kernel_gallery.ipynb",
     "coverage.ipynb",
     "truncation_sweep.ipynb",
+    "global_context_probe.ipynb",
 )
 CELL_TIMEOUT_S = 600  # generous: a cell takes seconds, but CI machines may be busy
 

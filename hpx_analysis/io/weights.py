@@ -1,9 +1,10 @@
 """Model + weights from a ``NAME[=WEIGHTS]`` spec (the command-line contract of DESIGN.md).
 
-WEIGHTS is ``auto`` (published weights when cached or downloadable, else a seeded random
-init with a warning), ``pretrained`` (published weights or an error), ``random`` (seeded
-init) or a path to a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file. Local files are
-read without executing pickled code.
+WEIGHTS is ``auto`` (the bundled weights of a probe model; published weights when cached or
+downloadable, else a seeded random init with a warning), ``bundled`` (the probe weights that
+ship in the package), ``bundled:STEP`` (one of their training snapshots), ``pretrained``
+(published weights or an error), ``random`` (seeded init) or a path to a ``.safetensors`` /
+``.pth`` / ``.pt`` / ``.bin`` file. Local files are read without executing pickled code.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-WEIGHT_MODES = ("auto", "pretrained", "random")
+WEIGHT_MODES = ("auto", "pretrained", "random", "bundled")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _SUFFIXES = SAFETENSORS_SUFFIXES + TORCH_SUFFIXES
@@ -98,6 +99,11 @@ def parse_model_spec(text: str) -> ModelSpec:
             raise WeightsError(f"model {name!r}: {_first_line(err)}") from None
     if not weights or weights.lower() in WEIGHT_MODES:
         return ModelSpec(canonical, (weights or "auto").lower())
+    if weights.lower().startswith("bundled:"):  # a bundled training snapshot, bundled:STEP
+        step = weights.partition(":")[2].strip()
+        if not step.isdigit():
+            raise WeightsError(f"model spec {text!r}: expected bundled:STEP with an integer step")
+        return ModelSpec(canonical, f"bundled:{int(step)}")
     return ModelSpec(canonical, str(_checkpoint_path(weights, name)))
 
 
@@ -380,9 +386,29 @@ def load_model(
     target = resolve_device(device)
     name, mode = spec.name, spec.weights
 
+    from ..probe.bundled import bundled_path
+
+    bundled = bundled_path(name.partition(".")[0])
     if mode == "random":
         model = _create(name, seed, num_classes)
         loaded = LoadedModel(name, model, f"random init (seed {seed})", "random")
+    elif mode.startswith("bundled:"):
+        from ..probe.bundled import snapshot_paths
+
+        step = int(mode.partition(":")[2])
+        snaps = snapshot_paths(name.partition(".")[0])
+        if step not in snaps:
+            have = ", ".join(map(str, snaps)) or "none"
+            raise WeightsError(f"no bundled snapshot of {name} at step {step} (bundled steps: {have})")
+        model = _create(name, seed, num_classes)
+        _load_file_into(model, name, snaps[step])
+        loaded = LoadedModel(name, model, f"bundled snapshot ({snaps[step].name}, step {step})", "bundled")
+    elif mode == "bundled" or (mode == "auto" and bundled is not None):
+        if bundled is None:
+            raise WeightsError(f"no bundled weights for {name} (only the probe models ship trained weights)")
+        model = _create(name, seed, num_classes)
+        _load_file_into(model, name, bundled)
+        loaded = LoadedModel(name, model, f"bundled ({bundled.name})", "bundled")
     elif mode in ("auto", "pretrained"):
         path, hub_id, reason = _find_published_file(name)
         if path is not None:

@@ -17,6 +17,7 @@ __all__ = [
     "save_coverage_figure",
     "save_truncation_figure",
     "save_runtime_figure",
+    "save_probe_figure",
 ]
 
 
@@ -85,3 +86,10 @@ def save_runtime_figure(result, out_dir: str | Path) -> list[Path]:
         else None
     )
     return _write(plot_runtime(result.to_frame(), title=title), out_dir, ["runtime.png"], dpi=150)
+
+
+def save_probe_figure(table, out_dir: str | Path, rf_px: dict | None = None) -> list[Path]:
+    """``probe_eval.png``: accuracy against distance for every model in ``table``."""
+    from .probe import plot_probe_accuracy
+
+    return _write(plot_probe_accuracy(table, rf_px=rf_px), out_dir, ["probe_eval.png"], dpi=150)

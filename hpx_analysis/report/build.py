@@ -148,6 +148,10 @@ def run_section(
         result.save(out_dir)
         files.save_runtime_figure(result, out_dir)
         return result
+    if section == "probe":
+        from .probe_section import run_probe_section
+
+        return run_probe_section(specs, out_dir, device, seed)
     raise ValueError(f"unknown report section {section!r}; the sections are {', '.join(SECTIONS)}")
 
 
@@ -178,6 +182,9 @@ def build_report(
     command = command or "hpx-analyze report"
     choose = weights_chooser(settings.weights, model_weights)
     specs = {section: [choose(alias) for alias in SECTION_MODELS[section]] for section in SECTIONS}
+    # the probe section runs on the bundled trained weights unless a model's weights are given
+    choose_probe = weights_chooser("auto", [w for w in model_weights or () if "=" in w])
+    specs["probe"] = [choose_probe(alias) for alias in SECTION_MODELS["probe"]]
     for spec in {spec for section_specs in specs.values() for spec in section_specs}:
         parse_model_spec(spec)  # unknown models, unknown weights modes, missing checkpoint files
     dev = resolve_device(device)
@@ -237,7 +244,7 @@ def _build(out: Path, settings, specs, dev, seed, images, command, log) -> tuple
     seconds: dict[str, float] = {}
     start_all = time.perf_counter()
     for section in SECTIONS:
-        log(f"report: {section} (Fig. {FIGURES[section]})")
+        log(f"report: {section} (Fig. {FIGURES[section] or 'probe'})")
         start = time.perf_counter()
         results[section] = run_section(
             section,

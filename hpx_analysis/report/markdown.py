@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .probe_section import PROBE_FIGURE_FILES, probe_markdown
 from .settings import FIGURES, TITLES
 
 __all__ = ["weights_by_model", "markdown_table", "write_report_md"]
@@ -159,12 +160,14 @@ _SECTION_WRITERS = {
     "erf": _erf_section,
     "coverage": _coverage_section,
     "truncation": _truncation_section,
+    "probe": probe_markdown,
 }
 _FIGURE_FILES = {
     "runtime": ["runtime.png"],
     "erf": ["erf.png"],
     "coverage": ["coverage.png"],
     "truncation": ["truncation.png"],
+    "probe": PROBE_FIGURE_FILES,
 }
 
 
@@ -180,7 +183,13 @@ def write_report_md(out: Path, manifest: dict, results: dict) -> Path:
             f"**Weights: {', '.join(f'`{m}`' for m in manifest['random_init_models'])} use a seeded "
             f"random init, not trained weights** (the figures show the analyses on untrained "
             f"models; the figure titles say so too). Regenerate with published weights as described "
-            f"in the README.",
+            f"in the README."
+            + (
+                " The probe section at the end is the exception: its small probe models carry trained "
+                "weights bundled with the package."
+                if "probe" in manifest["sections"]
+                else ""
+            ),
             "",
         ]
     v = manifest["versions"]
@@ -195,10 +204,11 @@ def write_report_md(out: Path, manifest: dict, results: dict) -> Path:
         "",
     ]
     lines += ["Settings: " + "; ".join(s["notes"]), ""]
-    for section in sorted(manifest["sections"], key=lambda k: FIGURES[k]):
+    for section in sorted(manifest["sections"], key=lambda k: FIGURES[k] or 99):
         how, table = _SECTION_WRITERS[section](results[section])
         secs = manifest["seconds"][section]
-        lines += [f"## Fig. {FIGURES[section]}: {TITLES[section]}", ""]
+        fig = f"Fig. {FIGURES[section]}" if FIGURES[section] else "Probe"
+        lines += [f"## {fig}: {TITLES[section]}", ""]
         files = _FIGURE_FILES.get(section) or sorted(f"kernels_{r.model}.png" for r in results[section])
         lines += [f"![{section} {f}]({section}/{f})" for f in files] + [""]
         lines += [f"{how} Time: {secs:.1f} s. Data: `{section}/`.", "", table, ""]

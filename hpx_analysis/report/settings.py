@@ -23,21 +23,23 @@ __all__ = [
 ]
 
 # Execution order; report.md lists them by figure number.
-SECTIONS = ("kernels", "coverage", "erf", "truncation", "runtime")
+SECTIONS = ("kernels", "coverage", "erf", "truncation", "runtime", "probe")
 SECTION_MODELS = {
     "kernels": ("hpx_s18", "hb_s18"),  # Fig. 4
     "erf": ("conv_s18", "hpx_s18", "hb_s18"),  # Fig. 5
     "coverage": ("hpx_s18", "c_hpx_s18", "hpx_a_s18"),  # Fig. 6
     "truncation": ("hpx_s18",),  # Fig. 7
     "runtime": (),  # Fig. 2: single mixer layers, no model
+    "probe": ("hpx_probe", "hb_probe", "conv_probe", "attn_probe"),  # trained probes (bundled weights)
 }
-FIGURES = {"runtime": 2, "kernels": 4, "erf": 5, "coverage": 6, "truncation": 7}
+FIGURES = {"runtime": 2, "kernels": 4, "erf": 5, "coverage": 6, "truncation": 7, "probe": None}
 TITLES = {
     "runtime": "Runtime of one token-mixer layer against input resolution",
     "kernels": "Learned long-convolution kernels per stage",
     "erf": "Effective receptive fields",
     "coverage": "Relative feature-map coverage of the learned windows",
     "truncation": "Kernel truncation per stage",
+    "probe": "Trained probe models on the global-context probe task",
 }
 
 

@@ -1,0 +1,112 @@
+"""The probe test split as an image source for the analyses (``--images probe``) and the
+truncation sweep read out per distance.
+
+:func:`probe_truncation` is the Fig. 7 analogue with real labels: the standard sweep
+(top-1 = probe accuracy in %, agreement, KL; stage -1 untruncated) plus, per stage, relative
+size and distance ``d``, the accuracy and the distance up to which the truncated kernel can
+still carry the square to the readout unit (``predicted_reach_px``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import torch
+
+from ..models import long_conv_mixers
+from ..truncation import DEFAULT_REL_SIZES, TruncationResult, restore_truncations, swept_stages, truncation_sweep
+from .evaluate import accuracy_by_distance, fixed_test_split, probe_batches
+from .task import ProbeTask
+
+__all__ = [
+    "PROBE_SOURCE",
+    "PROBE_IMAGES_LABEL",
+    "is_probe_source",
+    "probe_image_tensors",
+    "probe_truncation",
+    "predicted_reach_px",
+]
+
+PROBE_SOURCE = "probe"
+PROBE_IMAGES_LABEL = "probe test split (synthetic global-context task, labelled)"
+STEM_REACH_PX = 3  # the 7x7 stride-4 stem reads +-3 px around its centre pixel
+
+
+def is_probe_source(images) -> bool:
+    """Whether an ``--images`` value names the probe test split."""
+    return images is not None and str(images) == PROBE_SOURCE
+
+
+def probe_image_tensors(num_images: int | None = None) -> list[torch.Tensor]:
+    """The fixed test split's images as normalised ``(3, 64, 64)`` tensors (ERF input)."""
+    batch = fixed_test_split(ProbeTask(), num_images)
+    return list(batch.images)
+
+
+def predicted_reach_px(model, stage: int, rel_size: float, task: ProbeTask | None = None) -> float:
+    """The largest ``d`` (px, Chebyshev) at which the square can still reach the readout unit
+    through stage ``stage``'s truncated kernel: kept taps ``floor((r n - 1) / 2)`` times the
+    stage's stride, plus the mixer's short depthwise conv, the stem's reach and half the square.
+    Assumes the other stages add no reach (one-stage probe models)."""
+    task = task or ProbeTask()
+    stride = 2 ** (stage + 2)
+    n = model.feature_sizes[stage][0]
+    mixers = [m for s, _, m in long_conv_mixers(model) if s == stage]
+    short = 0
+    if mixers and hasattr(mixers[0], "depthwise_conv"):
+        short = mixers[0].depthwise_conv.weight.shape[-1] // 2
+    elif mixers and mixers[0].kernel_ndim == 1:
+        return float("nan")  # raster 1D kernels: reach is not a square window
+    taps = int((rel_size * n - 1) // 2)
+    return float(stride * (taps + short) + STEM_REACH_PX + task.square // 2)
+
+
+def probe_truncation(
+    loaded,
+    *,
+    rel_sizes: Sequence[float] = DEFAULT_REL_SIZES,
+    stages: Sequence[int] | None = None,
+    shape: str = "square",
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    num_images: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[TruncationResult, pd.DataFrame]:
+    """The truncation sweep of a probe (or any 64 px HyenaPixel-family) model on the probe test
+    split, and its per-distance table ``(model, stage, rel_size, distance_px, accuracy, n,
+    predicted_reach_px, weights)``; stage -1 is the untruncated model."""
+    model = loaded.model
+    stage_ids = swept_stages(model, stages, loaded.name)
+    task = ProbeTask()
+    batch = fixed_test_split(task, num_images)
+    start = time.perf_counter()
+    result = truncation_sweep(
+        model,
+        probe_batches(batch, batch_size, device),
+        name=loaded.name,
+        rel_sizes=rel_sizes,
+        stages=stage_ids,
+        shape=shape,
+        on_batch=on_batch,
+    )
+    result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
+    result.run = {"images_skipped_by_this_process": [], "seconds": round(time.perf_counter() - start, 3)}
+    tables = []
+    with restore_truncations(model), torch.no_grad():
+        base = accuracy_by_distance(model, batch, name=loaded.name, weights=loaded.weights)
+        tables.append(base.assign(stage=-1, rel_size=float("nan"), predicted_reach_px=float("nan")))
+        for s in stage_ids:
+            mixers = [m for st, _, m in long_conv_mixers(model) if st == s]
+            for r in rel_sizes:
+                for m in mixers:
+                    m.set_truncation(float(r), shape)
+                try:
+                    t = accuracy_by_distance(model, batch, name=loaded.name, weights=loaded.weights)
+                finally:
+                    for m in mixers:
+                        m.set_truncation(None)
+                tables.append(t.assign(stage=s, rel_size=float(r), predicted_reach_px=predicted_reach_px(model, s, r)))
+    cols = ["model", "stage", "rel_size", "distance_px", "accuracy", "n", "predicted_reach_px", "weights"]
+    return result, pd.concat(tables, ignore_index=True)[cols]

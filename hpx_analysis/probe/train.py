@@ -1,0 +1,139 @@
+"""Training a probe model on the probe task (CPU, seeded): AdamW with linear warm-up,
+cosine decay and gradient clipping; a CSV log, snapshots along the way and a checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from .task import ProbeTask
+
+__all__ = ["TrainConfig", "TrainResult", "train_probe", "accuracy"]
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: int = 60
+    clip: float = 1.0
+    eval_every: int = 50
+    val_size: int = 256
+    snapshots: tuple[int, ...] = ()  # steps after which the weights are saved (besides the last)
+    seed: int = 0
+    threads: int = 0  # torch threads (0: leave as is)
+    task: dict = field(default_factory=dict)  # ProbeTask fields
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    log: list[dict]
+    seconds: float
+    checkpoint: Path | None = None
+    snapshots: list[Path] = field(default_factory=list)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Per-sample correctness (bool tensor) of ``model`` in eval mode, restoring its mode."""
+    was = model.training
+    model.eval()
+    out = [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
+    model.train(was)
+    return torch.cat(out) == labels
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def train_probe(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    out: Path | None = None,
+    name: str = "model",
+    progress: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place for ``cfg.steps`` steps. With ``out``: ``train_log.csv``,
+    ``<name>_step<k>.safetensors`` snapshots, ``<name>.safetensors`` and ``train.json``.
+    ``progress(step, row)`` is called after every step (row: loss, train_acc, and val_acc
+    on evaluation steps)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    task = ProbeTask(**{**cfg.task, "seed": cfg.seed})
+    val = task.batch("val", 0, cfg.val_size)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "z" not in n.split(".")[-1]]
+    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "z" not in n.split(".")[-1])]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+    log: list[dict] = []
+    snaps: list[Path] = []
+    model.train()
+    start = time.perf_counter()
+    loss_avg = acc_avg = None
+    for step in range(1, cfg.steps + 1):
+        b = task.batch("train", step, cfg.batch_size)
+        logits = model(b.images)
+        loss = F.cross_entropy(logits, b.labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        acc = (logits.argmax(1) == b.labels).float().mean().item()
+        loss_avg = loss.item() if loss_avg is None else 0.9 * loss_avg + 0.1 * loss.item()
+        acc_avg = acc if acc_avg is None else 0.9 * acc_avg + 0.1 * acc
+        row = {
+            "step": step,
+            "loss": loss.item(),
+            "train_acc": acc,
+            "val_acc": float("nan"),
+            "lr": sched.get_last_lr()[0],
+        }
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            row["val_acc"] = accuracy(model, val.images, val.labels).float().mean().item()
+        row["seconds"] = time.perf_counter() - start
+        log.append(row)
+        if progress is not None:
+            progress(step, {**row, "loss_avg": loss_avg, "train_acc_avg": acc_avg})
+        if out is not None and step in cfg.snapshots and step != cfg.steps:
+            snaps.append(out / f"{name}_step{step}.safetensors")
+            save_file(_state(model), snaps[-1])
+    seconds = time.perf_counter() - start
+    model.eval()
+    ckpt = None
+    if out is not None:
+        ckpt = out / f"{name}.safetensors"
+        save_file(_state(model), ckpt)
+        with open(out / "train_log.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(log[0]))
+            w.writeheader()
+            w.writerows(log)
+        meta = {"model": name, "config": asdict(cfg), "task": task.as_dict(), "seconds": seconds, "steps": cfg.steps}
+        (out / "train.json").write_text(json.dumps(meta, indent=2))
+    return TrainResult(model, log, seconds, ckpt, snaps)
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
