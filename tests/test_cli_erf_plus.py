@@ -22,13 +22,22 @@ from .test_cli_erf import invoke
 S4 = ["erf", "--size", "64", "--device", "cpu", "--num-images", "1"]
 
 
-def test_cli_default_record_has_no_new_fields(tmp_path):
+def test_cli_default_record_measures_around_the_unit(tmp_path):
     out = tmp_path / "out"
     result, text = invoke(S4 + ["--model", "hpx_s4=random", "--out", str(out)])
     assert result.exit_code == 0, text
     record = json.loads((out / "erf_hpx_former_s4.json").read_text())
-    assert not {"label", "unit", "unit_position", "trf", "run_label", "checkpoint"} & set(record)
-    assert list(pd.read_csv(out / "erf_metrics.csv").columns)[:2] == ["model", "weights"]
+    assert not {"label", "unit", "trf", "run_label", "checkpoint"} & set(record)
+    # by hand: unit 1 of the 2 x 2 last map is unit 8 of the stem's 16 x 16 map (three stride-2
+    # convs, kernel 3, padding 1, keep the centre index doubled), whose 7 x 7 stride-4 kernel
+    # with padding 2 is centred on pixel 4 * 8 - 2 + 3 = 33
+    assert record["unit_position"]["index"] == [1, 1]
+    assert record["unit_position"]["centre_px"] == [33.0, 33.0]
+    table = pd.read_csv(out / "erf_metrics.csv")
+    assert list(table.columns)[:2] == ["model", "weights"]
+    m = np.load(out / "erf_hpx_former_s4.npy")
+    rows = (m.sum(1) * np.arange(64)).sum() / m.sum()
+    assert table["com_offset_row_px"].iloc[0] == pytest.approx(rows - 33.0)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import torch
 from ..execution.distributed import DistContext
 from ..io.weights import LoadedModel
 from .compute import ErfError, erf_options
+from .geometry import unit_position
 from .result import ErfResult
 from .run import discard_partial, partial_stem, run_erf
 from .unit import ErfUnit
@@ -106,9 +107,9 @@ def erf_for_model(
     ``resume``); it is removed once the result is complete. Under ``torchrun`` every rank
     returns the full result. ``unit``: the output unit and protocol (default: RepLKNet's on
     the last feature map); ``preprocess``: see :func:`image_transform`; ``label``: the run
-    label in file names (default: the model name); ``full_metrics``: also find the unit's
-    position in input pixels and its theoretical receptive field and compute the extra
-    metrics around that position (:func:`~hpx_analysis.erf.metrics.erf_metrics`), the
+    label in file names (default: the model name). The unit's position in input pixels is
+    recorded and the metrics are measured around it. ``full_metrics``: also find the unit's
+    theoretical receptive field and compute the extra metrics (:func:`~hpx_analysis.erf.metrics.erf_metrics`), the
     standard-deviation map over images and each metric's spread across images
     (:mod:`~hpx_analysis.erf.spread`); ``save_per_image``: keep the per-image maps too."""
     unit = unit or ErfUnit()
@@ -136,13 +137,15 @@ def erf_for_model(
     if preprocess != "squash":
         settings["preprocess"] = preprocess
     stem = partial_stem(state_dir, label) if state_dir is not None else None
-    per_image = position = trf = None
+    # the unit's position in input pixels: the radial and centre-of-mass metrics are measured
+    # around it (an even grid's centre unit, or a strided stem's, sits off the image centre)
+    side = _input_side(loaded.model, transform, size)
+    position = unit_position(loaded.model, side, unit)
+    per_image = trf = None
     if full_metrics or save_per_image:
-        from .geometry import theoretical_rf, unit_position
+        from .geometry import theoretical_rf
         from .spread import PerImage
 
-        side = _input_side(loaded.model, transform, size)
-        position = unit_position(loaded.model, side, unit)
         trf = theoretical_rf(loaded.model, side, unit, seed=seed)
         per_image = PerImage(keep=save_per_image, centre=position["centre_px"])
     with erf_options(unit=unit, transform=transform, per_image=per_image):
@@ -167,8 +170,8 @@ def erf_for_model(
     result.unit = unit.describe()
     if preprocess != "squash":
         result.unit["preprocess"] = preprocess
+    result.position = position
     if per_image is not None:
-        result.position = position
         result.trf = {k: trf[k] for k in ("pixels", "rows", "cols")}
         result.full_metrics = True
         result.per_image, result.std, result.spread = per_image, per_image.std(), per_image.spread()
