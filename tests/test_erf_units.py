@@ -259,14 +259,13 @@ def test_plot_scales_cmap_and_overlay():
 # ----------------------------------------------------------------------------- item 5: spread across images
 def test_std_map_and_metric_spread_across_images(make_s4, tmp_path):
     from hpx_analysis.erf import ErfResult
-    from hpx_analysis.erf.compute import contribution_maps, erf_options, frozen_for_erf
+    from hpx_analysis.erf.compute import contribution_maps, frozen_for_erf
     from hpx_analysis.erf.spread import PerImage
 
     model = make_s4("hpx")
     images = _inputs(3)
     per_image = PerImage(keep=True)
-    with erf_options(per_image=per_image):
-        result = compute_erf(model, images, batch_size=2)
+    result = compute_erf(model, images, batch_size=2, per_image=per_image)
     with frozen_for_erf(model):
         maps = contribution_maps(model, torch.stack(images)).double().numpy()
     kept = np.stack(per_image.maps)  # float32 passes of 2 + 1 images against one of 3: last bits differ

@@ -10,7 +10,7 @@ import torch
 
 from ..execution.distributed import DistContext
 from ..io.weights import LoadedModel
-from .compute import ErfError, erf_options
+from .compute import ErfError
 from .geometry import unit_position
 from .result import ErfResult
 from .run import discard_partial, partial_stem, run_erf
@@ -148,24 +148,26 @@ def erf_for_model(
 
         trf = theoretical_rf(loaded.model, side, unit, seed=seed)
         per_image = PerImage(keep=save_per_image, centre=position["centre_px"])
-    with erf_options(unit=unit, transform=transform, per_image=per_image):
-        result = run_erf(
-            loaded.model,
-            items,
-            settings=settings,
-            state_stem=stem,
-            resume=resume,
-            ctx=ctx,
-            size=size,
-            batch_size=batch_size,
-            method=method,
-            precision=precision,
-            device=device,
-            ig_steps=ig_steps,
-            compile_blocks=compile_blocks,
-            progress=progress,
-            on_start=on_start,
-        )
+    result = run_erf(
+        loaded.model,
+        items,
+        settings=settings,
+        state_stem=stem,
+        resume=resume,
+        ctx=ctx,
+        size=size,
+        batch_size=batch_size,
+        method=method,
+        precision=precision,
+        device=device,
+        ig_steps=ig_steps,
+        compile_blocks=compile_blocks,
+        progress=progress,
+        on_start=on_start,
+        unit=unit,
+        transform=transform,
+        per_image=per_image,
+    )
     result.name = label if label != loaded.name else ""
     result.unit = unit.describe()
     if preprocess != "squash":

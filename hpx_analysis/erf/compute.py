@@ -46,7 +46,6 @@ compiled.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 import os
 import time
@@ -81,7 +80,6 @@ __all__ = [
     "accumulate_erf",
     "erf_result",
     "ErfUnit",
-    "erf_options",
 ]
 
 METHODS = ("grad", "saliency", "integrated_gradients")
@@ -505,19 +503,15 @@ def accumulate_erf(
     compile_blocks: bool = False,
     unit: ErfUnit | None = None,
     transform: Callable | None = None,
+    per_image: Callable | None = None,
 ) -> dict:
     """Add the contribution maps of ``images`` to ``state`` (in place), skipping images
     whose key ``state`` already holds. Returns ``{"device", "precision_deviation",
     "compiled_blocks", "images_per_pass"}`` (the batch size, or the smaller number of images
     per pass that fitted when the device ran out of memory: see :func:`maps_that_fit`).
     An empty ``images`` is fine here (a rank of a distributed run may get no image).
-    See :func:`compute_erf` for the arguments; ``unit`` and ``transform`` default to those of
-    an enclosing :func:`erf_options`."""
+    See :func:`compute_erf` for the arguments."""
     _check_options(method, precision, batch_size)
-    options = _OPTIONS.get() or {}
-    unit = unit if unit is not None else options.get("unit")
-    transform = transform if transform is not None else options.get("transform")
-    per_image = options.get("per_image")
     if not isinstance(model, nn.Module):
         raise ErfInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     images = _as_items(images)
@@ -614,9 +608,7 @@ def erf_result(
     unit: ErfUnit | None = None,
 ) -> ErfResult:
     """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used.
-    ``unit``: its protocol's last step is applied to the mean (default: an enclosing
-    :func:`erf_options`'s unit)."""
-    unit = unit if unit is not None else (_OPTIONS.get() or {}).get("unit")
+    ``unit``: its protocol's last step is applied to the mean (None: RepLKNet's, nothing to apply)."""
     if state.count == 0:
         reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in state.skipped[:5])
         raise ErfError("no image could be used for the ERF" + (f" ({reasons})" if reasons else ""))
@@ -655,6 +647,7 @@ def compute_erf(
     compile_blocks: bool = False,
     unit: ErfUnit | None = None,
     transform: Callable | None = None,
+    per_image: Callable | None = None,
 ) -> ErfResult:
     """Mean ERF contribution matrix of ``model`` over ``images``.
 
@@ -681,6 +674,8 @@ def compute_erf(
     a layer, the BMVC 2023 protocol, the even-grid rule; default RepLKNet's on the last
     feature map). ``transform``: how image files become tensors (default: RepLKNet's
     resize to ``size``; e.g. :func:`~hpx_analysis.io.images.model_eval_transform`).
+    ``per_image(keys, maps)``: called with every batch's per-image maps ``(B, H, W)`` (e.g.
+    :class:`~hpx_analysis.erf.spread.PerImage`, for the spread across images).
     """
     state = state if state is not None else ErfAccumulator()
     try:
@@ -701,6 +696,7 @@ def compute_erf(
             compile_blocks=compile_blocks,
             unit=unit,
             transform=transform,
+            per_image=per_image,
         )
     except RuntimeError as err:
         if isinstance(err, ErfError) or is_out_of_memory(err):
@@ -717,24 +713,6 @@ def compute_erf(
         images_per_pass=info["images_per_pass"],
         unit=unit,
     )
-
-
-_OPTIONS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("erf_options", default=None)
-
-
-@contextlib.contextmanager
-def erf_options(
-    unit: ErfUnit | None = None, transform: Callable | None = None, per_image: Callable | None = None
-) -> Iterator[None]:
-    """Within the block, ERF accumulations (also those started by
-    :func:`~hpx_analysis.erf.run.run_erf`) take this ``unit`` and image ``transform`` when
-    they are not given one; ``per_image(keys, maps)`` is called with every batch's
-    per-image maps ``(B, H, W)`` (e.g. :class:`~hpx_analysis.erf.spread.PerImage`)."""
-    token = _OPTIONS.set({"unit": unit, "transform": transform, "per_image": per_image})
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
 
 
 def _report(progress, on_batch, state, n: int) -> None:

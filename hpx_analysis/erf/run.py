@@ -25,6 +25,7 @@ from ..execution.distributed import DistContext, broadcast_object
 from .compute import ErfResult, KeyedInput, accumulate_erf, erf_result, image_key
 from .distributed import reduce_accumulator
 from .state import ErfAccumulator, ErfStateError
+from .unit import ErfUnit
 
 __all__ = ["run_erf", "partial_stem", "partial_files", "discard_partial", "load_partial"]
 
@@ -83,13 +84,16 @@ def run_erf(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     compile_blocks: bool = False,
+    unit: ErfUnit | None = None,
+    transform: Callable | None = None,
+    per_image: Callable | None = None,
 ) -> ErfResult:
     """Compute the ERF of ``model`` over ``images`` with saving, resuming and sharding.
 
     ``settings`` describes the run (model, weights, size, method, ...) and guards resuming.
     ``on_start(done, todo)`` is called on every rank once it knows how many images were
     already done and how many this rank will compute. Every rank returns the full result.
-    ``compile_blocks``: see :func:`hpx_analysis.erf.compute_erf`.
+    ``compile_blocks``, ``unit``, ``transform``, ``per_image``: see :func:`hpx_analysis.erf.compute_erf`.
     """
     ctx = ctx or DistContext()
     items = list(images)
@@ -146,6 +150,9 @@ def run_erf(
         progress=progress,
         on_batch=save,
         compile_blocks=compile_blocks,
+        unit=unit,
+        transform=transform,
+        per_image=per_image,
     )
     if stem is not None:
         state.save(_rank_stem(stem, ctx.rank))
@@ -159,4 +166,5 @@ def run_erf(
         precision_deviation=deviation,
         compiled_blocks=info["compiled_blocks"],
         images_per_pass=info["images_per_pass"],
+        unit=unit,
     )

@@ -1,8 +1,8 @@
 """How much the ERF varies between images: the standard-deviation map and the spread of
 each metric across the per-image maps.
 
-:class:`PerImage` collects the per-image maps of one run as they are computed (hand it to
-:func:`~hpx_analysis.erf.compute.erf_options`): a float64 sum of squares for the
+:class:`PerImage` collects the per-image maps of one run as they are computed (pass it as
+``per_image`` to :func:`~hpx_analysis.erf.compute_erf` or ``run_erf``): a float64 sum of squares for the
 standard-deviation map, the metrics of every image, and, with ``keep=True``, the maps
 themselves. Only the images computed in this process are seen: after ``--resume`` the
 images done before the interruption, and under ``torchrun`` the other ranks' shares, are
