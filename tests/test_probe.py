@@ -160,8 +160,7 @@ def test_truncation_on_probe_images(tmp_path):
 # ----------------------------------------------------------------------------- bundled weights
 @pytest.mark.parametrize("name", PROBES)
 def test_bundled_checkpoint_matches_recorded_accuracy(name):
-    if name not in bundled_models():
-        pytest.skip(f"no bundled checkpoint for {name}")
+    assert name in bundled_models(), f"no bundled checkpoint for {name}"
     record = bundled_record(name)
     loaded = load_model(name, seed=0)  # auto -> bundled
     assert loaded.weights_kind == "bundled" and name in loaded.weights

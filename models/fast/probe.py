@@ -65,10 +65,8 @@ def _run(check: Check) -> str | None:
 
 def passes(name: str) -> bool:
     """Whether the fast path ``name`` works in this process (probed at the first call)."""
-    try:
+    if name in _results:
         return _results[name] is None
-    except KeyError:
-        pass
     with _lock:
         if name not in _results:
             _results[name] = _run(_checks[name])
