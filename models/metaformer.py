@@ -32,6 +32,7 @@ from .mixers import (
     HyenaPixelSeparable,
     SepConv,
 )
+from .registry import EXTRA
 
 __all__ = ["MetaFormerBlock", "MetaFormerStage", "HyenaMetaFormer", "MODEL_CFGS", "MixerSpec"]
 
@@ -373,18 +374,7 @@ default_cfgs = generate_default_cfgs(
         "c_hpx_former_s18.westai_in1k": _cfg("Spravil/c_hpx_former_s18.westai_in1k"),
         "hpx_a_former_s18.westai_in1k": _cfg("Spravil/hpx_a_former_s18.westai_in1k"),
         "hb_a_former_s18.westai_in1k": _cfg("Spravil/hb_a_former_s18.westai_in1k"),
-        **{
-            f"{name}.untrained": _cfg()
-            for name in (
-                "hpx_former_s4",
-                "hpx_former_s12",
-                "hb_former_s4",
-                "hb_former_s12",
-                "hpx_explicit_former_s18",
-                "hpx_sep_former_s18",
-                "hyena_causal_former_s18",
-            )
-        },
+        **{f"{name}.untrained": _cfg() for name in EXTRA},
         **{
             f"{name}.probe": _cfg(
                 input_size=(3, PROBE_IMG_SIZE, PROBE_IMG_SIZE),
