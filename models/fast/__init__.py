@@ -19,6 +19,16 @@ from __future__ import annotations
 from . import mkl_irfft2, packed_linear  # noqa: F401  (register their probes)
 from .modules import FAST_CLASSES
 from .probe import available, probe_report
-from .switch import ENV_VAR, enabled, fast_paths, set_enabled
+from .switch import ENV_VAR, enabled, fast_path_record, fast_paths, reset_record, set_enabled
 
-__all__ = ["enabled", "set_enabled", "fast_paths", "available", "probe_report", "FAST_CLASSES", "ENV_VAR"]
+__all__ = [
+    "enabled",
+    "set_enabled",
+    "fast_paths",
+    "fast_path_record",
+    "reset_record",
+    "available",
+    "probe_report",
+    "FAST_CLASSES",
+    "ENV_VAR",
+]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Check", "register", "passes", "available", "probe_report", "reset", "compare"]
+__all__ = ["Check", "register", "passes", "available", "probe_report", "probed_report", "reset", "compare"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,12 @@ def probe_report() -> dict[str, str]:
     """Every registered path: ``"on"``, or ``"off: <reason>"`` (probing those not probed yet)."""
     available()
     return {name: "on" if _results[name] is None else f"off: {_results[name]}" for name in sorted(_checks)}
+
+
+def probed_report() -> dict[str, str]:
+    """The paths probed so far in this process (none is probed by asking): ``"on"`` or
+    ``"off: <reason>"``."""
+    return {name: "on" if reason is None else f"off: {reason}" for name, reason in sorted(_results.items())}
 
 
 def reset(name: str | None = None) -> None:

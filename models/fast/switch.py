@@ -15,13 +15,14 @@ from torch import nn
 
 from .modules import FAST_CLASSES
 
-__all__ = ["ENV_VAR", "enabled", "set_enabled", "fast_paths"]
+__all__ = ["ENV_VAR", "enabled", "set_enabled", "fast_paths", "fast_path_record", "reset_record"]
 
 ENV_VAR = "HPX_ANALYSIS_FAST"
 
 _override: bool | None = None
 _lock = threading.Lock()
 _FAST = frozenset(FAST_CLASSES.values())
+_ran: set[str] = set()  # names of the plain classes swapped to their fast class in this process
 
 
 def enabled() -> bool:
@@ -59,9 +60,29 @@ def fast_paths(model: nn.Module) -> Iterator[int]:
                 if fast is not None and plain not in _FAST:
                     module.__class__ = fast
                     swapped.append((module, plain))
+                    _ran.add(plain.__name__)
     try:
         yield len(swapped)
     finally:
         with _lock:
             for module, plain in reversed(swapped):
                 module.__class__ = plain
+
+
+def fast_path_record() -> dict:
+    """What the outputs record of the fast paths: whether they are on, the module classes
+    that ran through their fast class in this process, and the private-operator paths
+    probed so far with ``"on"`` or why they fell back to the plain computation.
+
+    Returns:
+        dict: ``{"enabled": bool, "ran": [class names], "operators": {path: "on" | "off: reason"}}``.
+    """
+    from .probe import probed_report
+
+    return {"enabled": enabled(), "ran": sorted(_ran), "operators": probed_report()}
+
+
+def reset_record() -> None:
+    """Forget which fast classes ran (for tests)."""
+    with _lock:
+        _ran.clear()
