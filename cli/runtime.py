@@ -70,77 +70,94 @@ def _table(df, title: str) -> Table:
     return table
 
 
+MixersOption = Annotated[
+    str,
+    typer.Option(
+        "--mixers",
+        metavar="NAME[,NAME...]",
+        help=f"Comma list of token mixers: {', '.join(rt.MIXERS)} "
+        "(hb = bidirectional Hyena, hpx = HyenaPixel, hpx_sep = HyenaPixel with "
+        "separable convolutions, sepconv = ConvFormer's local 7x7 mixer).",
+    ),
+]
+
+ResolutionsOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--resolutions",
+        metavar="PX[,PX...]",
+        help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
+        "R/4 x R/4 feature map). Default: "
+        f"{','.join(map(str, rt.CPU_RESOLUTIONS))} on CPU, "
+        f"{rt.CUDA_RESOLUTIONS[0]}..{rt.CUDA_RESOLUTIONS[-1]} in steps of 224 on CUDA.",
+    ),
+]
+
+ModeOption = Annotated[
+    Mode,
+    typer.Option(
+        "--mode",
+        help="forward (eval, no grad, cached kernels), backward (forward + backward as in training) or both.",
+    ),
+]
+
+RepeatsOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--repeats",
+        min=1,
+        help="Timed calls per measurement; the median is reported "
+        f"(default {rt.DEFAULT_REPEATS['cpu']} on CPU, "
+        f"{rt.DEFAULT_REPEATS['cuda']} on CUDA).",
+    ),
+]
+
+WarmupOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--warmup",
+        min=0,
+        help="Untimed warm-up calls after the untimed priming call "
+        f"(default {rt.DEFAULT_WARMUP['cpu']} on CPU, "
+        f"{rt.DEFAULT_WARMUP['cuda']} on CUDA).",
+    ),
+]
+
+MemoryBudgetGbOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--memory-budget-gb",
+        help="Record attention as out of memory, without running it, where its "
+        "(H*W)^2 score matrix alone would exceed this many GiB "
+        f"(default {rt.CPU_MEMORY_BUDGET_GIB:g} on CPU, none on CUDA, where real "
+        "out-of-memory errors are caught).",
+    ),
+]
+
+MaxCallSecondsOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--max-call-seconds",
+        help="Skip the larger resolutions of a mixer once one call takes longer than this (default: no limit).",
+    ),
+]
+
+ThreadsOption = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, help="CPU threads (torch.set_num_threads) for the sweep (default: torch's)."),
+]
+
+
 def runtime(
-    mixers: Annotated[
-        str,
-        typer.Option(
-            "--mixers",
-            metavar="NAME[,NAME...]",
-            help=f"Comma list of token mixers: {', '.join(rt.MIXERS)} "
-            "(hb = bidirectional Hyena, hpx = HyenaPixel, hpx_sep = HyenaPixel with "
-            "separable convolutions, sepconv = ConvFormer's local 7x7 mixer).",
-        ),
-    ] = ",".join(rt.MIXERS),
-    resolutions: Annotated[
-        Optional[str],
-        typer.Option(
-            "--resolutions",
-            metavar="PX[,PX...]",
-            help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
-            "R/4 x R/4 feature map). Default: "
-            f"{','.join(map(str, rt.CPU_RESOLUTIONS))} on CPU, "
-            f"{rt.CUDA_RESOLUTIONS[0]}..{rt.CUDA_RESOLUTIONS[-1]} in steps of 224 on CUDA.",
-        ),
-    ] = None,
-    mode: Annotated[
-        Mode,
-        typer.Option(
-            "--mode",
-            help="forward (eval, no grad, cached kernels), backward (forward + backward as in training) or both.",
-        ),
-    ] = Mode.both,
+    mixers: MixersOption = ",".join(rt.MIXERS),
+    resolutions: ResolutionsOption = None,
+    mode: ModeOption = Mode.both,
     device: DeviceOption = "auto",
-    repeats: Annotated[
-        Optional[int],
-        typer.Option(
-            "--repeats",
-            min=1,
-            help="Timed calls per measurement; the median is reported "
-            f"(default {rt.DEFAULT_REPEATS['cpu']} on CPU, "
-            f"{rt.DEFAULT_REPEATS['cuda']} on CUDA).",
-        ),
-    ] = None,
-    warmup: Annotated[
-        Optional[int],
-        typer.Option(
-            "--warmup",
-            min=0,
-            help="Untimed warm-up calls after the untimed priming call "
-            f"(default {rt.DEFAULT_WARMUP['cpu']} on CPU, "
-            f"{rt.DEFAULT_WARMUP['cuda']} on CUDA).",
-        ),
-    ] = None,
-    memory_budget_gb: Annotated[
-        Optional[float],
-        typer.Option(
-            "--memory-budget-gb",
-            help="Record attention as out of memory, without running it, where its "
-            "(H*W)^2 score matrix alone would exceed this many GiB "
-            f"(default {rt.CPU_MEMORY_BUDGET_GIB:g} on CPU, none on CUDA, where real "
-            "out-of-memory errors are caught).",
-        ),
-    ] = None,
-    max_call_seconds: Annotated[
-        Optional[float],
-        typer.Option(
-            "--max-call-seconds",
-            help="Skip the larger resolutions of a mixer once one call takes longer than this (default: no limit).",
-        ),
-    ] = None,
-    threads: Annotated[
-        Optional[int],
-        typer.Option("--threads", min=1, help="CPU threads (torch.set_num_threads) for the sweep (default: torch's)."),
-    ] = None,
+    repeats: RepeatsOption = None,
+    warmup: WarmupOption = None,
+    memory_budget_gb: MemoryBudgetGbOption = None,
+    max_call_seconds: MaxCallSecondsOption = None,
+    threads: ThreadsOption = None,
     dim: Annotated[int, typer.Option("--dim", min=1, help="Channels of the mixer layer.")] = 64,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
     out: OutOption = None,

@@ -53,6 +53,47 @@ class Shape(str, Enum):
     disk = "disk"
 
 
+RelSizesOption = Annotated[
+    str,
+    typer.Option(
+        "--rel-sizes",
+        metavar="R[,R...]",
+        help="Relative filter sizes (window side / feature-map size), comma-separated. A tap at "
+        "offset d from the centre is kept when |d| <= (r*n - 1)/2; r >= K/n (about 2 for "
+        "H_px and H_b) keeps the whole kernel.",
+    ),
+]
+
+ShapeOption = Annotated[
+    Shape,
+    typer.Option(
+        "--shape",
+        help="square (per-axis window, default; the paper's reading) or disk. H_b kernels are "
+        "truncated on their 1D token axis either way.",
+    ),
+]
+
+StagesOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--stages",
+        metavar="INT[,INT...]",
+        help="0-based stage indices to sweep, comma-separated (plots label them S1..S4). "
+        "Default: every stage with long kernels.",
+    ),
+]
+
+CropPctOption = Annotated[
+    Optional[float],
+    typer.Option("--crop-pct", help="Override the model's evaluation centre-crop fraction (timm config)."),
+]
+
+SizeOption = Annotated[
+    Optional[int],
+    typer.Option("--size", min=32, help="Input side in px (default: the model's own evaluation size)."),
+]
+
+
 def truncation(
     model: ModelOption = None,
     out: OutOption = None,
@@ -60,42 +101,12 @@ def truncation(
     seed: SeedOption = 0,
     images: ImagesOption = None,
     num_images: NumImagesOption = None,
-    rel_sizes: Annotated[
-        str,
-        typer.Option(
-            "--rel-sizes",
-            metavar="R[,R...]",
-            help="Relative filter sizes (window side / feature-map size), comma-separated. A tap at "
-            "offset d from the centre is kept when |d| <= (r*n - 1)/2; r >= K/n (about 2 for "
-            "H_px and H_b) keeps the whole kernel.",
-        ),
-    ] = ",".join(f"{r:g}" for r in DEFAULT_REL_SIZES),
-    shape: Annotated[
-        Shape,
-        typer.Option(
-            "--shape",
-            help="square (per-axis window, default; the paper's reading) or disk. H_b kernels are "
-            "truncated on their 1D token axis either way.",
-        ),
-    ] = Shape.square,
-    stages: Annotated[
-        Optional[str],
-        typer.Option(
-            "--stages",
-            metavar="INT[,INT...]",
-            help="0-based stage indices to sweep, comma-separated (plots label them S1..S4). "
-            "Default: every stage with long kernels.",
-        ),
-    ] = None,
+    rel_sizes: RelSizesOption = ",".join(f"{r:g}" for r in DEFAULT_REL_SIZES),
+    shape: ShapeOption = Shape.square,
+    stages: StagesOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
-    crop_pct: Annotated[
-        Optional[float],
-        typer.Option("--crop-pct", help="Override the model's evaluation centre-crop fraction (timm config)."),
-    ] = None,
-    size: Annotated[
-        Optional[int],
-        typer.Option("--size", min=32, help="Input side in px (default: the model's own evaluation size)."),
-    ] = None,
+    crop_pct: CropPctOption = None,
+    size: SizeOption = None,
 ) -> None:
     """For each stage in turn, zero every long-kernel tap outside a centred window and measure the model:
     top-1/top-5 accuracy when the images are an ImageFolder tree with IN-1k synset folders, and always
