@@ -329,37 +329,27 @@ def _run_of(run: RunContext | None, device, seed: int | None) -> RunContext:
     return RunContext(device=torch.device(resolve_device(device or "auto")), seed=seed or 0)
 
 
-def measure_mixer_runtime(
-    settings: RuntimeSettings | None = None,
-    run: RunContext | None = None,
-    hooks: Hooks | None = None,
-    *,
-    device: str | torch.device | None = None,
-    seed: int | None = None,
-    **overrides,
-) -> pd.DataFrame:
+def measure_mixer_runtime(*args, **kwargs) -> pd.DataFrame:
     """Time one token-mixer layer per (mixer, mode, resolution); see the module docstring.
 
     Args:
-        settings: what is timed (default :class:`RuntimeSettings`).
-        run: the device and the seed of the mixers' initialisation and input.
-        hooks: ``on_batch(row)`` and ``progress(1)`` after each finished row.
-        device: shortcut for ``run``'s device (``"auto"``, ``"cpu"``, ``"cuda"``); default auto.
-        seed: shortcut for ``run``'s seed; default 0.
-        **overrides: settings fields replacing those of ``settings``.
+        *args: as :func:`runtime_sweep`.
+        **kwargs: as :func:`runtime_sweep`.
 
     Returns:
         DataFrame with :data:`COLUMNS`; ``median_ms``/``min_ms`` are NaN and ``repeats`` 0
         where the row was not measured (``status`` says why).
     """
-    settings = RuntimeSettings.from_overrides(settings, **overrides)
-    run = _run_of(run, device, seed)
-    dev = torch.device(resolve_device(run.device))
+    return runtime_sweep(*args, **kwargs).table
+
+
+def _timed_rows(settings: RuntimeSettings, dev: torch.device, seed: int, hooks: Hooks) -> pd.DataFrame:
+    """The sweep's table with the CPU threads of ``settings`` (restored afterwards)."""
     threads_before = torch.get_num_threads()
     if settings.num_threads is not None:
         torch.set_num_threads(int(settings.num_threads))
     try:
-        rows = _sweep(settings.resolved(dev), dev, run.seed, hooks or Hooks())
+        rows = _sweep(settings.resolved(dev), dev, seed, hooks)
     finally:
         torch.set_num_threads(threads_before)
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -454,7 +444,7 @@ def runtime_sweep(
     seed: int | None = None,
     **overrides,
 ) -> RuntimeResult:
-    """:func:`measure_mixer_runtime` with its record (defaults resolved).
+    """Time one token-mixer layer per (mixer, mode, resolution) and record how (defaults resolved).
 
     Args:
         settings: what is timed (default :class:`RuntimeSettings`).
@@ -473,27 +463,23 @@ def runtime_sweep(
     run = _run_of(run, device, seed)
     dev = torch.device(resolve_device(run.device))
     start = time.perf_counter()
-    df = measure_mixer_runtime(settings, RunContext(device=dev, seed=run.seed), hooks)
+    df = _timed_rows(settings, dev, run.seed, hooks or Hooks())
     elapsed = time.perf_counter() - start
     used = settings.resolved(dev)
-    record = dict(
-        mixers=list(used.mixers),
-        resolutions=sorted(int(r) for r in df["resolution"].unique()),
-        modes=list(used.mode),
-        device=str(dev),
-        device_description=device_description(dev, used.num_threads),
-        dim=used.dim,
-        batch=used.batch,
-        warmup=used.warmup,
-        repeats=used.repeats,
-        memory_budget_gib=used.memory_budget_gib,
-        max_call_seconds=used.max_call_s,
-        threads=used.num_threads or torch.get_num_threads(),
-        seed=run.seed,
-        patch_size=PATCH_SIZE,
-        seconds=round(elapsed, 2),
-        versions=versions(),
-    )
+    record = {
+        "mixers": list(used.mixers),
+        "resolutions": sorted(int(r) for r in df["resolution"].unique()),
+        "modes": list(used.mode),
+        "device": str(dev),
+        "device_description": device_description(dev, used.num_threads),
+        **{key: getattr(used, key) for key in ("dim", "batch", "warmup", "repeats", "memory_budget_gib")},
+        "max_call_seconds": used.max_call_s,
+        "threads": used.num_threads or torch.get_num_threads(),
+        "seed": run.seed,
+        "patch_size": PATCH_SIZE,
+        "seconds": round(elapsed, 2),
+        "versions": versions(),
+    }
     return RuntimeResult(df, {**record, **record_header(settings)})
 
 
