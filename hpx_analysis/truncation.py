@@ -153,11 +153,19 @@ class TruncationResult:
     run: dict = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
-        """The table with the weights as a last column (``truncation.csv``'s rows of this model)."""
+        """The table with the weights as a last column.
+
+        Returns:
+            DataFrame: ``truncation.csv``'s rows of this model.
+        """
         return self.table.assign(weights=self.weights)
 
     def record(self) -> dict:
-        """This model's entry in ``truncation.json``."""
+        """This model's entry in ``truncation.json``.
+
+        Returns:
+            dict: model, weights, images evaluated/labelled/skipped, whole-kernel sizes, notes, seconds.
+        """
         return {
             "model": self.model,
             "weights": self.weights,
@@ -172,6 +180,15 @@ class TruncationResult:
 
     @classmethod
     def from_record(cls, record: dict, table: pd.DataFrame) -> TruncationResult:
+        """The result :meth:`record` and :meth:`to_frame` wrote.
+
+        Args:
+            record: the model's entry in ``truncation.json``.
+            table: its rows of ``truncation.csv`` without the weights column.
+
+        Returns:
+            TruncationResult: the result as it was saved.
+        """
         run = {"images_skipped_by_this_process": record["images_skipped_by_this_process"], "seconds": record["seconds"]}
         return cls(
             table.reset_index(drop=True),
@@ -198,9 +215,23 @@ class TruncationComparison:
     by_distance: pd.DataFrame | None = None
 
     def to_frame(self) -> pd.DataFrame:
+        """Every model's table, with a ``weights`` column.
+
+        Returns:
+            DataFrame: the rows of ``truncation.csv``.
+        """
         return pd.concat([r.to_frame() for r in self.results], ignore_index=True)
 
     def save(self, out_dir: str | Path) -> Path:
+        """Write ``truncation.csv``, ``truncation.json`` (settings, models, fast paths) and,
+        with a per-distance table, ``truncation_probe.csv``.
+
+        Args:
+            out_dir: the folder (created when missing).
+
+        Returns:
+            Path: the folder.
+        """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.to_frame().to_csv(out_dir / TABLE_FILE, index=False)
@@ -216,6 +247,14 @@ class TruncationComparison:
 
     @classmethod
     def load(cls, out_dir: str | Path) -> TruncationComparison:
+        """The comparison :meth:`save` wrote.
+
+        Args:
+            out_dir: the folder.
+
+        Returns:
+            TruncationComparison: the results, settings and per-distance table (if any).
+        """
         out_dir = Path(out_dir)
         table = pd.read_csv(out_dir / TABLE_FILE)
         record = json.loads((out_dir / RECORD_FILE).read_text())
@@ -242,7 +281,20 @@ def _check_model(model: nn.Module, name: str) -> dict[int, list[nn.Module]]:
 
 
 def swept_stages(model: nn.Module, stages: Sequence[int] | None = None, name: str = "") -> list[int]:
-    """The stages to sweep: ``stages`` (checked) or every stage with long kernels."""
+    """The stages to sweep.
+
+    Args:
+        model: a HyenaPixel-family model.
+        stages: the stages asked for (None: every stage with long kernels).
+        name: the model's name in messages.
+
+    Returns:
+        list[int]: the stages, sorted, each with long kernels.
+
+    Raises:
+        NoLongKernelsError: the model has no long kernels.
+        ValueError: a stage without long kernels.
+    """
     by_stage = _check_model(model, name)
     if stages is None:
         return sorted(by_stage)
@@ -258,7 +310,14 @@ def swept_stages(model: nn.Module, stages: Sequence[int] | None = None, name: st
 
 
 def full_rel_sizes(model: nn.Module) -> dict[int, float]:
-    """Per stage the relative size that keeps the whole kernel (``K / n``; 1D: ``Lf / L``)."""
+    """Per stage the relative size that keeps the whole kernel.
+
+    Args:
+        model: a model with long-convolution mixers.
+
+    Returns:
+        dict[int, float]: stage -> ``K / n`` (1D: ``Lf / L``), the largest over its mixers.
+    """
     out = {}
     for s, _, m in long_conv_mixers(model):
         k = m.effective_kernel().shape[1:]
@@ -295,8 +354,16 @@ class restore_truncations:
 
 
 def stage_prefixes(model: nn.Module, x: torch.Tensor, stages: Sequence[int]) -> dict[int, torch.Tensor]:
-    """Channels-last features entering each of ``stages`` (before its down-sampling), in
-    one pass: equal to ``model.forward_to_stage(x, s)`` for every ``s``."""
+    """Channels-last features entering each of ``stages`` (before its down-sampling), in one pass.
+
+    Args:
+        model: a HyenaPixel-family model.
+        x: input images ``(B, 3, H, W)``.
+        stages: the stages.
+
+    Returns:
+        dict[int, Tensor]: stage -> ``model.forward_to_stage(x, stage)``.
+    """
     out = {}
     h = x
     last = max(stages)

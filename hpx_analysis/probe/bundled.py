@@ -27,12 +27,26 @@ def _records() -> dict:
 
 
 def bundled_record(name: str) -> dict | None:
-    """What ``probes.json`` records for ``name`` (canonical name), or None."""
+    """What ``probes.json`` records for a model.
+
+    Args:
+        name: the canonical model name.
+
+    Returns:
+        dict | None: its record, or None.
+    """
     return _records().get(name)
 
 
 def bundled_path(name: str) -> Path | None:
-    """The bundled final checkpoint of ``name``, or None when none ships."""
+    """The bundled final checkpoint of a model.
+
+    Args:
+        name: the canonical model name.
+
+    Returns:
+        Path | None: the checkpoint, or None when none ships.
+    """
     path = WEIGHTS_DIR / f"{name}.safetensors"
     return path if path.is_file() and bundled_record(name) is not None else None
 
@@ -47,7 +61,14 @@ def bundled_models() -> list[str]:
 
 
 def snapshot_paths(name: str) -> dict[int, Path]:
-    """``{step: path}`` of the bundled snapshots of ``name`` (the final checkpoint included)."""
+    """The bundled snapshots of a model.
+
+    Args:
+        name: the canonical model name.
+
+    Returns:
+        dict[int, Path]: step -> checkpoint, the final one included.
+    """
     rec = bundled_record(name) or {}
     out = {int(s): WEIGHTS_DIR / f"{name}_step{s}.safetensors" for s in rec.get("snapshots", [])}
     if bundled_path(name) is not None:

@@ -73,7 +73,17 @@ class TrainResult:
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Per-sample correctness (bool tensor) of ``model`` in eval mode, restoring its mode."""
+    """Per-sample correctness of ``model`` in eval mode (its mode is restored).
+
+    Args:
+        model: a classifier.
+        images: ``(N, 3, H, W)`` images.
+        labels: ``(N,)`` class indices.
+        batch_size: images per forward pass.
+
+    Returns:
+        Tensor: ``(N,)`` bools, True where the top-1 class is the label.
+    """
     was = model.training
     model.eval()
     out = [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]

@@ -102,10 +102,24 @@ def build_report(
     """Regenerate the report into ``out`` (its section folders and report files are replaced
     once the new report is complete; other files in ``out`` are left alone).
 
-    Returns ``(manifest, results)``: the manifest written to ``report.json`` and each
-    section's result object. Bad input (unknown model, missing weights file, missing or
-    empty image folder, unavailable device) raises before anything is written; a folder
-    another run is writing into raises :class:`~hpx_analysis.io.output.OutputBusyError`."""
+    Args:
+        out: the report folder.
+        settings: :data:`~hpx_analysis.report.QUICK`, :data:`~hpx_analysis.report.FULL` or others.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a device.
+        seed: the seed of random inits and sampling.
+        images: an image folder (None: the bundled photographs).
+        model_weights: ``--model-weights`` values (``WEIGHTS`` or ``NAME=WEIGHTS``).
+        command: the command line recorded (default ``hpx-analyze report``).
+        log: called with a line as each section starts (default ``print``).
+
+    Returns:
+        tuple[dict, dict]: the manifest written to ``report.json`` and each section's result.
+
+    Raises:
+        WeightsError, ImageInputError: bad input (unknown model, missing weights file,
+            missing or empty image folder), before anything is written.
+        OutputBusyError: another run is writing into ``out``.
+    """
     from ..io.devices import resolve_device
     from ..io.images import ImageInputError, list_images
     from ..io.output import check_output_dir, output_lock

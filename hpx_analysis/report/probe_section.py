@@ -107,7 +107,15 @@ def run_probe_section(
 
 def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
     """Per model and relative size: untruncated and truncated accuracy in the far bin, the
-    drop in points, and the predicted reach of the truncated kernel against the far bin."""
+    drop in points, and the predicted reach of the truncated kernel against the far bin.
+
+    Args:
+        by_d: the truncation's per-distance table (``truncation_probe.csv``).
+        task: the probe task (default :class:`~hpx_analysis.probe.task.ProbeTask`).
+
+    Returns:
+        DataFrame: one row per model, stage and relative size.
+    """
     from ..probe.evaluate import distance_bins
     from ..probe.task import ProbeTask
 
@@ -142,8 +150,15 @@ def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
 
 
 def measured_reach_px(table: pd.DataFrame, level: float = 0.9) -> int:
-    """The largest ``d`` up to which accuracy stays at least ``level`` at every distance
-    (``d_min - 1`` when it is below at the first)."""
+    """The largest ``d`` up to which accuracy stays at least ``level`` at every distance.
+
+    Args:
+        table: accuracy per ``distance_px`` of one setting.
+        level: the accuracy to stay at.
+
+    Returns:
+        int: that distance (``d_min - 1`` when the accuracy is below at the first).
+    """
     t = table.sort_values("distance_px")
     below = t[t.accuracy < level]
     if below.empty:
