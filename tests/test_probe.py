@@ -110,7 +110,8 @@ def test_training_loop_smoke(tmp_path):
     assert log.val_acc.notna().sum() == 2
     assert (tmp_path / "conv_probe.safetensors").is_file() and (tmp_path / "conv_probe_step2.safetensors").is_file()
     assert res.snapshots == [tmp_path / "conv_probe_step2.safetensors"]
-    assert json.loads((tmp_path / "train.json").read_text())["steps"] == 4
+    meta = json.loads((tmp_path / "train.json").read_text())
+    assert meta["steps"] == 4 and meta["config"]["snapshots"] == [2] and "enabled" in meta["fast_paths"]
 
 
 def test_probe_train_and_eval_commands(tmp_path):

@@ -125,6 +125,7 @@ def probe_train_job(
         snapshots, parameters, config, task, threads and the test accuracies).
     """
     from ..io.weights import load_model
+    from ..models.fast import fast_path_record
     from .evaluate import probe_record
     from .task import ProbeTask
 
@@ -142,6 +143,7 @@ def probe_train_job(
         "task": ProbeTask(**{**settings.task, "seed": settings.seed}).as_dict(),
         "torch_threads": torch.get_num_threads(),
         **record,
+        "fast_paths": fast_path_record(),
     }
     if run.out_dir is not None and run.is_main:
         (run.out_dir / TRAIN_RECORD_FILE).write_text(json.dumps(entry, indent=2))

@@ -192,7 +192,10 @@ def _write_training(model, cfg: ProbeTrainSettings, task: ProbeTask, log: list, 
         w = csv.DictWriter(f, fieldnames=list(log[0]))
         w.writeheader()
         w.writerows(log)
+    from ..models.fast import fast_path_record
+
     meta = {"model": name, "config": cfg.describe(), "task": task.as_dict(), "seconds": seconds, "steps": cfg.steps}
+    meta["fast_paths"] = fast_path_record()
     (out / "train.json").write_text(json.dumps(meta, indent=2))
     return ckpt
 
