@@ -116,5 +116,5 @@ def evaluate(
     settings = ProbeEvalSettings(num_images=num_images)
     with user_errors(), output_folder(default_out("probe", out)) as out_dir, job_hooks(False) as hooks:
         run = RunContext(device=resolve_device(device.value), out_dir=out_dir, seed=seed, command=command_line())
-        probe_eval_job(specs, settings, run, hooks)
+        probe_eval_job(specs, None, settings, run, hooks)
     stderr_console.print(f"wrote {out_dir}/probe_eval.csv and probe_eval.png")

@@ -18,7 +18,9 @@ from hpx_analysis import runtime as rt
 from hpx_analysis.coverage import CoverageSettings, coverage_job, model_coverage
 from hpx_analysis.kernels import KernelSettings, kernel_maps, kernels_job
 from hpx_analysis.models.fast import fast_path_record
+from hpx_analysis.probe.evaluate import fixed_test_split
 from hpx_analysis.probe.jobs import ProbeEvalSettings, probe_eval_job
+from hpx_analysis.probe.task import ProbeTask
 from hpx_analysis.probe.train import ProbeTrainSettings, TrainConfig
 from hpx_analysis.report import QUICK, build_report, sections
 from hpx_analysis.settings import Hooks, RunContext, Settings
@@ -140,9 +142,11 @@ def test_kernel_coverage_and_probe_jobs_write_what_the_commands_write(tmp_path):
     coverage = coverage_job(["hpx_s4=random"], CoverageSettings(threshold=0.2), run)
     assert pd.read_csv(tmp_path / "coverage.csv").coverage.tolist() == pytest.approx(coverage.blocks.coverage.tolist())
     assert coverage.threshold == 0.2
-    evaluated = probe_eval_job(["conv_probe=random"], ProbeEvalSettings(num_images=24), run)
+    evaluated = probe_eval_job(["conv_probe=random"], None, ProbeEvalSettings(num_images=24), run)
     table = pd.read_csv(tmp_path / "probe_eval.csv")
     assert int(table.n.sum()) == 24 == int(evaluated.table.n.sum()) and (tmp_path / "probe_eval.png").is_file()
+    given = fixed_test_split(ProbeTask(), 12)  # images given instead of the fixed split: nothing written
+    assert int(probe_eval_job(["conv_probe=random"], given).table.n.sum()) == 12
 
 
 # ----------------------------------------------------------------------------- the report's table

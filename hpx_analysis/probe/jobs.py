@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from ..settings import Hooks, RunContext, Settings
+from .task import ProbeBatch
 from .train import ProbeTrainSettings, TrainResult, train_probe
 
 __all__ = ["ProbeEvalSettings", "ProbeEval", "probe_eval_job", "probe_train_job", "conv_probe_reach_px"]
@@ -60,6 +61,7 @@ class ProbeEval:
 
 def probe_eval_job(
     models: Iterable,
+    images: ProbeBatch | None = None,
     settings: ProbeEvalSettings | None = None,
     run: RunContext | None = None,
     hooks: Hooks | None = None,
@@ -70,6 +72,8 @@ def probe_eval_job(
 
     Args:
         models: specs or loaded models (:func:`~hpx_analysis.jobs.loaded_models`).
+        images: labelled probe images (None: the fixed test split, its first
+            ``settings.num_images``).
         settings: test images and figure options (default :class:`ProbeEvalSettings`).
         run: device, seed and output folder.
         hooks: ``log`` gets each model's accuracy per distance bin.
@@ -83,7 +87,7 @@ def probe_eval_job(
 
     settings, run, hooks = settings or ProbeEvalSettings(), run or RunContext(), hooks or Hooks()
     task = ProbeTask()
-    batch = fixed_test_split(task, settings.num_images)
+    batch = images if images is not None else fixed_test_split(task, settings.num_images)
     tables, bins, weights = [], {}, {}
     for loaded in loaded_models(models, run):
         table = accuracy_by_distance(loaded.model, batch, name=loaded.name, weights=loaded.weights)

@@ -93,7 +93,7 @@ def run_probe_section(
 
     settings, run, hooks = settings or ProbeSectionSettings(), run or RunContext(), hooks or Hooks()
     loaded = list(loaded_models(specs, run))
-    evaluated = probe_eval_job(loaded, ProbeEvalSettings(mark_conv_reach=True), run, hooks)
+    evaluated = probe_eval_job(loaded, None, ProbeEvalSettings(mark_conv_reach=True), run, hooks)
     items = probe_image_tensors(settings.erf_num_images)
     erf = erf_section(loaded, items, PROBE_IMAGES_LABEL, PROBE_IMG_SIZE, run)
     kernels = kernels_job(loaded, KernelSettings(), run, hooks)
