@@ -1,4 +1,4 @@
-"""Combining ERF accumulations of several processes (see :mod:`hpx_analysis.distributed`).
+"""Combining ERF accumulations of several processes (see :mod:`hpx_analysis.execution.distributed`).
 
 Images are sharded round-robin across ranks; at the end the float64 sums are added with
 ``all_reduce`` and the image lists gathered,

@@ -55,12 +55,59 @@ __all__ = [
     "area_for_mass",
     "DEGENERATE_FRACTION",
     "degenerate_warning",
+    "R50_PX",
+    "R90_PX",
+    "R50_REL",
+    "R90_REL",
+    "COM_OFFSET_PX",
+    "ANISOTROPY",
+    "DEAD_FRACTION",
+    "SQUARE_SIDE_T02",
+    "DEGENERATE",
+    "square_side_key",
+    "square_area_key",
 ]
 
 DEGENERATE_FRACTION = 0.95
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 DEAD_THRESHOLD = 1e-3
+
+# the names of the metrics in records and tables (erf_metrics.csv); the others are listed
+# in erf_metrics below
+R50_PX, R90_PX = "r50_px", "r90_px"
+R50_REL, R90_REL = "r50_rel", "r90_rel"
+COM_OFFSET_PX = "com_offset_px"
+ANISOTROPY = "anisotropy"
+DEAD_FRACTION = "dead_fraction"
+DEGENERATE = "degenerate"
+
+
+def square_side_key(threshold: float) -> str:
+    """The name of RepLKNet's square side at ``threshold`` (``square_side_t0.2``).
+
+    Args:
+        threshold: one of :data:`THRESHOLDS`.
+
+    Returns:
+        str: the metric's name.
+    """
+    return f"square_side_t{threshold}"
+
+
+def square_area_key(threshold: float) -> str:
+    """The name of RepLKNet's square area ratio at ``threshold`` (``square_area_t0.2``).
+
+    Args:
+        threshold: one of :data:`THRESHOLDS`.
+
+    Returns:
+        str: the metric's name.
+    """
+    return f"square_area_t{threshold}"
+
+
+SQUARE_SIDE_T02 = square_side_key(0.2)
 
 
 def _check(matrix) -> np.ndarray:
@@ -238,7 +285,7 @@ def area_for_mass(matrix, fraction: float = 0.9) -> int | None:
 
 def degenerate_warning(metrics: dict, name: str = "the ERF") -> str | None:
     """A one-line warning when ``metrics`` (of :func:`erf_metrics`) describe a degenerate map."""
-    dead = metrics.get("dead_fraction")
+    dead = metrics.get(DEAD_FRACTION)
     if dead is None or dead <= DEGENERATE_FRACTION:
         return None
     return (
@@ -257,22 +304,21 @@ def erf_metrics(matrix, centre=None, full: bool = False, trf_pixels: int | None 
     side = min(h, w)
     out: dict = {"height": h, "width": w}
     for row in replknet_squares(m).itertuples():
-        out[f"square_side_t{row.threshold}"] = row.side
-        out[f"square_area_t{row.threshold}"] = row.area_ratio
-    for frac in (0.5, 0.9):
+        out[square_side_key(row.threshold)] = row.side
+        out[square_area_key(row.threshold)] = row.area_ratio
+    for frac, px, rel in ((0.5, R50_PX, R50_REL), (0.9, R90_PX, R90_REL)):
         r = mass_radius(m, frac, centre)
-        key = f"r{int(frac * 100)}"
-        out[f"{key}_px"] = r
-        out[f"{key}_rel"] = None if r is None else r / side
+        out[px] = r
+        out[rel] = None if r is None else r / side
     com = centre_of_mass_offset(m, centre)
     out["com_offset_row_px"] = None if com is None else com[0]
     out["com_offset_col_px"] = None if com is None else com[1]
-    out["com_offset_px"] = None if com is None else float(np.hypot(*com))
-    out["anisotropy"] = anisotropy(m, centre)
+    out[COM_OFFSET_PX] = None if com is None else float(np.hypot(*com))
+    out[ANISOTROPY] = anisotropy(m, centre)
     axes = axis_mass_fractions(m, centre)
     out["centre_row_mass"] = None if axes is None else axes[0]
     out["centre_col_mass"] = None if axes is None else axes[1]
-    out["dead_fraction"] = dead_fraction(m)
+    out[DEAD_FRACTION] = dead_fraction(m)
     if not full:
         return out
     ci, cj = _centre(m, centre)
@@ -284,5 +330,5 @@ def erf_metrics(matrix, centre=None, full: bool = False, trf_pixels: int | None 
     out["erf90_area_px"] = area
     out["trf_px"] = trf_pixels
     out["erf_trf_ratio"] = None if area is None or not trf_pixels else area / trf_pixels
-    out["degenerate"] = bool(out["dead_fraction"] > DEGENERATE_FRACTION)
+    out[DEGENERATE] = bool(out[DEAD_FRACTION] > DEGENERATE_FRACTION)
     return out

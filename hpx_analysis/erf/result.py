@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import erf_metrics
+from .metrics import R50_PX, R90_PX, erf_metrics
 
 __all__ = ["ErfResult", "ErfComparison", "METRICS_FILE"]
 
 METRICS_FILE = "erf_metrics.csv"
 # derived from other fields when written, dropped when read back
 _DERIVED = ("num_images", "nonfinite_policy", "seconds_per_image", "metrics", "versions")
-_INTEGER_COLUMNS = ("r50_px", "r90_px")
+_INTEGER_COLUMNS = (R50_PX, R90_PX)
 
 
 @dataclass
@@ -39,7 +39,9 @@ class ErfResult:
     over images, ``erf_<label>_std.npy``), ``spread`` (each metric's spread across images,
     ``metrics_spread`` in the record) and ``per_image`` (a
     :class:`~hpx_analysis.erf.spread.PerImage` whose kept maps go to
-    ``erf_<label>_per_image.npz`` and metrics to ``erf_<label>_per_image.csv``)."""
+    ``erf_<label>_per_image.npz`` and metrics to ``erf_<label>_per_image.csv``),
+    ``erf_settings`` (:meth:`~hpx_analysis.erf.settings.ErfSettings.describe`) and
+    ``fast_paths`` (:func:`~hpx_analysis.models.fast.fast_path_record`)."""
 
     matrix: np.ndarray
     used: list[str]
@@ -66,6 +68,8 @@ class ErfResult:
     std: np.ndarray | None = None
     spread: dict | None = None
     per_image: object | None = None
+    erf_settings: dict = field(default_factory=dict)
+    fast_paths: dict | None = None
 
     @property
     def num_images(self) -> int:
@@ -123,6 +127,8 @@ class ErfResult:
             "settings": dict(self.settings),
             "compiled_blocks": self.compiled_blocks,
             "images_per_pass": self.images_per_pass,
+            **({"erf_settings": dict(self.erf_settings)} if self.erf_settings else {}),
+            **({"fast_paths": self.fast_paths} if self.fast_paths is not None else {}),
         }
 
     def record(self) -> dict:
@@ -188,6 +194,8 @@ class ErfResult:
         own["full_metrics"] = record.pop("full_metrics", False)
         own["spread"] = record.pop("metrics_spread", None)
         record.pop("per_image_count", None)
+        own["erf_settings"] = record.pop("erf_settings", {})
+        own["fast_paths"] = record.pop("fast_paths", None)
         std_file = out_dir / f"erf_{label}_std.npy"
         own["std"] = np.load(std_file) if std_file.is_file() else None
         fields = dict(
