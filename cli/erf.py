@@ -113,6 +113,151 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+SizeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--size",
+        help="Side length the images are resized to (px; default 1024, with --preprocess timm-eval the "
+        "model's own). A list (224,512,1024) gives one map per size and erf_sizes.png.",
+        show_default=False,
+    ),
+]
+
+StageOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--stage",
+        help="Stages (timm's forward_intermediates indices), e.g. 0,1,2,3: the ERF of each "
+        "stage's centre unit, erf_<label>_s<k>.npy each. Default: the last feature map.",
+        show_default=False,
+    ),
+]
+
+LayerOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--layer",
+        help="A module by its name in named_modules() (NCHW, NHWC or tokens), repeatable: the ERF of "
+        "its output's centre unit.",
+        show_default=False,
+    ),
+]
+
+ProtocolOpt = Annotated[
+    Protocol,
+    typer.Option(
+        "--protocol",
+        help="replknet: ReLU of the centre unit summed over channels, ReLU of the input gradient summed "
+        "over colours, mean over images. bmvc (Kim et al., BMVC 2023): channel mean at the centre "
+        "unit without ReLU, gradient averaged over colours then clamped at 0, normalised to sum 1.",
+    ),
+]
+
+PreprocessOpt = Annotated[
+    Preprocess,
+    typer.Option(
+        "--preprocess",
+        help="squash: resize the whole image to --size; timm-eval: the model's timm data config "
+        "(size, crop, interpolation, mean, std).",
+    ),
+]
+
+EvenCentreOpt = Annotated[
+    Optional[EvenCentre],
+    typer.Option(
+        "--even-centre",
+        help="Centre unit of an even grid: after = (H//2, W//2), the lower-right of the central 2x2 "
+        "(RepLKNet; bmvc on conv maps); before = the upper-left (bmvc on token grids). Default: "
+        "the protocol's rule.",
+        show_default=False,
+    ),
+]
+
+MetricsOpt = Annotated[
+    Metrics,
+    typer.Option(
+        "--metrics",
+        help="full: also the unit's position in input pixels (radial and centre-of-mass metrics "
+        "around it), a 2D Gaussian fit, the theoretical receptive field, the ERF/TRF ratio, the "
+        "standard-deviation map over images (erf_<label>_std.npy) and each metric's spread across images.",
+    ),
+]
+
+SavePerImageOpt = Annotated[
+    bool,
+    typer.Option(
+        "--save-per-image",
+        help="Keep every image's map (erf_<label>_per_image.npz, metrics per image in a CSV); implies "
+        "--metrics full, which writes the standard-deviation map (erf_<label>_std.npy) and each "
+        "metric's spread across images.",
+    ),
+]
+
+ScaleOpt = Annotated[
+    str,
+    typer.Option("--scale", help="Figure scale: log (RepLKNet's log10(x+1)), linear (SLaK) or power:G (VMamba)."),
+]
+
+CmapOpt = Annotated[str, typer.Option("--cmap", help="Matplotlib colour map of the figures.")]
+
+OverlayOpt = Annotated[
+    Optional[Path],
+    typer.Option("--overlay", help="An image to draw the ERFs over (erf_overlay.png).", show_default=False),
+]
+
+BatchSizeOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--batch-size",
+        help="Images per forward/backward pass (exact: same matrix as one at a time). Default: "
+        f"{CPU_BATCH_SIZE} on a CPU, {CUDA_BATCH_SIZE} on CUDA. When the GPU runs out of "
+        "memory, the pass is split in halves until it fits.",
+        show_default=False,
+    ),
+]
+
+MethodOpt = Annotated[
+    Method,
+    typer.Option("--method", help="grad (Luo et al./RepLKNet protocol), saliency or integrated_gradients (captum)."),
+]
+
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="fp32 (full float32), or tf32 products and "
+        "convolutions, or bf16/fp16 autocast (CUDA only; "
+        "the deviation from fp32 is recorded).",
+    ),
+]
+
+IgStepsOpt = Annotated[int, typer.Option("--ig-steps", help="Integration steps for integrated_gradients.")]
+
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run from its partial accumulation in --out.")
+]
+
+GradCheckpointingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--grad-checkpointing",
+        help="Recompute activations in the backward pass (timm's "
+        "set_grad_checkpointing): far less memory for large batches or "
+        "sizes, about 1.5x the time; same matrix.",
+    ),
+]
+
+CompileBlocksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="Run the model's repeated blocks through torch.compile: faster and leaner on a GPU "
+        "for many images, after a minute or more of compiling the first time; slower on "
+        "CPUs. Same matrix up to float32 rounding.",
+    ),
+]
+
+
 def erf(
     model: ModelOption = None,
     out: OutOption = None,
@@ -120,134 +265,24 @@ def erf(
     seed: SeedOption = 0,
     images: ImagesOption = None,
     num_images: NumImagesOption = None,
-    size: Annotated[
-        Optional[str],
-        typer.Option(
-            "--size",
-            help="Side length the images are resized to (px; default 1024, with --preprocess timm-eval the "
-            "model's own). A list (224,512,1024) gives one map per size and erf_sizes.png.",
-            show_default=False,
-        ),
-    ] = None,
-    stage: Annotated[
-        Optional[str],
-        typer.Option(
-            "--stage",
-            help="Stages (timm's forward_intermediates indices), e.g. 0,1,2,3: the ERF of each "
-            "stage's centre unit, erf_<label>_s<k>.npy each. Default: the last feature map.",
-            show_default=False,
-        ),
-    ] = None,
-    layer: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--layer",
-            help="A module by its name in named_modules() (NCHW, NHWC or tokens), repeatable: the ERF of "
-            "its output's centre unit.",
-            show_default=False,
-        ),
-    ] = None,
-    protocol: Annotated[
-        Protocol,
-        typer.Option(
-            "--protocol",
-            help="replknet: ReLU of the centre unit summed over channels, ReLU of the input gradient summed "
-            "over colours, mean over images. bmvc (Kim et al., BMVC 2023): channel mean at the centre "
-            "unit without ReLU, gradient averaged over colours then clamped at 0, normalised to sum 1.",
-        ),
-    ] = Protocol.replknet,
-    preprocess: Annotated[
-        Preprocess,
-        typer.Option(
-            "--preprocess",
-            help="squash: resize the whole image to --size; timm-eval: the model's timm data config "
-            "(size, crop, interpolation, mean, std).",
-        ),
-    ] = Preprocess.squash,
-    even_centre: Annotated[
-        Optional[EvenCentre],
-        typer.Option(
-            "--even-centre",
-            help="Centre unit of an even grid: after = (H//2, W//2), the lower-right of the central 2x2 "
-            "(RepLKNet; bmvc on conv maps); before = the upper-left (bmvc on token grids). Default: "
-            "the protocol's rule.",
-            show_default=False,
-        ),
-    ] = None,
-    metrics: Annotated[
-        Metrics,
-        typer.Option(
-            "--metrics",
-            help="full: also the unit's position in input pixels (radial and centre-of-mass metrics "
-            "around it), a 2D Gaussian fit, the theoretical receptive field, the ERF/TRF ratio, the "
-            "standard-deviation map over images (erf_<label>_std.npy) and each metric's spread across images.",
-        ),
-    ] = Metrics.standard,
-    save_per_image: Annotated[
-        bool,
-        typer.Option(
-            "--save-per-image",
-            help="Keep every image's map (erf_<label>_per_image.npz, metrics per image in a CSV); implies "
-            "--metrics full, which writes the standard-deviation map (erf_<label>_std.npy) and each "
-            "metric's spread across images.",
-        ),
-    ] = False,
-    scale: Annotated[
-        str,
-        typer.Option("--scale", help="Figure scale: log (RepLKNet's log10(x+1)), linear (SLaK) or power:G (VMamba)."),
-    ] = "log",
-    cmap: Annotated[str, typer.Option("--cmap", help="Matplotlib colour map of the figures.")] = "RdYlGn",
-    overlay: Annotated[
-        Optional[Path],
-        typer.Option("--overlay", help="An image to draw the ERFs over (erf_overlay.png).", show_default=False),
-    ] = None,
-    batch_size: Annotated[
-        Optional[int],
-        typer.Option(
-            "--batch-size",
-            help="Images per forward/backward pass (exact: same matrix as one at a time). Default: "
-            f"{CPU_BATCH_SIZE} on a CPU, {CUDA_BATCH_SIZE} on CUDA. When the GPU runs out of "
-            "memory, the pass is split in halves until it fits.",
-            show_default=False,
-        ),
-    ] = None,
-    method: Annotated[
-        Method,
-        typer.Option(
-            "--method", help="grad (Luo et al./RepLKNet protocol), saliency or integrated_gradients (captum)."
-        ),
-    ] = Method.grad,
-    precision: Annotated[
-        Precision,
-        typer.Option(
-            "--precision",
-            help="fp32 (full float32), or tf32 products and "
-            "convolutions, or bf16/fp16 autocast (CUDA only; "
-            "the deviation from fp32 is recorded).",
-        ),
-    ] = Precision.fp32,
-    ig_steps: Annotated[int, typer.Option("--ig-steps", help="Integration steps for integrated_gradients.")] = 32,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run from its partial accumulation in --out.")
-    ] = False,
-    grad_checkpointing: Annotated[
-        bool,
-        typer.Option(
-            "--grad-checkpointing",
-            help="Recompute activations in the backward pass (timm's "
-            "set_grad_checkpointing): far less memory for large batches or "
-            "sizes, about 1.5x the time; same matrix.",
-        ),
-    ] = False,
-    compile_blocks: Annotated[
-        bool,
-        typer.Option(
-            "--compile",
-            help="Run the model's repeated blocks through torch.compile: faster and leaner on a GPU "
-            "for many images, after a minute or more of compiling the first time; slower on "
-            "CPUs. Same matrix up to float32 rounding.",
-        ),
-    ] = False,
+    size: SizeOpt = None,
+    stage: StageOpt = None,
+    layer: LayerOpt = None,
+    protocol: ProtocolOpt = Protocol.replknet,
+    preprocess: PreprocessOpt = Preprocess.squash,
+    even_centre: EvenCentreOpt = None,
+    metrics: MetricsOpt = Metrics.standard,
+    save_per_image: SavePerImageOpt = False,
+    scale: ScaleOpt = "log",
+    cmap: CmapOpt = "RdYlGn",
+    overlay: OverlayOpt = None,
+    batch_size: BatchSizeOpt = None,
+    method: MethodOpt = Method.grad,
+    precision: PrecisionOpt = Precision.fp32,
+    ig_steps: IgStepsOpt = 32,
+    resume: ResumeOpt = False,
+    grad_checkpointing: GradCheckpointingOpt = False,
+    compile_blocks: CompileBlocksOpt = False,
 ) -> None:
     """Effective receptive fields (Luo et al. / RepLKNet protocol) of the centre unit of the last
     feature map, averaged over images: arrays, metrics and a side-by-side heatmap figure.
@@ -260,18 +295,8 @@ def erf(
     with user_errors(), ExitStack() as stack:
         run = _run_context(device, seed, resume, precision.value)
         items, label, sizes = _inputs(images, num_images, sizes, run)
-        base = ErfSettings(
-            method=method.value,
-            precision=precision.value,
-            ig_steps=ig_steps,
-            preprocess=preprocess.value,
-            batch_size=batch_size,
-            grad_checkpointing=grad_checkpointing,
-            compile_blocks=compile_blocks,
-            full_metrics=metrics == Metrics.full or save_per_image,
-            save_per_image=save_per_image,
-            images=label,
-        )
+        options = (method, precision, ig_steps, preprocess, batch_size, grad_checkpointing, compile_blocks)
+        base = _settings(*options, metrics, save_per_image).replace(images=label)
         out_dir = stack.enter_context(output_folder(default_out("erf", out), enabled=run.is_main))
         run = replace(run, out_dir=out_dir)
         bar = stack.enter_context(progress()) if run.is_main else None
@@ -281,6 +306,31 @@ def erf(
             _interrupted(stop, run.is_main)
         if run.is_main:
             stderr_console.print(f"wrote {out_dir}/erf.png, erf_metrics.csv and per-run erf_<label>.npy/.json")
+
+
+def _settings(
+    method: Method,
+    precision: Precision,
+    ig_steps: int,
+    preprocess: Preprocess,
+    batch_size: int | None,
+    grad_checkpointing: bool,
+    compile_blocks: bool,
+    metrics: Metrics,
+    save_per_image: bool,
+) -> ErfSettings:
+    """The options that change the maps, as the settings every map shares."""
+    return ErfSettings(
+        method=method.value,
+        precision=precision.value,
+        ig_steps=ig_steps,
+        preprocess=preprocess.value,
+        batch_size=batch_size,
+        grad_checkpointing=grad_checkpointing,
+        compile_blocks=compile_blocks,
+        full_metrics=metrics == Metrics.full or save_per_image,
+        save_per_image=save_per_image,
+    )
 
 
 def _sizes(size: str | None, preprocess: Preprocess) -> list[int | None]:

@@ -64,8 +64,7 @@ __all__ = [
     "DEAD_FRACTION",
     "SQUARE_SIDE_T02",
     "DEGENERATE",
-    "square_side_key",
-    "square_area_key",
+    "square_key",
 ]
 
 DEGENERATE_FRACTION = 0.95
@@ -83,31 +82,20 @@ DEAD_FRACTION = "dead_fraction"
 DEGENERATE = "degenerate"
 
 
-def square_side_key(threshold: float) -> str:
-    """The name of RepLKNet's square side at ``threshold`` (``square_side_t0.2``).
+def square_key(threshold: float, kind: str = "side") -> str:
+    """The name of RepLKNet's square metric at ``threshold``.
 
     Args:
         threshold: one of :data:`THRESHOLDS`.
+        kind: ``"side"`` (the side in pixels) or ``"area"`` (the area ratio).
 
     Returns:
-        str: the metric's name.
+        str: ``square_side_t0.2``, ``square_area_t0.2``, ...
     """
-    return f"square_side_t{threshold}"
+    return f"square_{kind}_t{threshold}"
 
 
-def square_area_key(threshold: float) -> str:
-    """The name of RepLKNet's square area ratio at ``threshold`` (``square_area_t0.2``).
-
-    Args:
-        threshold: one of :data:`THRESHOLDS`.
-
-    Returns:
-        str: the metric's name.
-    """
-    return f"square_area_t{threshold}"
-
-
-SQUARE_SIDE_T02 = square_side_key(0.2)
+SQUARE_SIDE_T02 = square_key(0.2)
 
 
 def _check(matrix) -> np.ndarray:
@@ -304,8 +292,8 @@ def erf_metrics(matrix, centre=None, full: bool = False, trf_pixels: int | None 
     side = min(h, w)
     out: dict = {"height": h, "width": w}
     for row in replknet_squares(m).itertuples():
-        out[square_side_key(row.threshold)] = row.side
-        out[square_area_key(row.threshold)] = row.area_ratio
+        out[square_key(row.threshold)] = row.side
+        out[square_key(row.threshold, "area")] = row.area_ratio
     for frac, px, rel in ((0.5, R50_PX, R50_REL), (0.9, R90_PX, R90_REL)):
         r = mass_radius(m, frac, centre)
         out[px] = r
