@@ -122,6 +122,13 @@ def last_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     ``forward_features`` gives NCHW for our models and timm's CNNs; NHWC models (timm's
     ``output_fmt == "NHWC"``, e.g. Swin) are permuted; token outputs ``(B, N, C)`` (ViTs)
     drop the prefix tokens and are laid back onto the patch grid.
+
+    Args:
+        model: a timm-style model with ``forward_features``.
+        x: the input batch ``(B, 3, H, W)``.
+
+    Returns:
+        torch.Tensor: the map ``(B, C, H', W')``.
     """
     if not hasattr(model, "forward_features"):
         raise ErfError(f"{type(model).__name__} has no forward_features(); the ERF needs timm's model API")
@@ -151,7 +158,14 @@ def _tokens_to_grid(model: nn.Module, tokens: torch.Tensor, image_size) -> torch
 
 
 def centre_unit(fmap: torch.Tensor) -> torch.Tensor:
-    """Per-image scalar: ReLU of the feature map at ``(H // 2, W // 2)``, summed over channels."""
+    """Per-image scalar: ReLU of the feature map at ``(H // 2, W // 2)``, summed over channels.
+
+    Args:
+        fmap: a feature map ``(B, C, H, W)``.
+
+    Returns:
+        torch.Tensor: one scalar per image ``(B,)``.
+    """
     h, w = fmap.shape[-2:]
     return torch.relu(fmap[:, :, h // 2, w // 2]).sum(1)
 
@@ -266,7 +280,14 @@ def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, settings: ErfSe
 def frozen_for_erf(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode, frozen parameters and the fast paths of frozen models
     (:func:`~hpx_analysis.models.fast.fast_paths`, where ``HPX_ANALYSIS_FAST`` allows them)
-    for the duration; the caller's flags and module classes are restored."""
+    for the duration; the caller's flags and module classes are restored.
+
+    Args:
+        model: the model.
+
+    Returns:
+        Iterator[nn.Module]: a context manager yielding ``model``.
+    """
     params = list(model.parameters())
     grad_flags = [p.requires_grad for p in params]
     train_flags = [(m, m.training) for m in model.modules()]
@@ -293,7 +314,15 @@ class KeyedInput:
 
 
 def image_key(item, index: int) -> str:
-    """Resume key of an input: the image path, or ``tensor:<index>`` for a tensor."""
+    """Resume key of an input: the image path, or ``tensor:<index>`` for a tensor.
+
+    Args:
+        item: the input (a :class:`KeyedInput` keeps its key).
+        index: its position in the list.
+
+    Returns:
+        str: the key.
+    """
     if isinstance(item, KeyedInput):
         return item.key
     if isinstance(item, torch.Tensor):

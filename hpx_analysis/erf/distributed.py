@@ -19,7 +19,15 @@ __all__ = ["reduce_accumulator"]
 
 
 def reduce_accumulator(state: ErfAccumulator, ctx: DistContext) -> ErfAccumulator:
-    """Every rank's accumulation combined (the same result on every rank)."""
+    """Every rank's accumulation combined (the same result on every rank).
+
+    Args:
+        state: this rank's accumulation.
+        ctx: the process group.
+
+    Returns:
+        ErfAccumulator: the sum over ranks (``state`` itself in one process).
+    """
     if not ctx.distributed:
         return state
     shape = None if state.total is None else tuple(state.total.shape)

@@ -114,14 +114,29 @@ def _centre(m: np.ndarray, centre=None) -> tuple[float, float]:
 
 
 def replknet_scale(matrix) -> np.ndarray:
-    """``log10(x + 1)`` divided by its maximum (all zeros stay zeros)."""
+    """``log10(x + 1)`` divided by its maximum (all zeros stay zeros).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+
+    Returns:
+        np.ndarray: the scaled map in [0, 1].
+    """
     s = np.log10(_check(matrix) + 1.0)
     top = s.max()
     return s / top if top > 0 else s
 
 
 def replknet_squares(matrix, thresholds=THRESHOLDS) -> pd.DataFrame:
-    """Per threshold: side length and area ratio of the smallest qualifying centred square."""
+    """Per threshold: side length and area ratio of the smallest qualifying centred square.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        thresholds: the mass fractions.
+
+    Returns:
+        pd.DataFrame: ``threshold``, ``side``, ``area_ratio`` per threshold.
+    """
     s = replknet_scale(matrix)
     h, w = s.shape
     ci, cj = _centre(s)
@@ -148,7 +163,15 @@ def _distances(m: np.ndarray, centre=None) -> np.ndarray:
 
 def radial_profile(matrix, centre=None) -> pd.DataFrame:
     """Cumulative mass fraction within distance ``radius`` of the centre (integer radii from
-    0 to the farthest pixel). Empty when the matrix has no mass."""
+    0 to the farthest pixel). Empty when the matrix has no mass.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        pd.DataFrame: ``radius`` and ``cumulative_fraction``.
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -161,7 +184,16 @@ def radial_profile(matrix, centre=None) -> pd.DataFrame:
 
 
 def mass_radius(matrix, fraction: float, centre=None) -> int | None:
-    """Smallest integer radius holding at least ``fraction`` of the mass (None without mass)."""
+    """Smallest integer radius holding at least ``fraction`` of the mass (None without mass).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        fraction: the share of the mass.
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        int | None: the radius in pixels.
+    """
     prof = radial_profile(matrix, centre)
     if prof.empty:
         return None
@@ -170,7 +202,15 @@ def mass_radius(matrix, fraction: float, centre=None) -> int | None:
 
 
 def centre_of_mass_offset(matrix, centre=None) -> tuple[float, float] | None:
-    """(rows, columns) offset of the centre of mass from the centre in pixels."""
+    """(rows, columns) offset of the centre of mass from the centre in pixels.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        tuple[float, float] | None: the offset (None without mass).
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -182,7 +222,15 @@ def centre_of_mass_offset(matrix, centre=None) -> tuple[float, float] | None:
 
 
 def anisotropy(matrix, centre=None) -> float | None:
-    """``(sx - sy) / (sx + sy)`` of the RMS horizontal and vertical spread about the centre."""
+    """``(sx - sy) / (sx + sy)`` of the RMS horizontal and vertical spread about the centre.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        float | None: in [-1, 1] (None without mass).
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -195,7 +243,15 @@ def anisotropy(matrix, centre=None) -> float | None:
 
 def axis_mass_fractions(matrix, centre=None) -> tuple[float, float] | None:
     """Fractions of the mass on the centre row and on the centre column (the pixel row and
-    column holding a fractional centre, rounded half down)."""
+    column holding a fractional centre, rounded half down).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        tuple[float, float] | None: row and column fractions (None without mass).
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -205,7 +261,15 @@ def axis_mass_fractions(matrix, centre=None) -> tuple[float, float] | None:
 
 
 def dead_fraction(matrix, threshold: float = DEAD_THRESHOLD) -> float:
-    """Share of pixels with a value at most ``threshold`` times the maximum (1.0 if all zero)."""
+    """Share of pixels with a value at most ``threshold`` times the maximum (1.0 if all zero).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        threshold: the share of the maximum below which a pixel counts as dead.
+
+    Returns:
+        float: the share of dead pixels.
+    """
     m = _check(matrix)
     top = m.max()
     if top <= 0:
@@ -218,7 +282,14 @@ def gaussian_fit(matrix) -> dict | None:
     of a 2D Gaussian with mean ``(mu_y, mu_x)``, standard deviations ``sigma_x`` (columns),
     ``sigma_y`` (rows) and correlation ``rho``. Returns those, ``r2`` (the coefficient of
     determination of the fit) and ``amplitude``/``offset``; None without mass or when the
-    fit fails."""
+    fit fails.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+
+    Returns:
+        dict | None: the fitted parameters.
+    """
     from scipy.optimize import least_squares
 
     m = _check(matrix)
@@ -262,7 +333,15 @@ def gaussian_fit(matrix) -> dict | None:
 
 
 def area_for_mass(matrix, fraction: float = 0.9) -> int | None:
-    """The fewest pixels holding at least ``fraction`` of the mass (None without mass)."""
+    """The fewest pixels holding at least ``fraction`` of the mass (None without mass).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        fraction: the share of the mass.
+
+    Returns:
+        int | None: the pixel count.
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -272,7 +351,15 @@ def area_for_mass(matrix, fraction: float = 0.9) -> int | None:
 
 
 def degenerate_warning(metrics: dict, name: str = "the ERF") -> str | None:
-    """A one-line warning when ``metrics`` (of :func:`erf_metrics`) describe a degenerate map."""
+    """A one-line warning when ``metrics`` (of :func:`erf_metrics`) describe a degenerate map.
+
+    Args:
+        metrics: the metrics of one map.
+        name: how the map is named in the warning.
+
+    Returns:
+        str | None: the warning, or None for a map that is not degenerate.
+    """
     dead = metrics.get(DEAD_FRACTION)
     if dead is None or dead <= DEGENERATE_FRACTION:
         return None
@@ -286,7 +373,17 @@ def erf_metrics(matrix, centre=None, full: bool = False, trf_pixels: int | None 
     """All metrics as one flat dict (one CSV row per model). ``centre``: the output unit's
     position in input pixels (default: the image centre). ``full``: also the unit position,
     the Gaussian fit, the 90% area, the ERF/TRF ratio (with ``trf_pixels``) and the
-    degenerate flag (see the module docstring)."""
+    degenerate flag (see the module docstring).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: the unit's (row, column) in input pixels; None: the image centre.
+        full: also the extra metrics.
+        trf_pixels: the theoretical receptive field's pixel count (for ``erf_trf_ratio``).
+
+    Returns:
+        dict: metric name -> value (names such as :data:`R50_PX`, :data:`DEAD_FRACTION`).
+    """
     m = _check(matrix)
     h, w = m.shape
     side = min(h, w)

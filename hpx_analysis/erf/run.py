@@ -49,7 +49,14 @@ def _rank_stem(stem: Path, rank: int) -> Path:
 
 
 def partial_files(stem: str | Path) -> list[Path]:
-    """Stems of the per-rank partial states that exist for ``stem``, sorted."""
+    """Stems of the per-rank partial states that exist for ``stem``, sorted.
+
+    Args:
+        stem: the stem (:func:`partial_stem`).
+
+    Returns:
+        list[Path]: the stems of the rank files.
+    """
     stem = Path(stem)
     if not stem.parent.is_dir():
         return []

@@ -54,15 +54,30 @@ class PerImage:
                 self.maps.append(m)
 
     def std(self) -> np.ndarray | None:
+        """The population standard deviation per pixel over the images seen.
+
+        Returns:
+            np.ndarray | None: the map (None before any image).
+        """
         if not self.count:
             return None
         mean = self.total / self.count
         return np.sqrt(np.maximum(self.squares / self.count - mean**2, 0.0))
 
     def frame(self) -> pd.DataFrame:
+        """One row of metrics per image.
+
+        Returns:
+            pd.DataFrame: ``image`` and the metrics.
+        """
         return pd.DataFrame(self.rows)
 
     def spread(self) -> dict:
+        """Mean, standard deviation, minimum and maximum of :data:`SPREAD_METRICS` across images.
+
+        Returns:
+            dict: metric -> ``{"mean", "std", "min", "max"}``.
+        """
         table = self.frame()
         out = {}
         for name in SPREAD_METRICS:

@@ -35,7 +35,16 @@ def _write(fig, out_dir: str | Path, names: list[str], dpi: int) -> list[Path]:
 
 
 def save_erf_figure(comparison, out_dir: str | Path) -> list[Path]:
-    """``erf.png`` and ``erf.pdf`` of an :class:`~hpx_analysis.erf.ErfComparison`."""
+    """``erf.png`` and ``erf.pdf`` of an :class:`~hpx_analysis.erf.ErfComparison`: the maps
+    side by side in RepLKNet's scale.
+
+    Args:
+        comparison: the results.
+        out_dir: the output folder.
+
+    Returns:
+        list[Path]: the files written.
+    """
     from .erf import plot_erf
 
     return _write(plot_erf(comparison.results), out_dir, ["erf.png", "erf.pdf"], dpi=150)
