@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..io.weights import LoadedModel, ModelSpec
+from ..io.weights import LoadedModel, ModelSpec, load_model, parse_model_spec
 from ..settings import Hooks, RunContext
 from .compute import ErfError, ErfModelError, GradCheckpointingError, erf_result
 from .extras import MapExtras
@@ -71,8 +71,6 @@ class ErfModel:
         """
         if isinstance(self.source, LoadedModel):
             return self.source
-        from ..io.weights import load_model
-
         torch.manual_seed(run.seed)
         return load_model(self.source, device=run.device, seed=run.seed)
 
@@ -89,8 +87,6 @@ def erf_models(models: Sequence) -> list[ErfModel]:
         list[ErfModel]: one entry per model; specs given without a label get the model name,
         with a weights tag where a name repeats (:func:`~hpx_analysis.erf.labels.assign_labels`).
     """
-    from ..io.weights import parse_model_spec
-
     out: list[ErfModel] = []
     for m in models:
         if isinstance(m, ErfModel):
