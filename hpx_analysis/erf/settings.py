@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ..jobs import BUNDLED_IMAGES_LABEL as BUNDLED_IMAGES
+from ..jobs import images_label
 from ..settings import Settings
 from .unit import ErfUnit
 
@@ -38,7 +40,6 @@ __all__ = [
 METHODS = ("grad", "saliency", "integrated_gradients")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 PREPROCESS = ("squash", "timm-eval")
-BUNDLED_IMAGES = "bundled scikit-image photographs"
 DEFAULT_NUM_IMAGES = 50
 # a CPU is busy with one image (batches are slower per image there); on an H100, batch 8 at
 # 1024 px took hpx_former_s18 from 61 to 20 ms per image with 13.2 GiB (smaller GPUs split it)
@@ -59,18 +60,6 @@ def default_batch_size(device: torch.device | str) -> int:
         int: :data:`CUDA_BATCH_SIZE` on CUDA, :data:`CPU_BATCH_SIZE` elsewhere.
     """
     return CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
-
-
-def images_label(images: str | Path | None) -> str:
-    """How the images are named in settings and records.
-
-    Args:
-        images: the ``--images`` folder or file list, or None for the bundled photographs.
-
-    Returns:
-        str: the path as text, or :data:`BUNDLED_IMAGES`.
-    """
-    return str(images) if images is not None else BUNDLED_IMAGES
 
 
 def _error(message: str) -> Exception:

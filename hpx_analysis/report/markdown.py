@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .erf_adapter import ERF_TABLE_METRICS
+from ..erf.metrics import ANISOTROPY, DEAD_FRACTION, R50_PX, R90_PX, square_key
+
+# The ERF metrics (columns of erf_metrics.csv) that report.md shows, in this order.
+ERF_TABLE_METRICS = (
+    *(square_key(t, kind) for t in (0.2, 0.5) for kind in ("side", "area")),
+    R50_PX,
+    R90_PX,
+    ANISOTROPY,
+    DEAD_FRACTION,
+)
 
 __all__ = [
     "weights_by_model",

@@ -83,19 +83,20 @@ def run_probe_section(
         ProbeSectionResult: every analysis's result.
     """
     from ..coverage import CoverageSettings, coverage_job
+    from ..erf.job import erf_job
+    from ..erf.settings import ErfSettings
     from ..jobs import loaded_models
     from ..kernels import KernelSettings, kernels_job
     from ..models.metaformer import PROBE_IMG_SIZE
     from ..probe.analysis import PROBE_IMAGES_LABEL, PROBE_SOURCE, probe_image_tensors
     from ..probe.jobs import ProbeEvalSettings, probe_eval_job
     from ..truncation import TruncationSettings, truncation_job
-    from .erf_adapter import erf_section
 
     settings, run, hooks = settings or ProbeSectionSettings(), run or RunContext(), hooks or Hooks()
     loaded = list(loaded_models(specs, run))
     evaluated = probe_eval_job(loaded, None, ProbeEvalSettings(mark_conv_reach=True), run, hooks)
     items = probe_image_tensors(settings.erf_num_images)
-    erf = erf_section(loaded, items, PROBE_IMAGES_LABEL, PROBE_IMG_SIZE, run)
+    erf = erf_job(loaded, items, ErfSettings(size=PROBE_IMG_SIZE, images=PROBE_IMAGES_LABEL), run, hooks)
     kernels = kernels_job(loaded, KernelSettings(), run, hooks)
     coverage = coverage_job(loaded, CoverageSettings(), run, hooks)
     sweep = TruncationSettings(rel_sizes=settings.rel_sizes, batch_size=settings.batch_size)

@@ -15,7 +15,6 @@ from typing import Any
 
 from ..settings import Hooks, RunContext, Settings
 from . import markdown as md
-from .erf_adapter import ErfSectionSettings, erf_section
 from .probe_section import PROBE_FIGURE_FILES, ProbeSectionSettings, probe_markdown, run_probe_section
 
 __all__ = ["Section", "SECTION_TABLE", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES"]
@@ -74,10 +73,27 @@ def _coverage_settings(_report):
     return CoverageSettings()
 
 
-def _erf_job(specs, images, settings: ErfSectionSettings, run, hooks):
-    from ..io.images import list_images
+@dataclass(frozen=True)
+class ErfSectionSettings(Settings):
+    """The report's ERF section: the ERF settings and how many images they average over.
 
-    return erf_section(specs, list_images(images, settings.num_images), images, settings.size, run)
+    Args:
+        size: input side in px.
+        num_images: images averaged over.
+    """
+
+    size: int = 256
+    num_images: int = 3
+
+
+def _erf_job(specs, images, settings: ErfSectionSettings, run, hooks):
+    from ..erf.job import erf_job
+    from ..erf.settings import ErfSettings
+    from ..io.images import list_images
+    from ..jobs import images_label
+
+    erf = ErfSettings(size=settings.size, images=images_label(images))
+    return erf_job(specs, list_images(images, settings.num_images), erf, run, hooks)
 
 
 def _truncation_job(specs, images, settings, run, hooks):
