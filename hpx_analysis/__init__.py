@@ -2,17 +2,15 @@
 
 Importing this package registers the HyenaPixel model family with timm. The subpackages
 ``hpx_analysis.models`` and ``hpx_analysis.cli`` live in the repository's top-level folders
-``models/`` and ``cli/`` and exist only in an installed package (``pip install -e .`` for a
-checkout); a checkout put on ``PYTHONPATH`` without installing it fails here with that advice.
+``models/`` and ``cli/``: an install maps them (``pip install -e .`` for a checkout), and a
+checkout imported without one maps them here (:mod:`._checkout`).
 """
 
-from importlib.util import find_spec
+from pathlib import Path
 
-if find_spec(f"{__name__}.models") is None:
-    raise ImportError(
-        "hpx_analysis is not installed: its models/ and cli/ folders become hpx_analysis.models and "
-        "hpx_analysis.cli only through the package set-up; run `pip install -e .` in the repository root"
-    )
+from ._checkout import map_checkout_folders
+
+map_checkout_folders(__name__, Path(__file__).resolve().parent)
 
 from . import models  # noqa: E402, F401  (registers the models with timm)
 

@@ -1,7 +1,8 @@
 """Packaging: the wheel holds every package by its installed name (a new subpackage included
 without an entry anywhere) and the probe weights; the top-level folders ``models/`` and
 ``cli/`` cannot be imported a second time under their folder names; a checkout that was not
-installed says so instead of failing with a circular import."""
+installed works, and an incomplete install says how to install instead of failing with a
+circular import."""
 
 from __future__ import annotations
 
@@ -146,14 +147,36 @@ def test_folder_names_leave_the_installed_registry_alone():
     assert result.stdout.startswith("refused: import hpx_analysis.models, not models")
 
 
-def test_a_checkout_that_is_not_installed_says_to_install_it(tmp_path):
-    """The checkout on PYTHONPATH, the dependencies importable, but no install (no editable
-    finder): one ImportError that says how to install, not a circular-import error."""
+def _without_install(pythonpath: list[str]) -> dict:
+    """An environment in which ``python -S`` sees ``pythonpath`` and the dependencies but no
+    install of hpx_analysis (site-packages without their .pth files, so no editable finder)."""
     site_dirs = [p for p in sys.path if p.endswith("site-packages")]
-    env = {"PYTHONPATH": ":".join([str(ROOT), *site_dirs]), "PATH": "/usr/bin:/bin"}
-    result = _python("import hpx_analysis", tmp_path, env=env, flags=("-S",))
+    return {"PYTHONPATH": ":".join([*pythonpath, *site_dirs]), "PATH": "/usr/bin:/bin"}
+
+
+@pytest.mark.slow
+def test_a_checkout_on_pythonpath_works_without_install(tmp_path):
+    """The checkout on PYTHONPATH, no install: the folders models/ and cli/ are imported as
+    hpx_analysis.models and hpx_analysis.cli (the same files, registered once)."""
+    code = (
+        "import warnings\n"
+        "warnings.simplefilter('error')\n"
+        "import timm, hpx_analysis.models.fast, hpx_analysis.cli.common\n"
+        "import hpx_analysis.models as m, hpx_analysis.cli as c\n"
+        "print(m.__file__); print(c.__file__); print(timm.is_model('hpx_former_s18'))\n"
+    )
+    result = _python(code, tmp_path, env=_without_install([str(ROOT)]), flags=("-S",))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(ROOT / "models" / "__init__.py"), str(ROOT / "cli" / "__init__.py"), "True"]
+
+
+def test_an_incomplete_install_says_how_to_install(tmp_path):
+    """hpx_analysis without its models/ and cli/ next to it (not a checkout): one ImportError
+    that says how to install, not a circular-import error."""
+    shutil.copytree(ROOT / "hpx_analysis", tmp_path / "hpx_analysis", ignore=shutil.ignore_patterns("__pycache__"))
+    result = _python("import hpx_analysis", tmp_path, env=_without_install([str(tmp_path)]), flags=("-S",))
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError: hpx_analysis is not installed")
+    assert last.startswith("ImportError: hpx_analysis is incompletely installed")
     assert "pip install -e ." in last
     assert "circular" not in result.stderr
