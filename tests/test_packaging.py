@@ -96,13 +96,14 @@ def test_wheel_holds_every_package_by_its_installed_name(built_wheel):
 
 
 @pytest.mark.slow
-def test_wheel_holds_the_probe_weights_and_the_command(built_wheel):
+def test_wheel_holds_the_probe_weights_the_command_and_the_type_marker(built_wheel):
     _, names = built_wheel
     weights = sorted(p.name for p in WEIGHTS.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     assert any(w.endswith(".safetensors") for w in weights)
     for weight in weights:
         assert f"hpx_analysis/probe/weights/{weight}" in names
     assert [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "hpx_analysis/py.typed" in names  # type checkers read the inline types
 
 
 @pytest.mark.parametrize(
