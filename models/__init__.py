@@ -4,7 +4,16 @@
 and the other published names work. The layers compute the published models plainly;
 :mod:`hpx_analysis.models.fast` holds the CPU speed paths for frozen models behind one
 switch (``with fast_paths(model): ...``).
+
+The folder is installed as ``hpx_analysis.models``; imported under any other name (``import
+models`` from the repository root) it refuses before anything is registered, so there is never
+a second copy of the registry or of the fast-path switch.
 """
+
+if __name__ != "hpx_analysis.models":
+    raise ImportError(
+        f"import hpx_analysis.models, not {__name__}: the folder models/ is installed as hpx_analysis.models"
+    )
 
 from . import metaformer  # noqa: F401  (registers the models with timm)
 from .checkpoint import resample_filter_inputs, unwrap_state_dict

@@ -13,8 +13,20 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "m
 
 
 def unwrap_state_dict(obj) -> dict:
-    """The tensor dict inside a checkpoint: accepts a plain state dict or one nested under
-    ``state_dict``/``model`` (and friends); strips a ``module.`` (DDP) prefix."""
+    """The tensor dict inside a checkpoint.
+
+    Args:
+        obj: what a checkpoint file holds: a plain state dict, or one nested (up to three
+            levels) under ``state_dict``, ``model``, ``model_state_dict``, ``state_dict_ema``
+            or ``model_ema``.
+
+    Returns:
+        dict: key -> tensor (entries that are not tensors are dropped), with a ``module.``
+        prefix (DDP) removed when every key has it.
+
+    Raises:
+        TypeError: ``obj`` holds no dict of tensors.
+    """
     for _ in range(3):
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
@@ -31,9 +43,20 @@ def unwrap_state_dict(obj) -> dict:
 
 def resample_filter_inputs(state_dict: dict, model_state: dict) -> dict:
     """Adapt a checkpoint's H_px filter inputs to larger kernels, as the published
-    ``hpx_former_s18_384_interpolate`` does: ``long_conv.z`` is resized bicubically (with
-    antialiasing) and ``long_conv.distance_map`` is rebuilt for the new size, then divided
-    by ``(new_size / 2) / old_size`` (the published scaling, reproduced as is)."""
+    ``hpx_former_s18_384_interpolate`` does.
+
+    ``long_conv.z`` is resized bicubically (with antialiasing) and ``long_conv.distance_map``
+    is rebuilt for the new size, then divided by ``(new_size / 2) / old_size`` (the published
+    scaling, reproduced as is).
+
+    Args:
+        state_dict: the checkpoint's tensors.
+        model_state: the target model's ``state_dict()`` (gives the new shapes).
+
+    Returns:
+        dict: a copy of ``state_dict`` with the filter inputs whose shape differs resampled;
+        every other entry unchanged.
+    """
     out = dict(state_dict)
     for key, value in state_dict.items():
         target = model_state.get(key)

@@ -38,7 +38,14 @@ __all__ = [
 
 
 def next_fast_len(n: int) -> int:
-    """Smallest integer >= n whose prime factors are 2, 3, 5 or 7 (fast for cuFFT/pocketfft)."""
+    """The smallest 7-smooth length at least ``n`` (fast for cuFFT and pocketfft).
+
+    Args:
+        n: the least length.
+
+    Returns:
+        int: the smallest integer >= n whose prime factors are 2, 3, 5 or 7 (1 for n <= 1).
+    """
     if n <= 1:
         return 1
     best = None
@@ -60,9 +67,17 @@ def next_fast_len(n: int) -> int:
 
 
 def fast_even_len(n: int) -> int:
-    """Smallest even 7-smooth integer >= n: the FFT lengths used here. A real FFT of even
-    length runs as a complex FFT of half the length; odd lengths lose that (measured on
-    this project's CPU: 2.5x slower per point at 315 than at 320)."""
+    """The FFT lengths used here: even and 7-smooth.
+
+    A real FFT of even length runs as a complex FFT of half the length; odd lengths lose
+    that (measured on this project's CPU: 2.5x slower per point at 315 than at 320).
+
+    Args:
+        n: the least length.
+
+    Returns:
+        int: the smallest even 7-smooth integer >= max(n, 2).
+    """
     m = next_fast_len(max(n, 2))
     while m % 2:
         m = next_fast_len(m + 1)
@@ -70,8 +85,15 @@ def fast_even_len(n: int) -> int:
 
 
 def crop_kernel(k: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
-    """Crop the trailing dims of a centred, odd-sized kernel to the taps that can reach an
-    input of the given sizes (at most ``2n - 1`` taps per axis)."""
+    """Crop a centred, odd-sized kernel to the taps that can reach an input.
+
+    Args:
+        k: the kernel; its last ``len(sizes)`` dims are the kernel axes.
+        sizes: the input length along each kernel axis.
+
+    Returns:
+        torch.Tensor: a view of ``k`` with at most ``2n - 1`` taps per axis, still centred.
+    """
     slices = [slice(None)] * (k.ndim - len(sizes))
     for n, K in zip(sizes, k.shape[-len(sizes) :]):
         keep = min(K, 2 * n - 1)
@@ -81,22 +103,49 @@ def crop_kernel(k: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
 
 
 def fft_size(n: int, kernel_len: int) -> int:
-    """FFT length for an exact centred convolution of n samples with a kernel of
-    ``kernel_len`` taps (already cropped, see :func:`crop_kernel`)."""
+    """The FFT length for an exact centred convolution.
+
+    Args:
+        n: the input length.
+        kernel_len: the kernel's taps along that axis (already cropped, see :func:`crop_kernel`).
+
+    Returns:
+        int: the smallest even 7-smooth length at least ``n + kernel_len // 2`` and ``kernel_len``.
+    """
     return fast_even_len(max(n + kernel_len // 2, kernel_len))
 
 
 def check_odd(k: torch.Tensor, ndim: int) -> None:
+    """Check that a centred kernel has odd sizes.
+
+    Args:
+        k: the kernel.
+        ndim: how many trailing dims are kernel axes.
+
+    Raises:
+        ValueError: a kernel axis has an even size.
+    """
     for K in k.shape[-ndim:]:
         if K % 2 != 1:
             raise ValueError(f"centred long convolutions need odd kernel sizes, got {tuple(k.shape[-ndim:])}")
 
 
 def fft_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-channel centred 2D convolution ``u (B, C, h, w) * k (C, kh, kw)`` plus ``u * bias``.
+    """Per-channel centred 2D convolution plus a skip term, by the FFT.
 
-    Computed in float32 (as the published models do) and returned in ``u``'s dtype;
-    differentiable in ``u``, ``k`` and ``bias``.
+    Computed in float32 (as the published models do); differentiable in ``u``, ``k`` and
+    ``bias``.
+
+    Args:
+        u: the input ``(B, C, h, w)``.
+        k: the kernels ``(C, kh, kw)``, odd sizes, centred.
+        bias: per-channel weights ``(C,)`` of the term ``u * bias``, or None.
+
+    Returns:
+        torch.Tensor: ``(B, C, h, w)`` in ``u``'s dtype: ``u * k`` (zero padding) plus ``u * bias``.
+
+    Raises:
+        ValueError: a kernel size is even.
     """
     h, w = u.shape[-2:]
     out_dtype = u.dtype
@@ -113,8 +162,19 @@ def fft_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = Non
 
 
 def fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-channel centred 1D convolution ``u (B, C, n) * k (C, K)`` plus ``u * bias``,
-    computed in float32 and returned in ``u``'s dtype."""
+    """Per-channel centred 1D convolution plus a skip term, by the FFT (in float32).
+
+    Args:
+        u: the input ``(B, C, n)``.
+        k: the kernels ``(C, K)``, K odd, centred.
+        bias: per-channel weights ``(C,)`` of the term ``u * bias``, or None.
+
+    Returns:
+        torch.Tensor: ``(B, C, n)`` in ``u``'s dtype: ``u * k`` (zero padding) plus ``u * bias``.
+
+    Raises:
+        ValueError: K is even.
+    """
     n = u.shape[-1]
     out_dtype = u.dtype
     u32 = u.float()
@@ -129,7 +189,17 @@ def fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = Non
 
 
 def causal_fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-channel causal convolution ``y[i] = sum_{j<=i} u[j] k[i-j]`` plus ``u * bias``."""
+    """Per-channel causal convolution plus a skip term, by the FFT (in float32).
+
+    Args:
+        u: the input ``(B, C, n)``.
+        k: the kernels ``(C, K)``; taps beyond ``n`` cannot reach the input and are dropped.
+        bias: per-channel weights ``(C,)`` of the term ``u * bias``, or None.
+
+    Returns:
+        torch.Tensor: ``y[i] = sum_{j<=i} u[j] k[i-j]`` plus ``u * bias``, ``(B, C, n)`` in
+        ``u``'s dtype.
+    """
     n = u.shape[-1]
     out_dtype = u.dtype
     k = k[..., :n].float()
@@ -141,8 +211,18 @@ def causal_fft_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | Non
 
 
 def direct_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Reference: the same centred convolution by ``F.conv2d`` (cross-correlation with the
-    flipped kernel). Slow for long kernels; for tests and small inputs."""
+    """Reference for :func:`fft_conv2d`: the same centred convolution by ``F.conv2d``
+    (cross-correlation with the flipped kernel). Slow for long kernels; for tests and small
+    inputs.
+
+    Args:
+        u: the input ``(B, C, h, w)``.
+        k: the kernels ``(C, kh, kw)``, odd sizes, centred.
+        bias: per-channel weights ``(C,)`` of the term ``u * bias``, or None.
+
+    Returns:
+        torch.Tensor: ``(B, C, h, w)`` in ``u``'s dtype.
+    """
     C, kh, kw = k.shape
     y = F.conv2d(u, k.flip(-1, -2).unsqueeze(1), padding=(kh // 2, kw // 2), groups=C)
     if bias is not None:
@@ -151,7 +231,16 @@ def direct_conv2d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = 
 
 
 def direct_conv1d(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Reference centred 1D convolution by ``F.conv1d``."""
+    """Reference for :func:`fft_conv1d`: the same centred convolution by ``F.conv1d``.
+
+    Args:
+        u: the input ``(B, C, n)``.
+        k: the kernels ``(C, K)``, K odd, centred.
+        bias: per-channel weights ``(C,)`` of the term ``u * bias``, or None.
+
+    Returns:
+        torch.Tensor: ``(B, C, n)`` in ``u``'s dtype.
+    """
     C, K = k.shape
     y = F.conv1d(u, k.flip(-1).unsqueeze(1), padding=K // 2, groups=C)
     if bias is not None:

@@ -12,9 +12,15 @@ __all__ = ["iter_token_mixers", "long_conv_mixers"]
 
 
 def iter_token_mixers(model: nn.Module) -> Iterator[tuple[int, int, nn.Module]]:
-    """Yield ``(stage, block, token_mixer)``; works for this package's models
-    (``stages[i][j]``) and timm's MetaFormers (``stages[i].blocks[j]``). Models without
-    MetaFormer blocks yield nothing."""
+    """The token mixers of a MetaFormer, block by block.
+
+    Args:
+        model: this package's models (``stages[i][j]``) or timm's MetaFormers
+            (``stages[i].blocks[j]``); any other model yields nothing.
+
+    Returns:
+        Iterator: ``(stage, block, token_mixer)`` for every block, in order.
+    """
     if hasattr(model, "token_mixers"):
         yield from model.token_mixers()
         return
@@ -29,7 +35,14 @@ def iter_token_mixers(model: nn.Module) -> Iterator[tuple[int, int, nn.Module]]:
 
 
 def long_conv_mixers(model: nn.Module) -> Iterator[tuple[int, int, nn.Module]]:
-    """Only the mixers with the long-convolution interface."""
+    """The token mixers with the long-convolution interface (:class:`.mixers.LongConvMixer`).
+
+    Args:
+        model: any model (see :func:`iter_token_mixers`).
+
+    Returns:
+        Iterator: ``(stage, block, mixer)`` of the long-convolution mixers, in order.
+    """
     for i, j, m in iter_token_mixers(model):
         if is_long_conv_mixer(m):
             yield i, j, m

@@ -39,7 +39,14 @@ __all__ = ["MetaFormerBlock", "MetaFormerStage", "HyenaMetaFormer", "MODEL_CFGS"
 
 # ----------------------------------------------------------------------------- block/stage
 class MetaFormerBlock(nn.Module):
-    """``x = rs1(x) + mixer(norm1(x)); x = rs2(x) + mlp(norm2(x))`` (channels-last)."""
+    """``x = rs1(x) + mixer(norm1(x)); x = rs2(x) + mlp(norm2(x))`` (channels-last).
+
+    Args:
+        dim: channels.
+        token_mixer: the token mixer (channels-last in and out).
+        res_scale: learnable per-channel scales on the residual branches' skips.
+        drop_path: stochastic depth rate.
+    """
 
     def __init__(self, dim: int, token_mixer: nn.Module, res_scale: bool = False, drop_path: float = 0.0):
         super().__init__()
@@ -57,15 +64,32 @@ class MetaFormerBlock(nn.Module):
         return self.res_scale2(x) + self.drop_path2(self.mlp(self.norm2(x)))
 
     def forward_at(self, x: torch.Tensor, row: int, col: int) -> torch.Tensor:
-        """``forward(x)[:, row, col]``, ``(B, C)``: the token mixer sees the whole map, the
-        MLP (which acts on each token alone) runs on that one token."""
+        """One output token: the token mixer sees the whole map, the MLP (which acts on each
+        token alone) runs on that one token.
+
+        Args:
+            x: channels-last input ``(B, H, W, C)``.
+            row: the token's row.
+            col: the token's column.
+
+        Returns:
+            torch.Tensor: ``forward(x)[:, row, col]``, ``(B, C)``.
+        """
         x = self.res_scale1(x) + self.drop_path1(self.token_mixer(self.norm1(x)))
         token = x[:, row, col]
         return self.res_scale2(token) + self.drop_path2(self.mlp(self.norm2(token)))
 
 
 class MetaFormerStage(nn.Sequential):
-    """The blocks of one stage (a plain sequence, so keys read ``stages.{i}.{j}``)."""
+    """The blocks of one stage (a plain sequence, so keys read ``stages.{i}.{j}``).
+
+    Args:
+        dim: channels.
+        depth: number of blocks.
+        mixer_factory: builds a fresh token mixer for each block.
+        res_scale: whether the blocks have res scales.
+        drop_path_rates: the stochastic depth rate of each block.
+    """
 
     def __init__(
         self,
@@ -137,11 +161,21 @@ class HyenaMetaFormer(nn.Module):
     """Four-stage MetaFormer with per-stage token mixers.
 
     Args:
-        depths, dims: blocks and channels per stage.
+        depths: blocks per stage.
+        dims: channels per stage.
         mixers: one :class:`MixerSpec` per stage.
         img_size: training resolution; fixes the feature-map sizes the long kernels are
             built for (``img_size / 4 / 2**i``). Inputs of any size are accepted.
+        in_chans: input channels.
+        num_classes: classifier outputs (0: the head returns pooled features).
+        global_pool: ``avg``, ``max`` or ``centre`` (see :meth:`forward_head`).
         res_scale_stages: stages whose blocks have res scales (2 and 3 in all published models).
+        drop_rate: dropout in the head.
+        drop_path_rate: stochastic depth, rising linearly to this rate over the blocks.
+        **kwargs: timm's factory arguments that do not apply here (ignored).
+
+    Raises:
+        ValueError: depths, dims and mixers differ in length.
     """
 
     def __init__(
@@ -206,7 +240,11 @@ class HyenaMetaFormer(nn.Module):
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them
-        (much less memory for gradients w.r.t. large inputs, about one extra forward)."""
+        (much less memory for gradients w.r.t. large inputs, about one extra forward).
+
+        Args:
+            enable: switch it on or off.
+        """
         self.grad_checkpointing = enable
 
     def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -228,29 +266,61 @@ class HyenaMetaFormer(nn.Module):
         self.head = MlpHead(self.num_features, num_classes).to(self.norm.weight.device)
 
     def forward_to_stage(self, x: torch.Tensor, stage: int) -> torch.Tensor:
-        """Image -> the channels-last features entering stage ``stage`` (before its
-        down-sampling). ``stage = 0`` returns ``x`` itself."""
+        """The features entering a stage.
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+            stage: the stage (0 returns ``x`` itself; ``num_stages``: the last stage's output).
+
+        Returns:
+            torch.Tensor: the channels-last features entering stage ``stage`` (before its
+            down-sampling).
+        """
         for i in range(stage):
             x = self._stage(i, x)
         return x
 
     def forward_from_stage(self, x: torch.Tensor, stage: int, pre_logits: bool = False) -> torch.Tensor:
-        """Continue :meth:`forward_to_stage` from stage ``stage`` to the logits."""
+        """Continue :meth:`forward_to_stage` from a stage to the logits.
+
+        Args:
+            x: what :meth:`forward_to_stage` returned for ``stage``.
+            stage: the stage to continue from.
+            pre_logits: stop before the classifier (pooled, normed features).
+
+        Returns:
+            torch.Tensor: the logits ``(B, num_classes)`` (or the pre-logits).
+        """
         for i in range(stage, self.num_stages):
             x = self._stage(i, x)
         return self.forward_head(x.permute(0, 3, 1, 2), pre_logits=pre_logits)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The unpooled last feature map (output of the last stage, before the final norm), NCHW."""
+        """The unpooled last feature map.
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+
+        Returns:
+            torch.Tensor: the last stage's output before the final norm, NCHW.
+        """
         return self.forward_to_stage(x, self.num_stages).permute(0, 3, 1, 2)
 
     def forward_features_at(
         self, x: torch.Tensor, row: Optional[int] = None, col: Optional[int] = None
     ) -> torch.Tensor:
-        """``forward_features(x)[:, :, row, col]``, ``(B, C)``; by default the centre-most
-        position ``(H // 2, W // 2)``. The last block's MLP runs on that token only, which
-        saves its work on all the others (what an ERF needs; same values up to float
-        rounding)."""
+        """One position of the last feature map. The last block's MLP runs on that token
+        only, which saves its work on all the others (what an ERF needs; same values up to
+        float rounding).
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+            row: the row in the last feature map (None: ``H // 2``).
+            col: the column (None: ``W // 2``).
+
+        Returns:
+            torch.Tensor: ``forward_features(x)[:, :, row, col]``, ``(B, C)``.
+        """
         last = self.num_stages - 1
         x = self.downsample_layers[last](self.forward_to_stage(x, last))
         *head, tail = self.stages[last]
@@ -260,8 +330,17 @@ class HyenaMetaFormer(nn.Module):
         return tail.forward_at(x, h // 2 if row is None else row, w // 2 if col is None else col)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool the NCHW map (``avg``, ``max``, or ``centre``: the single unit ``(H // 2, W // 2)``,
-        the unit an ERF is taken at), then the norm and the MLP head."""
+        """Pool, norm and classify.
+
+        Args:
+            x: the NCHW map of :meth:`forward_features`.
+            pre_logits: stop before the classifier.
+
+        Returns:
+            torch.Tensor: the logits ``(B, num_classes)``, or the features before the
+            classifier. The pooling is ``global_pool``: ``avg``, ``max`` or ``centre`` (the
+            single unit ``(H // 2, W // 2)``, the unit an ERF is taken at).
+        """
         if self.global_pool == "centre":
             x = x[:, :, x.shape[2] // 2, x.shape[3] // 2]
         else:
@@ -308,7 +387,11 @@ class HyenaMetaFormer(nn.Module):
 
     # -- analysis helpers -----------------------------------------------------------
     def token_mixers(self):
-        """Yield ``(stage, block, mixer)`` for every block."""
+        """The token mixer of every block.
+
+        Returns:
+            Iterator: ``(stage, block, mixer)`` for every block, in order.
+        """
         for i, stage in enumerate(self.stages):
             for j, block in enumerate(stage):
                 yield i, j, block.token_mixer

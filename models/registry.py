@@ -54,8 +54,18 @@ ALIASES = {
 
 
 def resolve_name(name: str) -> str:
-    """Canonical timm model name for a registered name or alias. A pretrained tag
-    (``name.tag``) is kept. Raises ``KeyError`` with close matches for unknown names."""
+    """The canonical timm model name of a registered name or alias.
+
+    Args:
+        name: a timm model name or one of :data:`ALIASES` (``hpx_s18``), optionally with a
+            pretrained tag (``name.tag``, kept as is).
+
+    Returns:
+        str: the canonical name, with the tag if one was given.
+
+    Raises:
+        KeyError: an unknown name; the message lists close matches.
+    """
     base, dot, tag = name.strip().partition(".")
     base = ALIASES.get(base, base)
     if base in timm.list_models() or timm.is_model(base):
@@ -72,4 +82,12 @@ def resolve_name(name: str) -> str:
 
 
 def is_hyena_model(name: str) -> bool:
+    """Whether a model belongs to this package's family.
+
+    Args:
+        name: a canonical model name (a pretrained tag ``name.tag`` is ignored).
+
+    Returns:
+        bool: True for the published, extra and probe models of :mod:`.metaformer`.
+    """
     return name.partition(".")[0] in PUBLISHED + EXTRA + PROBES

@@ -85,6 +85,64 @@ def test_parse_rejects_bad_specs(text, fragment):
         parse_model_spec(text)
 
 
+@pytest.mark.parametrize("step", ["\u00b2", "\u0663", "1\u00b2", "-1", "1e3", "2.0", "", "x"])
+def test_bundled_step_must_be_written_in_digits(step):
+    """``bundled:STEP`` with a STEP that str.isdigit() accepts but int() refuses (superscript
+    two) or that int() reads from other scripts (Arabic-Indic three) is the weights error."""
+    text = f"hpx_probe=bundled:{step}"
+    for spec in (text, ModelSpec("hpx_probe", f"bundled:{step}")):
+        with pytest.raises(WeightsError, match="expected bundled:STEP"):
+            load_model(spec)
+
+
+def test_cli_names_a_malformed_bundled_step_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from hpx_analysis.cli.main import app
+
+    args = ["erf", "-m", "hpx_probe=bundled:\u00b2", "--size", "64", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, args)
+    lines = result.output.strip().splitlines()  # stdout and stderr together
+    assert result.exit_code == 2
+    assert len(lines) == 1 and "expected bundled:STEP" in lines[0] and "Traceback" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, fragment",
+    [
+        ({"seed": 1.5}, TypeError, "seed must be a whole number"),
+        ({"seed": 2.0}, TypeError, "seed must be a whole number"),
+        ({"seed": True}, TypeError, "seed must be a whole number"),
+        ({"seed": "0"}, TypeError, "seed must be a whole number"),
+        ({"seed": 2**64}, ValueError, "seed must be at most"),
+        ({"num_classes": -1}, ValueError, "num_classes must be at least 0"),
+        ({"num_classes": 10.0}, TypeError, "num_classes must be a whole number"),
+        ({"num_classes": 2.5}, TypeError, "num_classes must be a whole number"),
+    ],
+)
+def test_load_model_refuses_numbers_it_would_coerce(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        load_model(f"{SMALL}=random", **kwargs)
+
+
+def test_load_model_takes_numpy_integers_and_negative_seeds():
+    import numpy as np
+
+    a = load_model(f"{SMALL}=random", seed=np.int64(3), num_classes=np.int32(5))
+    b = load_model(f"{SMALL}=random", seed=3, num_classes=5)
+    _assert_same_state(a.model, b.model.state_dict())
+    assert a.weights == "random init (seed 3)"
+    torch.manual_seed(-4)
+    expected = timm.create_model(SMALL).state_dict()
+    _assert_same_state(load_model(f"{SMALL}=random", seed=-4).model, expected)
+
+
+def test_num_classes_zero_gives_pooled_features():
+    model = load_model(f"{SMALL}=random", num_classes=0).model
+    features = model.forward_head(model.forward_features(INPUT[:, :, :32, :32]), pre_logits=True)
+    assert torch.equal(model(INPUT[:, :, :32, :32]), features)
+
+
 def test_unknown_model_suggests_close_names():
     with pytest.raises(WeightsError) as info:
         parse_model_spec("hpx_former_s81")

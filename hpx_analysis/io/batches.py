@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .checks import whole_number
 from .images import ImageItem, ImageLoadError, load_rgb
 
 __all__ = ["ImageBatches"]
@@ -20,9 +21,21 @@ __all__ = ["ImageBatches"]
 class ImageBatches:
     """Iterate ``(images, labels)`` over ``items`` in order, ``batch_size`` at a time.
 
-    ``labels`` is an int64 tensor of the items' labels when ``with_labels`` (every item
-    must then have one), else ``None``. ``skipped`` collects ``(path, reason)`` of images
-    that could not be read."""
+    Args:
+        items: the images to read.
+        transform: PIL image -> ``(3, H, W)`` tensor (the same size for every image).
+        batch_size: images per batch, a whole number of at least 1 (the last batch may be
+            smaller).
+        with_labels: yield the items' labels as an int64 tensor (every item must then have
+            one); else ``labels`` is None.
+        device: where the batches are put.
+        skipped: filled with ``(path, reason)`` of the images that could not be read during
+            the last iteration.
+
+    Raises:
+        TypeError: ``batch_size`` is not a whole number.
+        ValueError: ``batch_size`` is below 1.
+    """
 
     items: Sequence[ImageItem]
     transform: Callable
@@ -32,8 +45,7 @@ class ImageBatches:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        self.batch_size = whole_number(self.batch_size, "batch_size", minimum=1)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -6,6 +6,8 @@ import platform
 
 import torch
 
+from .checks import whole_number
+
 __all__ = ["DeviceError", "resolve_device", "cpu_name", "device_description"]
 
 
@@ -14,7 +16,19 @@ class DeviceError(ValueError):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cpu``; ``cuda`` / ``cuda:N`` (checked)."""
+    """The device a ``--device`` value names, checked to exist.
+
+    Args:
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or a ``torch.device``.
+
+    Returns:
+        torch.device: the device.
+
+    Raises:
+        DeviceError: an unknown name, CUDA asked for where it is not available, or a CUDA
+            index beyond the devices present.
+    """
     if isinstance(device, torch.device):
         device = str(device)
     text = str(device).strip().lower()
@@ -33,7 +47,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what ``platform`` knows."""
+    """The CPU's model name.
+
+    Returns:
+        str: the model from /proc/cpuinfo, else what ``platform`` knows.
+    """
     fallback = platform.processor() or platform.machine() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as fh:
@@ -44,8 +62,22 @@ def cpu_name() -> str:
 
 
 def device_description(device: torch.device | str, threads: int | None = None) -> str:
-    """Human-readable name of the device (GPU model, or CPU model and thread count;
-    ``threads`` defaults to torch's current setting)."""
+    """Human-readable name of a device.
+
+    Args:
+        device: the device.
+        threads: the CPU threads to report, a whole number of at least 1 (None: torch's
+            current setting).
+
+    Returns:
+        str: the GPU model and CUDA version, or the CPU model and thread count.
+
+    Raises:
+        TypeError: ``threads`` is not a whole number.
+        ValueError: ``threads`` is below 1.
+    """
+    if threads is not None:
+        threads = whole_number(threads, "threads", minimum=1)
     device = torch.device(device)
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"

@@ -6,6 +6,7 @@ scikit-image wheel (astronaut, chelsea, coffee, ...), never synthetic noise.
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .checks import whole_number
 
 __all__ = [
     "ImageItem",
@@ -60,13 +63,42 @@ class ImageItem:
 
 
 class ImageList(list):
-    """The images :func:`list_images` found (a list of :class:`ImageItem`), with ``skipped``:
-    ``(path, reason)`` for every folder or file that could not be listed (unreadable folders,
-    broken links, links that loop back), so nothing disappears silently."""
+    """The images :func:`list_images` found (a list of :class:`ImageItem`).
 
-    def __init__(self, items: Iterable[ImageItem] = (), skipped: Iterable[tuple[str, str]] = ()):
+    Args:
+        items: the images, in order.
+        skipped: ``(path, reason)`` for every folder or file that could not be listed
+            (unreadable folders, broken links, links that loop back), so nothing disappears
+            silently.
+        requested: the number of images the caller asked for, or None when it asked for no
+            number (all images, or the command's own default).
+        available: how many images the source holds (before the list was cut); defaults to
+            ``len(items)``.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[ImageItem] = (),
+        skipped: Iterable[tuple[str, str]] = (),
+        requested: int | None = None,
+        available: int | None = None,
+    ):
         super().__init__(items)
         self.skipped = list(skipped)
+        self.requested = requested
+        self.available = len(self) if available is None else available
+
+    def shortfall(self) -> str:
+        """A note for the user when fewer images exist than they asked for.
+
+        Returns:
+            str: ``"only N image(s) available, asked for M"`` when the caller asked for a
+            number (``requested``) and the source holds fewer, else ``""`` (nothing asked
+            for, or enough images: a command's own default is never reported).
+        """
+        if self.requested is None or self.available >= self.requested:
+            return ""
+        return f"only {self.available} image(s) available, asked for {self.requested}"
 
 
 class ImageInputError(Exception):
@@ -78,6 +110,11 @@ class ImageLoadError(Exception):
 
 
 def bundled_photo_dir() -> Path:
+    """The folder of scikit-image's sample images.
+
+    Returns:
+        Path: the folder that holds :data:`BUNDLED_PHOTOS`.
+    """
     import skimage.data
 
     return Path(skimage.data.__file__).parent
@@ -85,7 +122,12 @@ def bundled_photo_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def imagenet_synset_index() -> dict[str, int]:
-    """Synset id -> class index in the standard IN-1k order (timm's ImageNet info)."""
+    """The IN-1k class index of every synset id.
+
+    Returns:
+        dict: synset id (``n01440764``) -> class index in the standard IN-1k order (timm's
+        ImageNet info).
+    """
     from timm.data import ImageNetInfo
 
     return {synset: i for i, synset in enumerate(ImageNetInfo().label_names())}
@@ -153,37 +195,68 @@ def _find_image_files(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     return files, skipped
 
 
-def list_images(images_dir: str | Path | None, num_images: int | None = None) -> ImageList:
-    """Images of a folder (ImageFolder tree or flat, recursive, sorted, symbolic links
-    followed), or the bundled photographs when ``images_dir`` is None; the first
-    ``num_images`` of them (None = all). Folders and files that could not be listed are in
-    the result's ``skipped``."""
-    if num_images is not None and num_images < 1:
-        raise ImageInputError(f"the number of images must be at least 1, got {num_images}")
+def list_images(
+    images_dir: str | Path | None, num_images: int | None = None, *, default_num: int | None = None
+) -> ImageList:
+    """The images of a folder, or the bundled photographs.
+
+    Args:
+        images_dir: a folder (an ImageFolder tree or flat; searched recursively, sorted,
+            symbolic links followed), or None for the photographs bundled with scikit-image.
+        num_images: how many images the caller asked for: the first ``num_images`` (None:
+            all, or ``default_num``). A whole number of at least 1.
+        default_num: the number a command uses when the caller asked for none (None: all);
+            a source with fewer images is then not a shortfall (see :meth:`ImageList.shortfall`).
+
+    Returns:
+        ImageList: the images; ``skipped`` lists what could not be listed, ``requested`` is
+        ``num_images`` and ``available`` the number the source holds.
+
+    Raises:
+        ImageInputError: the folder is missing, not a folder or holds no images, or a number
+            is below 1.
+        TypeError: a number that is not a whole number.
+    """
+    for name, value in (("num_images", num_images), ("default_num", default_num)):
+        if value is not None and whole_number(value, name) < 1:
+            raise ImageInputError(f"the number of images must be at least 1, got {value} ({name})")
     skipped: list[tuple[str, str]] = []
     if images_dir is None:
         items = _bundled_items()
     else:
-        root = Path(images_dir).expanduser()
-        if not root.exists():
-            raise ImageInputError(f"image folder not found: {root}")
-        if not root.is_dir():
-            raise ImageInputError(f"not a folder: {root} (expected a folder of images)")
-        files, skipped = _find_image_files(root)
-        if not files:
-            why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-            raise ImageInputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}{why}")
-        synsets = imagenet_synset_index()
-        items = []
-        for path in files:
-            parts = path.relative_to(root).parts
-            class_name = parts[0] if len(parts) > 1 else None
-            items.append(ImageItem(str(path), synsets.get(class_name) if class_name else None, class_name))
-    return ImageList(items if num_images is None else items[:num_images], skipped)
+        items, skipped = _folder_items(Path(images_dir).expanduser())
+    limit = num_images if num_images is not None else default_num
+    return ImageList(items if limit is None else items[:limit], skipped, requested=num_images, available=len(items))
+
+
+def _folder_items(root: Path) -> tuple[list[ImageItem], list[tuple[str, str]]]:
+    """The images under ``root`` with their IN-1k labels, and what was skipped."""
+    if not root.exists():
+        raise ImageInputError(f"image folder not found: {root}")
+    if not root.is_dir():
+        raise ImageInputError(f"not a folder: {root} (expected a folder of images)")
+    files, skipped = _find_image_files(root)
+    if not files:
+        why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise ImageInputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found under {root}{why}")
+    synsets = imagenet_synset_index()
+    items = []
+    for path in files:
+        parts = path.relative_to(root).parts
+        class_name = parts[0] if len(parts) > 1 else None
+        items.append(ImageItem(str(path), synsets.get(class_name) if class_name else None, class_name))
+    return items, skipped
 
 
 def labels_available(items: Iterable[ImageItem]) -> tuple[bool, str]:
-    """(True, "") when every item has an IN-1k label, else (False, why not)."""
+    """Whether images carry IN-1k labels (for accuracies).
+
+    Args:
+        items: the images.
+
+    Returns:
+        tuple: ``(True, "")`` when every item has an IN-1k label, else ``(False, why not)``.
+    """
     items = list(items)
     if not items:
         return False, "no images"
@@ -223,8 +296,18 @@ def _as_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str) -> Image.Image:
-    """An 8-bit RGB image; grayscale, alpha, palette, 16-bit and CMYK inputs are converted.
-    Raises ImageLoadError for unreadable, corrupt or tiny (< 8 px side) files."""
+    """Read an image as 8-bit RGB (grayscale, alpha, palette, 16-bit and CMYK are converted).
+
+    Args:
+        path: the image file.
+
+    Returns:
+        PIL.Image.Image: the RGB image, fully loaded.
+
+    Raises:
+        ImageLoadError: a missing, unreadable, corrupt, oversized (decompression bomb) or tiny
+            (< 8 px side) file; the message is the reason.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -252,10 +335,22 @@ def load_rgb(path: str) -> Image.Image:
 
 
 def erf_transform(size: int) -> Callable:
-    """The ERF protocol's input (RepLKNet): bicubic resize to size x size, ImageNet mean/std."""
+    """The ERF protocol's input (RepLKNet): bicubic resize to size x size, ImageNet mean/std.
+
+    Args:
+        size: the side of the square input in pixels (a whole number of at least 1).
+
+    Returns:
+        Callable: PIL image -> normalised ``(3, size, size)`` float tensor.
+
+    Raises:
+        TypeError: ``size`` is not a whole number.
+        ValueError: ``size`` is below 1.
+    """
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     from torchvision import transforms
 
+    size = whole_number(size, "size", minimum=1)
     return transforms.Compose(
         [
             transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
@@ -266,15 +361,30 @@ def erf_transform(size: int) -> Callable:
 
 
 def model_eval_transform(model, crop_pct: float | None = None, size: int | None = None) -> Callable:
-    """The model's own evaluation transform from its timm data config, optionally with another
-    centre-crop fraction ``crop_pct`` or input side ``size`` (px)."""
+    """The model's own evaluation transform from its timm data config.
+
+    Args:
+        model: a timm model (its pretrained config gives the resize, crop and normalisation).
+        crop_pct: another centre-crop fraction in (0, 1] (None: the model's own).
+        size: another input side in pixels, a whole number of at least 1 (None: the model's own).
+
+    Returns:
+        Callable: PIL image -> normalised float tensor.
+
+    Raises:
+        TypeError: ``crop_pct`` is not a real number or ``size`` not a whole number.
+        ValueError: ``crop_pct`` outside (0, 1] or ``size`` below 1.
+    """
     from timm.data import create_transform, resolve_data_config
 
     config = resolve_data_config(model=model)
     if size is not None:
-        config["input_size"] = (3, int(size), int(size))
+        size = whole_number(size, "size", minimum=1)
+        config["input_size"] = (3, size, size)
     if crop_pct is not None:
+        if isinstance(crop_pct, bool) or not isinstance(crop_pct, numbers.Real):
+            raise TypeError(f"crop_pct must be a number in (0, 1], got {crop_pct!r} of type {type(crop_pct).__name__}")
         if not 0.0 < crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-        config["crop_pct"] = crop_pct
+        config["crop_pct"] = float(crop_pct)
     return create_transform(**config, is_training=False)

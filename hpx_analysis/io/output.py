@@ -40,8 +40,16 @@ def _reason(err: OSError) -> str:
 def check_output_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` (with its parents) if needed and check that files can be written into it.
 
-    Raises :class:`OutputError` when ``path`` is a file, lies under a file, cannot be created
-    or is not writable (read-only, no space, file size limit). Returns the folder."""
+    Args:
+        path: the output folder.
+
+    Returns:
+        Path: the folder (``~`` expanded).
+
+    Raises:
+        OutputError: ``path`` is a file, lies under a file, cannot be created or is not
+            writable (read-only, no space, file size limit).
+    """
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output folder {folder} is an existing file, not a folder")
@@ -105,10 +113,21 @@ def _busy(folder: Path, lock: Path, owner: dict | None) -> OutputBusyError:
 
 @contextmanager
 def output_lock(path: str | os.PathLike, command: str = "") -> Iterator[Path]:
-    """Hold ``<path>/.hpx-analyze.lock`` while the block runs; yields the folder.
+    """Hold ``<path>/.hpx-analyze.lock`` while the block runs.
 
-    Raises :class:`OutputBusyError` when a live process holds it. A lock whose owner ran on
-    this host and is gone (killed, crashed) is stale and taken over."""
+    A lock whose owner ran on this host and is gone (killed, crashed) is stale and taken over.
+
+    Args:
+        path: the output folder (it must exist: see :func:`check_output_dir`).
+        command: the command line recorded in the lock file, for the message a second run gets.
+
+    Yields:
+        Path: the folder.
+
+    Raises:
+        OutputBusyError: a live process holds the lock.
+        OutputError: the lock file cannot be created or written.
+    """
     folder = Path(path).expanduser()
     lock = folder / LOCK_NAME
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "command": command}

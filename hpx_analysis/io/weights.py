@@ -23,6 +23,7 @@ import torch
 
 from ..models import resolve_name, unwrap_state_dict
 from ..models.metaformer import HyenaMetaFormer, checkpoint_filter_fn
+from .checks import SEED_RANGE, whole_number
 from .devices import resolve_device
 
 __all__ = [
@@ -44,6 +45,7 @@ _SUFFIXES = SAFETENSORS_SUFFIXES + TORCH_SUFFIXES
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _GLOBAL = re.compile(r"GLOBAL\s+([A-Za-z_][\w.]*)")
+_STEP = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 HUB_PROBE_TIMEOUT_S = 4.0
 _LIST_LIMIT = 5
 
@@ -54,7 +56,13 @@ class WeightsError(Exception):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A canonical timm model name and where its weights come from."""
+    """A canonical timm model name and where its weights come from.
+
+    Args:
+        name: the canonical timm name (aliases resolved; a pretrained tag ``name.tag`` kept).
+        weights: ``auto``, ``pretrained``, ``random``, ``bundled``, ``bundled:STEP`` or the
+            resolved path of a checkpoint file.
+    """
 
     name: str
     weights: str = "auto"
@@ -65,7 +73,14 @@ class ModelSpec:
 
 @dataclass
 class LoadedModel:
-    """A model in eval mode on its device, with a record of the weights it carries."""
+    """A model in eval mode on its device, with a record of the weights it carries.
+
+    Args:
+        name: the canonical timm name.
+        model: the model.
+        weights: a description of the weights (source, file, seed, notes).
+        weights_kind: ``published``, ``bundled``, ``file`` or ``random``.
+    """
 
     name: str
     model: torch.nn.Module
@@ -73,13 +88,30 @@ class LoadedModel:
     weights_kind: str
 
     def as_dict(self) -> dict:
+        """The record written with results.
+
+        Returns:
+            dict: ``model``, ``weights`` and ``weights_kind``.
+        """
         return {"model": self.name, "weights": self.weights, "weights_kind": self.weights_kind}
 
 
 # ----------------------------------------------------------------------------- spec parsing
 def parse_model_spec(text: str) -> ModelSpec:
-    """``"hpx_s18"``, ``"hpx_s18=random"``, ``"hb_s18=/p/ckpt.safetensors"`` -> ModelSpec with
-    the canonical name. Unknown names raise WeightsError with close matches."""
+    """Parse ``NAME[=WEIGHTS]`` (``"hpx_s18"``, ``"hpx_s18=random"``, ``"hb_s18=/p/ckpt.safetensors"``).
+
+    Args:
+        text: the spec; WEIGHTS as in the module's docstring (default ``auto``).
+
+    Returns:
+        ModelSpec: the canonical model name and the weights (a mode in lower case, or the
+        resolved path of an existing checkpoint file).
+
+    Raises:
+        WeightsError: an unknown model (with close matches), an unknown pretrained tag, an
+            empty or unknown WEIGHTS part, a ``bundled:STEP`` whose STEP is not written in
+            digits 0-9, or a checkpoint path that is missing or not a file.
+    """
     name, sep, weights = str(text).strip().partition("=")
     name, weights = name.strip(), weights.strip()
     if not name:
@@ -101,7 +133,7 @@ def parse_model_spec(text: str) -> ModelSpec:
         return ModelSpec(canonical, (weights or "auto").lower())
     if weights.lower().startswith("bundled:"):  # a bundled training snapshot, bundled:STEP
         step = weights.partition(":")[2].strip()
-        if not step.isdigit():
+        if not _STEP.fullmatch(step):
             raise WeightsError(f"model spec {text!r}: expected bundled:STEP with an integer step")
         return ModelSpec(canonical, f"bundled:{int(step)}")
     return ModelSpec(canonical, str(_checkpoint_path(weights, name)))
@@ -130,7 +162,11 @@ def _env_flag(name: str) -> bool:
 
 
 def hub_offline() -> bool:
-    """HF_HUB_OFFLINE as set now (huggingface_hub reads it only once, at import)."""
+    """Whether the Hugging Face hub is switched off.
+
+    Returns:
+        bool: HF_HUB_OFFLINE as set now (huggingface_hub reads it only once, at import).
+    """
     from huggingface_hub import constants
 
     return _env_flag("HF_HUB_OFFLINE") or bool(constants.HF_HUB_OFFLINE)
@@ -182,8 +218,15 @@ def _cached_hub_file(location) -> str | None:
 
 
 def published_weights_cached(name: str) -> bool:
-    """Whether the published weights of ``name`` (name or alias) are in the local HF cache.
-    Never touches the network."""
+    """Whether the published weights of a model are in the local Hugging Face cache (never
+    touches the network).
+
+    Args:
+        name: a model name or alias.
+
+    Returns:
+        bool: True when the file is cached; False for unknown or unpublished models.
+    """
     try:
         location = _hub_location(resolve_name(name))
     except KeyError:
@@ -338,7 +381,16 @@ def _listing(label: str, items: list[str]) -> str:
 
 
 def checkpoint_mismatch(state_dict: dict, model_state: dict) -> str:
-    """One line describing how a state dict fails to fit a model ("" when it fits)."""
+    """How a state dict fails to fit a model, in one line.
+
+    Args:
+        state_dict: the checkpoint's tensors by key.
+        model_state: the model's ``state_dict()``.
+
+    Returns:
+        str: the missing keys, unexpected keys and shape mismatches (a few of each, with
+        counts), or ``""`` when the state dict fits.
+    """
     missing = sorted(k for k in model_state if k not in state_dict)
     unexpected = sorted(k for k in state_dict if k not in model_state)
     mismatched = [
@@ -370,66 +422,98 @@ def _load_file_into(model: torch.nn.Module, name: str, path: Path) -> None:
     model.load_state_dict(state_dict, strict=True)
 
 
+def _checked_spec(spec: str | ModelSpec) -> ModelSpec:
+    if isinstance(spec, ModelSpec):
+        return parse_model_spec(f"{spec.name}={spec.weights}")  # checks the name and the weights
+    if isinstance(spec, str):
+        return parse_model_spec(spec)
+    raise TypeError(f"load_model expects 'NAME[=WEIGHTS]' or a ModelSpec, got {type(spec).__name__}")
+
+
+def _bundled_snapshot(name: str, step: int, seed: int, num_classes: int | None) -> LoadedModel:
+    from ..probe.bundled import snapshot_paths
+
+    snaps = snapshot_paths(name.partition(".")[0])
+    if step not in snaps:
+        have = ", ".join(map(str, snaps)) or "none"
+        raise WeightsError(f"no bundled snapshot of {name} at step {step} (bundled steps: {have})")
+    model = _create(name, seed, num_classes)
+    _load_file_into(model, name, snaps[step])
+    return LoadedModel(name, model, f"bundled snapshot ({snaps[step].name}, step {step})", "bundled")
+
+
+def _published_or_random(name: str, mode: str, seed: int, num_classes: int | None) -> LoadedModel:
+    """The published weights (``pretrained``: or an error; ``auto``: or a seeded random init)."""
+    path, hub_id, reason = _find_published_file(name)
+    if path is not None:
+        model, description = _create_published(name, path, hub_id, seed, num_classes)
+        return LoadedModel(name, model, description, "published")
+    if mode == "pretrained":
+        raise WeightsError(f"published weights for {name} are not available: {reason}")
+    model = _create(name, seed, num_classes)
+    if hub_id:
+        note = f"published weights unavailable: {reason}"
+        warnings.warn(f"{name}: {note}; using a random init (seed {seed})", RuntimeWarning, stacklevel=4)
+    else:
+        note = f"no published weights for {name}"
+        log.info("%s: no published weights; using a random init (seed %d)", name, seed)
+    return LoadedModel(name, model, f"random init (seed {seed}; {note})", "random")
+
+
+def _build(spec: ModelSpec, seed: int, num_classes: int | None) -> LoadedModel:
+    """The model of a checked spec with its weights, on the CPU."""
+    from ..probe.bundled import bundled_path
+
+    name, mode = spec.name, spec.weights
+    bundled = bundled_path(name.partition(".")[0])
+    if mode == "random":
+        return LoadedModel(name, _create(name, seed, num_classes), f"random init (seed {seed})", "random")
+    if mode.startswith("bundled:"):
+        return _bundled_snapshot(name, int(mode.partition(":")[2]), seed, num_classes)
+    if mode == "bundled" or (mode == "auto" and bundled is not None):
+        if bundled is None:
+            raise WeightsError(f"no bundled weights for {name} (only the probe models ship trained weights)")
+        model = _create(name, seed, num_classes)
+        _load_file_into(model, name, bundled)
+        return LoadedModel(name, model, f"bundled ({bundled.name})", "bundled")
+    if mode in ("auto", "pretrained"):
+        return _published_or_random(name, mode, seed, num_classes)
+    path = Path(mode)
+    model = _create(name, seed, num_classes)
+    _load_file_into(model, name, path)
+    return LoadedModel(name, model, f"file {path}", "file")
+
+
 def load_model(
     spec: str | ModelSpec, *, device: str | torch.device = "cpu", seed: int = 0, num_classes: int | None = None
 ) -> LoadedModel:
     """Build a model with the weights its spec asks for, in eval mode on ``device``.
 
-    ``spec``: ``"NAME[=WEIGHTS]"`` or a :class:`ModelSpec`. Raises :class:`WeightsError`
-    for an unknown model or unusable weights, :class:`TypeError` for a spec of another type."""
-    if isinstance(spec, ModelSpec):
-        spec = parse_model_spec(f"{spec.name}={spec.weights}")  # checks the name and the weights
-    elif isinstance(spec, str):
-        spec = parse_model_spec(spec)
-    else:
-        raise TypeError(f"load_model expects 'NAME[=WEIGHTS]' or a ModelSpec, got {type(spec).__name__}")
+    Args:
+        spec: ``"NAME[=WEIGHTS]"`` (a model name or alias; WEIGHTS as in the module's
+            docstring, default ``auto``) or a :class:`ModelSpec`.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+        seed: seed of any random initialisation (the random init itself, a re-initialised
+            classifier); the global random state is left as found. A whole number.
+        num_classes: classifier outputs (None: the model's default; 0: no classifier, the
+            model returns pooled features). A whole number.
+
+    Returns:
+        LoadedModel: ``.model`` in eval mode on the device, ``.weights`` (a description of
+        the weights it carries) and ``.weights_kind`` (``published``, ``bundled``, ``file``
+        or ``random``).
+
+    Raises:
+        WeightsError: an unknown model, or weights that are missing, unreadable or do not fit.
+        TypeError: a spec of another type, or a seed or num_classes that is not a whole number.
+        ValueError: a seed outside torch's range or a negative num_classes.
+        DeviceError: the device is not available.
+    """
+    spec = _checked_spec(spec)
+    seed = whole_number(seed, "seed", *SEED_RANGE)
+    if num_classes is not None:
+        num_classes = whole_number(num_classes, "num_classes", minimum=0)
     target = resolve_device(device)
-    name, mode = spec.name, spec.weights
-
-    from ..probe.bundled import bundled_path
-
-    bundled = bundled_path(name.partition(".")[0])
-    if mode == "random":
-        model = _create(name, seed, num_classes)
-        loaded = LoadedModel(name, model, f"random init (seed {seed})", "random")
-    elif mode.startswith("bundled:"):
-        from ..probe.bundled import snapshot_paths
-
-        step = int(mode.partition(":")[2])
-        snaps = snapshot_paths(name.partition(".")[0])
-        if step not in snaps:
-            have = ", ".join(map(str, snaps)) or "none"
-            raise WeightsError(f"no bundled snapshot of {name} at step {step} (bundled steps: {have})")
-        model = _create(name, seed, num_classes)
-        _load_file_into(model, name, snaps[step])
-        loaded = LoadedModel(name, model, f"bundled snapshot ({snaps[step].name}, step {step})", "bundled")
-    elif mode == "bundled" or (mode == "auto" and bundled is not None):
-        if bundled is None:
-            raise WeightsError(f"no bundled weights for {name} (only the probe models ship trained weights)")
-        model = _create(name, seed, num_classes)
-        _load_file_into(model, name, bundled)
-        loaded = LoadedModel(name, model, f"bundled ({bundled.name})", "bundled")
-    elif mode in ("auto", "pretrained"):
-        path, hub_id, reason = _find_published_file(name)
-        if path is not None:
-            model, description = _create_published(name, path, hub_id, seed, num_classes)
-            loaded = LoadedModel(name, model, description, "published")
-        elif mode == "pretrained":
-            raise WeightsError(f"published weights for {name} are not available: {reason}")
-        else:
-            model = _create(name, seed, num_classes)
-            if hub_id:
-                note = f"published weights unavailable: {reason}"
-                warnings.warn(f"{name}: {note}; using a random init (seed {seed})", RuntimeWarning, stacklevel=2)
-            else:
-                note = f"no published weights for {name}"
-                log.info("%s: no published weights; using a random init (seed %d)", name, seed)
-            loaded = LoadedModel(name, model, f"random init (seed {seed}; {note})", "random")
-    else:
-        path = Path(mode)
-        model = _create(name, seed, num_classes)
-        _load_file_into(model, name, path)
-        loaded = LoadedModel(name, model, f"file {path}", "file")
-
+    loaded = _build(spec, seed, num_classes)
     loaded.model.eval().to(target)
     return loaded

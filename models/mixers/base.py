@@ -34,6 +34,16 @@ TRUNCATION_SHAPES = ("square", "disk")
 
 @dataclass(frozen=True)
 class Truncation:
+    """A centred window outside which a long kernel's taps are zeroed (see the module docstring).
+
+    Args:
+        rel_size: the window's side over the feature-map size (per axis), positive.
+        shape: ``square`` or ``disk``.
+
+    Raises:
+        ValueError: an unknown shape or a rel_size that is not positive.
+    """
+
     rel_size: float
     shape: str = "square"
 
@@ -45,7 +55,16 @@ class Truncation:
 
 
 def centred_mask(kernel_shape: tuple[int, ...], feature_size: tuple[int, ...], trunc: Truncation) -> torch.Tensor:
-    """Boolean mask over ``kernel_shape`` that keeps the taps inside the centred window."""
+    """The taps of a kernel that a truncation keeps.
+
+    Args:
+        kernel_shape: the kernel's sizes (odd, centred).
+        feature_size: the feature-map size per kernel axis (the token count for 1D kernels).
+        trunc: the truncation.
+
+    Returns:
+        torch.Tensor: a bool tensor of ``kernel_shape``, True inside the centred window.
+    """
     limits = [(trunc.rel_size * n - 1) / 2 for n in feature_size]
     offsets = [torch.arange(K, dtype=torch.float64) - K // 2 for K in kernel_shape]
     grids = torch.meshgrid(*offsets, indexing="ij")
@@ -75,21 +94,52 @@ class LongConvMixer:
         return getattr(self, self.filter_attr)
 
     def effective_kernel(self) -> torch.Tensor:
+        """The kernel the mixer applies now.
+
+        Returns:
+            torch.Tensor: after the decay window and any truncation; detached float32 copy,
+            ``(C, kh, kw)`` or ``(C, Lf)``.
+        """
         with torch.no_grad():
             return self._long_filter().kernel().detach().float().clone()
 
     def window(self) -> torch.Tensor | None:
+        """The decay window on the kernel grid.
+
+        Returns:
+            torch.Tensor | None: ``exp(-D |delta|) + shift`` (detached float32 copy), or None
+            where the mixer has none (explicit kernels).
+        """
         with torch.no_grad():
             w = self._long_filter().window()
             return None if w is None else w.detach().float().clone()
 
     @property
     def truncation(self) -> Truncation | None:
+        """The truncation applied to the kernel now, or None."""
         return self._long_filter().truncation
 
     def set_truncation(self, rel_size: float | None, shape: str = "square") -> None:
+        """Zero the kernel's taps outside a centred window for all following forwards.
+
+        Args:
+            rel_size: the window's side over the feature-map size (per axis; 1D kernels use
+                the token count), positive; None removes the truncation.
+            shape: ``square`` or ``disk``.
+
+        Raises:
+            ValueError: an unknown shape or a rel_size that is not positive.
+        """
         self._long_filter().set_truncation(None if rel_size is None else Truncation(float(rel_size), shape))
 
 
 def is_long_conv_mixer(module) -> bool:
+    """Whether a module offers the long-convolution interface.
+
+    Args:
+        module: any object.
+
+    Returns:
+        bool: True for instances of :class:`LongConvMixer`.
+    """
     return isinstance(module, LongConvMixer)
