@@ -1,0 +1,194 @@
+"""Per-query contributions ``c(i, j)`` of a token mixer that is linear in its mixed signal.
+
+Two forms cover the published mixers (:mod:`.definitions` builds them from a mixer and its
+input):
+
+- :class:`GatedConvContribution`: a per-channel convolution of a signal ``s`` with a
+  kernel ``K``, gated per query by ``g``, optionally through a layer norm whose statistics
+  are those of the query's whole output (held fixed), then a linear projection:
+  ``z(i, j) = g(i) * K(i - j) * s(j)`` (plus ``g(i) * b * s(i)`` at ``j = i`` for a skip
+  ``b``), ``c(i, j) = W LN_i(z(i, j))``. H_px and its ablations, H_b (the kernel on the
+  flattened token order) and SepConv (no gate, the depthwise kernel) are of this form.
+- :class:`AttentionContribution`: ``c(i, j) = sum_h alpha_h(i, j) W_O^h W_V^h x_j``.
+
+Both give, for a chunk of query tokens, the contributions from every key token as a
+``(Q, N, C_out)`` tensor, and the rest ``e(i)`` (biases) as ``(Q, C_out)``; their sum
+over keys plus the rest is the mixer's output.
+
+The layer norm with fixed statistics (Kobayashi et al., EMNLP 2021): with ``mu(i)`` and
+``sigma(i)`` the mean and standard deviation over channels of the whole ``z(i) = sum_j
+z(i, j) + o(i)``, each part is mapped to ``(z(i, j) - mean_c z(i, j)) / sigma(i) * w``;
+the parts add up to the norm's output (its bias and the offset ``o`` go to the rest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["GatedConvContribution", "AttentionContribution", "kernel_taps"]
+
+
+def kernel_taps(kernel: torch.Tensor, centre: tuple[int, ...], offsets: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``K(d)`` for integer offsets ``d``: the kernel's tap ``centre + d``, zero outside it.
+
+    Args:
+        kernel: ``(C, *K)`` per-channel kernel of a true convolution.
+        centre: index of offset 0 along each kernel axis.
+        offsets: one integer tensor per kernel axis, all of one shape ``S``.
+
+    Returns:
+        torch.Tensor: ``(*S, C)`` taps.
+    """
+    inside = torch.ones_like(offsets[0], dtype=torch.bool)
+    index = []
+    for axis, (c, d) in enumerate(zip(centre, offsets)):
+        i = d + c
+        size = kernel.shape[axis + 1]
+        inside &= (i >= 0) & (i < size)
+        index.append(i.clamp(0, size - 1))
+    taps = kernel[(slice(None), *index)]  # (C, *S)
+    return taps.movedim(0, -1) * inside.unsqueeze(-1).to(taps.dtype)
+
+
+@dataclass
+class GatedConvContribution:
+    """``c(i, j) = W LN_i(g(i) * K(i - j) * s(j))`` on a grid of tokens (module docstring).
+
+    Args:
+        signal: ``(N, C)`` the mixed signal ``s`` of each token (raster order).
+        kernel: ``(C, kh, kw)`` (2D grid) or ``(C, Lf)`` (flattened order) true-convolution
+            kernel, ``y(i) = sum_j K(i - j) s(j)``.
+        centre: index of offset 0 on each kernel axis.
+        grid: ``(h, w)`` token grid, ``N = h * w``.
+        gate: ``(N, C)`` gate ``g`` of each query, or None.
+        skip: ``(C,)`` weight of ``s(i)`` added at ``j = i``, or None.
+        offset: ``(N, C)`` signal-independent part of the convolution's output (bias
+            fields), or None; gated, it goes to the rest.
+        norm_weight, norm_bias, norm_eps: the output layer norm (None: no norm).
+        proj_weight, proj_bias: ``(C_out, C)`` output projection and its bias (None: none).
+    """
+
+    signal: torch.Tensor
+    kernel: torch.Tensor
+    centre: tuple[int, ...]
+    grid: tuple[int, int]
+    gate: torch.Tensor | None = None
+    skip: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+    norm_weight: torch.Tensor | None = None
+    norm_bias: torch.Tensor | None = None
+    norm_eps: float = 1e-5
+    proj_weight: torch.Tensor | None = None
+    proj_bias: torch.Tensor | None = None
+    prefix: int = 0
+
+    @property
+    def channels(self) -> int:
+        """Channels of the contributions (the projection's outputs)."""
+        return self.proj_weight.shape[0] if self.proj_weight is not None else self.signal.shape[1]
+
+    @property
+    def width(self) -> int:
+        """Widest per-token vector of the computation (for chunk sizes)."""
+        return max(self.channels, self.signal.shape[1])
+
+    def _taps(self, queries: torch.Tensor) -> torch.Tensor:
+        n = self.signal.shape[0]
+        keys = torch.arange(n, device=queries.device)
+        if self.kernel.ndim == 2:  # 1D kernel over the flattened (raster) token order
+            return kernel_taps(self.kernel, self.centre, (queries[:, None] - keys[None],))
+        w = self.grid[1]
+        rows = queries[:, None] // w - keys[None] // w
+        cols = queries[:, None] % w - keys[None] % w
+        return kernel_taps(self.kernel, self.centre, (rows, cols))
+
+    def _mixed(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z(i, j)`` ``(Q, N, C)`` and the gated offset ``(Q, C)`` of the queries."""
+        z = self._taps(queries) * self.signal[None]
+        if self.skip is not None:
+            z[torch.arange(len(queries)), queries] += self.skip * self.signal[queries]
+        rest = torch.zeros(len(queries), z.shape[-1], dtype=z.dtype, device=z.device)
+        if self.offset is not None:
+            rest = rest + self.offset[queries]
+        if self.gate is not None:
+            g = self.gate[queries]
+            z = z * g[:, None]
+            rest = rest * g
+        return z, rest
+
+    def _project(self, x: torch.Tensor, bias: bool) -> torch.Tensor:
+        if self.proj_weight is None:
+            return x
+        y = x @ self.proj_weight.T
+        return y + self.proj_bias if bias and self.proj_bias is not None else y
+
+    def contributions(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The contributions to a chunk of query tokens.
+
+        Args:
+            queries: ``(Q,)`` token indices (raster order).
+
+        Returns:
+            tuple: ``c`` ``(Q, N, C_out)`` from every key token and the rest ``e`` ``(Q, C_out)``.
+        """
+        z, rest = self._mixed(queries)
+        if self.norm_weight is not None:
+            total = z.sum(1) + rest
+            sigma = torch.sqrt(total.var(-1, unbiased=False, keepdim=True) + self.norm_eps)  # (Q, 1)
+            z = (z - z.mean(-1, keepdim=True)) / sigma[:, None] * self.norm_weight
+            rest = (rest - rest.mean(-1, keepdim=True)) / sigma * self.norm_weight
+            if self.norm_bias is not None:
+                rest = rest + self.norm_bias
+        return self._project(z, bias=False), self._project(rest, bias=True)
+
+
+@dataclass
+class AttentionContribution:
+    """``c(i, j) = sum_h alpha_h(i, j) W_O^h W_V^h x_j`` (Kobayashi et al., EMNLP 2020).
+
+    Args:
+        q, k: ``(H, N, d)`` queries and keys after any query/key norm, ``q`` scaled.
+        values: ``(H, N, C_out)`` each head's value projected by its slice of ``W_O``
+            (value bias left out).
+        rest: ``(C_out,)`` ``W_O b_V + b_O`` (the value bias passes through the weights,
+            which sum to 1).
+        grid: ``(h, w)`` token grid of the non-prefix tokens.
+        prefix: tokens before the grid (class, register tokens); their contributions are
+            computed, but they are not grid tokens.
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    values: torch.Tensor
+    rest: torch.Tensor
+    grid: tuple[int, int]
+    prefix: int = 0
+
+    @property
+    def channels(self) -> int:
+        """Channels of the contributions."""
+        return self.values.shape[-1]
+
+    @property
+    def width(self) -> int:
+        """Widest per-token vector of the computation (for chunk sizes)."""
+        return self.channels * 2
+
+    def weights(self, queries: torch.Tensor) -> torch.Tensor:
+        """``alpha`` ``(H, Q, N)`` of a chunk of query tokens (indices among all tokens)."""
+        return torch.softmax(self.q[:, queries] @ self.k.transpose(-1, -2), dim=-1)
+
+    def contributions(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The contributions to a chunk of query tokens.
+
+        Args:
+            queries: ``(Q,)`` indices among all tokens (prefix tokens first).
+
+        Returns:
+            tuple: ``c`` ``(Q, N, C_out)`` from every token and the rest ``e`` ``(Q, C_out)``.
+        """
+        alpha = self.weights(queries)
+        c = torch.einsum("hqn,hnc->qnc", alpha, self.values)
+        return c, self.rest.expand(len(queries), -1)
