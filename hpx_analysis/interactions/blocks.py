@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..models import iter_token_mixers
+from ..models.fast import fast_paths
 from .definitions import is_known_mixer, mixer_name
 
 __all__ = ["MixerBlock", "find_blocks", "capture_inputs", "NoMixersError"]
@@ -84,7 +85,8 @@ def find_blocks(model: nn.Module, wanted: tuple[tuple[int, int], ...] | None = N
 
 
 def capture_inputs(model: nn.Module, image: torch.Tensor, blocks: list[MixerBlock]) -> dict[str, torch.Tensor]:
-    """The input of each block's token mixer for one image (one forward pass).
+    """The input of each block's token mixer for one image (one forward pass, through the
+    fast paths where they are on: the same inputs to float32 rounding).
 
     Args:
         model: the model (left as found: the hooks are removed).
@@ -104,7 +106,7 @@ def capture_inputs(model: nn.Module, image: torch.Tensor, blocks: list[MixerBloc
 
     handles = [blk.mixer.register_forward_pre_hook(keeper(blk.name)) for blk in blocks if not blk.skip_reason]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), fast_paths(model):
             model(image)
     finally:
         for handle in handles:

@@ -94,35 +94,45 @@ class GatedConvContribution:
         """Widest per-token vector of the computation (for chunk sizes)."""
         return max(self.channels, self.signal.shape[1])
 
-    def _taps(self, queries: torch.Tensor) -> torch.Tensor:
+    def __post_init__(self):
+        # the kernel with a border of zeros, taps first: ``(prod(K + 2), C)``; offsets that
+        # fall outside the kernel are clamped onto the zero border
+        padded = torch.nn.functional.pad(self.kernel, (1, 1) * (self.kernel.ndim - 1))
+        self._padded_shape = tuple(padded.shape[1:])
+        self._flat_kernel = padded.reshape(padded.shape[0], -1).T.contiguous()
+
+    def _tap_index(self, queries: torch.Tensor) -> torch.Tensor:
+        """``(Q, N)`` index into the flat padded kernel of ``K(i - j)``."""
         n = self.signal.shape[0]
         keys = torch.arange(n, device=queries.device)
         if self.kernel.ndim == 2:  # 1D kernel over the flattened (raster) token order
-            return kernel_taps(self.kernel, self.centre, (queries[:, None] - keys[None],))
+            return (queries[:, None] - keys[None] + self.centre[0] + 1).clamp(0, self._padded_shape[0] - 1)
         w = self.grid[1]
-        rows = queries[:, None] // w - keys[None] // w
-        cols = queries[:, None] % w - keys[None] % w
-        return kernel_taps(self.kernel, self.centre, (rows, cols))
+        rows = (queries[:, None] // w - keys[None] // w + self.centre[0] + 1).clamp(0, self._padded_shape[0] - 1)
+        cols = (queries[:, None] % w - keys[None] % w + self.centre[1] + 1).clamp(0, self._padded_shape[1] - 1)
+        return rows * self._padded_shape[1] + cols
 
-    def _mixed(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``z(i, j)`` ``(Q, N, C)`` and the gated offset ``(Q, C)`` of the queries."""
-        z = self._taps(queries) * self.signal[None]
+    def _ungated(self, queries: torch.Tensor) -> torch.Tensor:
+        """``K(i - j) * s(j)`` (plus the skip at ``j = i``), ``(Q, N, C)``."""
+        index = self._tap_index(queries)
+        z = self._flat_kernel[index.reshape(-1)].reshape(*index.shape, -1)
+        z *= self.signal[None]
         if self.skip is not None:
             z[torch.arange(len(queries)), queries] += self.skip * self.signal[queries]
-        rest = torch.zeros(len(queries), z.shape[-1], dtype=z.dtype, device=z.device)
-        if self.offset is not None:
-            rest = rest + self.offset[queries]
-        if self.gate is not None:
-            g = self.gate[queries]
-            z = z * g[:, None]
-            rest = rest * g
-        return z, rest
+        return z
 
-    def _project(self, x: torch.Tensor, bias: bool) -> torch.Tensor:
-        if self.proj_weight is None:
-            return x
-        y = x @ self.proj_weight.T
-        return y + self.proj_bias if bias and self.proj_bias is not None else y
+    def _query_weights(self, queries: torch.Tensor, total: torch.Tensor | None):
+        """Per query: the gate, the norm's centring and scaling and the projection folded
+        into one ``(Q, C_out, C)`` matrix and the ``(Q, C_out)`` centring correction."""
+        q = len(queries)
+        c = self.signal.shape[1]
+        gate = self.gate[queries] if self.gate is not None else self.signal.new_ones(q, c)
+        weight = self.proj_weight if self.proj_weight is not None else torch.eye(c, dtype=self.signal.dtype)
+        if self.norm_weight is None:
+            return weight[None] * gate[:, None, :], None, gate
+        sigma = torch.sqrt(total.var(-1, unbiased=False) + self.norm_eps)  # (Q,)
+        folded = (weight * self.norm_weight)[None] / sigma[:, None, None]  # (Q, C_out, C)
+        return folded * gate[:, None, :], folded.sum(-1), gate
 
     def contributions(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The contributions to a chunk of query tokens.
@@ -133,15 +143,27 @@ class GatedConvContribution:
         Returns:
             tuple: ``c`` ``(Q, N, C_out)`` from every key token and the rest ``e`` ``(Q, C_out)``.
         """
-        z, rest = self._mixed(queries)
+        z = self._ungated(queries)
+        offset = self.offset[queries] if self.offset is not None else torch.zeros_like(z[:, 0])
+        gate = self.gate[queries] if self.gate is not None else None
+        total = None
         if self.norm_weight is not None:
-            total = z.sum(1) + rest
-            sigma = torch.sqrt(total.var(-1, unbiased=False, keepdim=True) + self.norm_eps)  # (Q, 1)
-            z = (z - z.mean(-1, keepdim=True)) / sigma[:, None] * self.norm_weight
-            rest = (rest - rest.mean(-1, keepdim=True)) / sigma * self.norm_weight
+            total = z.sum(1) + offset
+            total = total * gate if gate is not None else total
+        weights, centring, gate = self._query_weights(queries, total)
+        c = torch.bmm(z, weights.transpose(1, 2))  # (Q, N, C_out)
+        rest = torch.bmm(offset[:, None], weights.transpose(1, 2))[:, 0]  # the gate is in the weights
+        if centring is not None:
+            # subtract each part's channel mean before the norm: mean_c(g z) * sum_c(W w / sigma)
+            means = torch.bmm(z, gate[:, :, None]) / z.shape[-1]  # (Q, N, 1)
+            c -= means * centring[:, None, :]
+            rest -= (offset * gate).mean(-1, keepdim=True) * centring
             if self.norm_bias is not None:
-                rest = rest + self.norm_bias
-        return self._project(z, bias=False), self._project(rest, bias=True)
+                proj = self.proj_weight if self.proj_weight is not None else torch.eye(len(self.norm_bias))
+                rest = rest + self.norm_bias @ proj.T
+        if self.proj_bias is not None:
+            rest = rest + self.proj_bias
+        return c, rest
 
 
 @dataclass

@@ -200,6 +200,7 @@ def interaction_maps(
     hooks: Hooks | None = None,
     name: str | None = None,
     weights: str = "",
+    label: str | None = None,
     **overrides,
 ) -> InteractionResult:
     """Interaction maps and mean interaction distance of every analysed block (module docstring).
@@ -213,6 +214,7 @@ def interaction_maps(
         hooks: progress (one per image) and log messages.
         name: the model's name in the result (default: its class name).
         weights: the weights' description recorded in the result.
+        label: the result's name in file names (default: ``name``).
         **overrides: settings fields to change, e.g. ``size=64``.
 
     Returns:
@@ -260,7 +262,7 @@ def interaction_maps(
     rollout = {k: (v / len(tensors)).float().numpy() for k, v in rollout_maps.items()} if settings.rollout else None
     return InteractionResult(
         model=name or type(model).__name__,
-        label=name or type(model).__name__,
+        label=label or name or type(model).__name__,
         weights=weights,
         settings=settings.describe(),
         size=size,
