@@ -134,6 +134,7 @@ class GatedConvContribution:
         folded = (weight * self.norm_weight)[None] / sigma[:, None, None]  # (Q, C_out, C)
         return folded * gate[:, None, :], folded.sum(-1), gate
 
+    @torch.no_grad()
     def contributions(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The contributions to a chunk of query tokens.
 
@@ -198,10 +199,12 @@ class AttentionContribution:
         """Widest per-token vector of the computation (for chunk sizes)."""
         return self.channels * 2
 
+    @torch.no_grad()
     def weights(self, queries: torch.Tensor) -> torch.Tensor:
         """``alpha`` ``(H, Q, N)`` of a chunk of query tokens (indices among all tokens)."""
         return torch.softmax(self.q[:, queries] @ self.k.transpose(-1, -2), dim=-1)
 
+    @torch.no_grad()
     def contributions(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The contributions to a chunk of query tokens.
 

@@ -72,6 +72,7 @@ class BlockPass:
     full: torch.Tensor | None = None
 
 
+@torch.no_grad()
 def block_maps(contrib, grid: TokenGrid, sample: torch.Tensor, map_tokens: dict[str, int], settings) -> BlockPass:
     """Interaction maps of one block for one image.
 
@@ -170,7 +171,7 @@ class _Accumulator:
             self.maps[name] = self.maps[name] + m if name in self.maps else m.clone()
 
 
-def _one_image(model, image, blocks, grids, plan, settings, rollout_maps) -> None:
+def _one_image(model, image, blocks, plan, settings, rollout_maps) -> None:
     """Run the analysis of one image into ``plan`` (block name -> (grid, sample, maps, acc))."""
     inputs = capture_inputs(model, image, blocks)
     roll = Rollout() if settings.rollout else None
@@ -247,7 +248,7 @@ def interaction_maps(
     rollout_maps: dict[str, torch.Tensor] = {}
     for image in tensors:
         with torch.no_grad():
-            _one_image(model, image[None].to(device), blocks, grids, plan, settings, rollout_maps)
+            _one_image(model, image[None].to(device), blocks, plan, settings, rollout_maps)
         hooks.progress(1)
     result_blocks = [_block_result(blk, plan[blk.name], len(tensors)) for blk in analysed]
     skipped = [
