@@ -94,6 +94,11 @@ class GatedConvContribution:
         """Widest per-token vector of the computation (for chunk sizes)."""
         return max(self.channels, self.signal.shape[1])
 
+    @property
+    def device(self) -> torch.device:
+        """Where the computation runs (the signal's device)."""
+        return self.signal.device
+
     def __post_init__(self):
         # the kernel with a border of zeros, taps first: ``(prod(K + 2), C)``; offsets that
         # fall outside the kernel are clamped onto the zero border
@@ -118,7 +123,7 @@ class GatedConvContribution:
         z = self._flat_kernel[index.reshape(-1)].reshape(*index.shape, -1)
         z *= self.signal[None]
         if self.skip is not None:
-            z[torch.arange(len(queries)), queries] += self.skip * self.signal[queries]
+            z[torch.arange(len(queries), device=z.device), queries] += self.skip * self.signal[queries]
         return z
 
     def _query_weights(self, queries: torch.Tensor, total: torch.Tensor | None):
@@ -127,7 +132,7 @@ class GatedConvContribution:
         q = len(queries)
         c = self.signal.shape[1]
         gate = self.gate[queries] if self.gate is not None else self.signal.new_ones(q, c)
-        weight = self.proj_weight if self.proj_weight is not None else torch.eye(c, dtype=self.signal.dtype)
+        weight = self.proj_weight if self.proj_weight is not None else torch.eye(c, dtype=self.signal.dtype, device=self.signal.device)
         if self.norm_weight is None:
             return weight[None] * gate[:, None, :], None, gate
         sigma = torch.sqrt(total.var(-1, unbiased=False) + self.norm_eps)  # (Q,)
@@ -160,7 +165,7 @@ class GatedConvContribution:
             c -= means * centring[:, None, :]
             rest -= (offset * gate).mean(-1, keepdim=True) * centring
             if self.norm_bias is not None:
-                proj = self.proj_weight if self.proj_weight is not None else torch.eye(len(self.norm_bias))
+                proj = self.proj_weight if self.proj_weight is not None else torch.diag(torch.ones_like(self.norm_bias))
                 rest = rest + self.norm_bias @ proj.T
         if self.proj_bias is not None:
             rest = rest + self.proj_bias
@@ -198,6 +203,11 @@ class AttentionContribution:
     def width(self) -> int:
         """Widest per-token vector of the computation (for chunk sizes)."""
         return self.channels * 2
+
+    @property
+    def device(self) -> torch.device:
+        """Where the computation runs."""
+        return self.values.device
 
     @torch.no_grad()
     def weights(self, queries: torch.Tensor) -> torch.Tensor:

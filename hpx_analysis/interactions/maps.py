@@ -86,24 +86,27 @@ def block_maps(contrib, grid: TokenGrid, sample: torch.Tensor, map_tokens: dict[
         BlockPass: the block's numbers for this image.
     """
     n, prefix = grid.tokens, contrib.prefix
+    device = getattr(contrib, "device", torch.device("cpu"))
     if settings.rollout:
         wanted = torch.arange(n)
     else:
         wanted = torch.unique(torch.cat([sample, torch.tensor(list(map_tokens.values()), dtype=torch.long)]))
     in_sample = torch.zeros(n, dtype=torch.bool)
     in_sample[sample] = True
-    centres = grid.centres.float()
+    centres = grid.centres.float().to(device)
     num = torch.zeros(n, dtype=torch.float64)
     den = torch.zeros(n, dtype=torch.float64)
     full = torch.zeros(n, n) if settings.rollout else None
     maps = {}
     step = chunk_size(n + prefix, contrib.width, settings.chunk_mb)
     for queries in wanted.split(step):
-        c, _ = contrib.contributions(queries + prefix)
+        on_device = queries.to(device)
+        c, _ = contrib.contributions(on_device + prefix)
         r = torch.linalg.vector_norm(c[:, prefix:], dim=-1)  # (Q, N)
         del c
-        dist = torch.cdist(centres[queries], centres)
-        num[queries] = (r * dist).sum(1).double()
+        dist = torch.cdist(centres[on_device], centres)
+        num[queries] = (r * dist).sum(1).double().cpu()
+        r = r.cpu()
         den[queries] = r.sum(1).double()
         if full is not None:
             full[queries] = r
