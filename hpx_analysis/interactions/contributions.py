@@ -132,7 +132,9 @@ class GatedConvContribution:
         q = len(queries)
         c = self.signal.shape[1]
         gate = self.gate[queries] if self.gate is not None else self.signal.new_ones(q, c)
-        weight = self.proj_weight if self.proj_weight is not None else torch.eye(c, dtype=self.signal.dtype, device=self.signal.device)
+        weight = self.proj_weight
+        if weight is None:
+            weight = torch.eye(c, dtype=self.signal.dtype, device=self.signal.device)
         if self.norm_weight is None:
             return weight[None] * gate[:, None, :], None, gate
         sigma = torch.sqrt(total.var(-1, unbiased=False) + self.norm_eps)  # (Q,)
