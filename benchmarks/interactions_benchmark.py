@@ -3,7 +3,9 @@ per block and three map queries, random init, at 224 px.
 
 Each model runs in its own process so that its peak memory (resident set) is its own. The
 first image's time includes the setup (token geometry: one partial forward per stage); the
-time per image is the mean over the following images.
+time per image is the mean over the following images, as wall time and as the process's CPU
+time (user + system, all threads; on a shared machine CPU time / threads is closer to what an
+idle machine gives than the wall time).
 
 usage: python benchmarks/interactions_benchmark.py [--models hpx_former_s18,convformer_s18,deit_small_patch16_224]
        [--size 224] [--images 3] [--queries 256] [--device cpu] [--threads N]
@@ -40,22 +42,25 @@ def measure(name: str, size: int, images: int, queries: int, device: str) -> dic
     rss_model = _rss_mib()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    stamps = [time.perf_counter()]
+    stamps = [(time.perf_counter(), time.process_time())]
 
     def tick(_n: int) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
+        stamps.append((time.perf_counter(), time.process_time()))
 
     run = RunContext(device=torch.device(device))
     result = interaction_maps(model, x, size=size, queries_sampled=queries, run=run, hooks=Hooks(progress=tick))
-    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    steps = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
+    cpu_steps = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])]
     per_image = sum(steps[1:]) / max(len(steps) - 1, 1)
+    cpu_per_image = sum(cpu_steps[1:]) / max(len(cpu_steps) - 1, 1)
     out = {
         "model": name,
         "blocks": len(result.blocks),
         "first_image_s": round(steps[0], 2),
         "per_image_s": round(per_image, 2),
+        "cpu_per_image_s": round(cpu_per_image, 2),
         "rss_model_mib": round(rss_model),
         "rss_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
@@ -80,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(measure(args.models, args.size, args.images, args.queries, args.device)))
         return 0
-    print(f"{'model':<28}{'blocks':>7}{'first s':>9}{'s/image':>9}{'RSS model MiB':>15}{'RSS peak MiB':>14}")
+    print(
+        f"{'model':<28}{'blocks':>7}{'first s':>9}{'s/image':>9}{'CPU s/image':>12}{'RSS model MiB':>15}{'RSS peak MiB':>14}"
+    )
     for name in args.models.split(","):
         cmd = [sys.executable, __file__, "--one", "--models", name, "--size", str(args.size)]
         cmd += ["--images", str(args.images), "--queries", str(args.queries), "--device", args.device]
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
         print(
-            f"{r['model']:<28}{r['blocks']:>7}{r['first_image_s']:>9}{r['per_image_s']:>9}"
+            f"{r['model']:<28}{r['blocks']:>7}{r['first_image_s']:>9}{r['per_image_s']:>9}{r['cpu_per_image_s']:>12}"
             f"{r['rss_model_mib']:>15}{r['rss_peak_mib']:>14}"
             + (f"  CUDA peak {r['cuda_peak_mib']} MiB" if "cuda_peak_mib" in r else "")
         )

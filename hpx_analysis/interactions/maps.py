@@ -152,8 +152,23 @@ def image_tensors(images, size: int) -> tuple[list[torch.Tensor], list[str], lis
     return tensors, names, skipped
 
 
-def _grids(model: nn.Module, blocks: list[MixerBlock], size: int) -> dict[int, TokenGrid]:
-    return {s: token_grid(model, size, s) for s in sorted({b.stage for b in blocks if not b.skip_reason})}
+def _plan(model: nn.Module, analysed: list[MixerBlock], size: int, settings, seed: int) -> dict:
+    """Block name -> (token grid, sampled queries, map query tokens, accumulator)."""
+    grids = {s: token_grid(model, size, s) for s in sorted({b.stage for b in analysed})}
+    plan = {}
+    for k, blk in enumerate(analysed):
+        grid = grids[blk.stage]
+        sample = query_sample(grid.tokens, settings.queries_sampled, seed, k)
+        plan[blk.name] = (grid, sample, {q: query_token(grid, q) for q in settings.maps}, _Accumulator())
+    return plan
+
+
+def _notes(model: nn.Module, skipped_images: list[str]) -> list[str]:
+    notes = [f"image skipped: {s}" for s in skipped_images]
+    prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
+    if prefix:
+        notes.append(f"{prefix} prefix token(s) left out of the maps and distances")
+    return notes
 
 
 @dataclass
@@ -241,12 +256,7 @@ def interaction_maps(
         why = blocks[0].skip_reason
         raise NoMixersError(f"{name or type(model).__name__}: no block has a known token mixer ({why})")
     size = tuple(tensors[0].shape[-2:])
-    grids = _grids(model, blocks, size[0])
-    plan = {}
-    for k, blk in enumerate(analysed):
-        grid = grids[blk.stage]
-        sample = query_sample(grid.tokens, settings.queries_sampled, run.seed, k)
-        plan[blk.name] = (grid, sample, {q: query_token(grid, q) for q in settings.maps}, _Accumulator())
+    plan = _plan(model, analysed, size[0], settings, run.seed)
     device = next(model.parameters()).device
     rollout_maps: dict[str, torch.Tensor] = {}
     for image in tensors:
@@ -254,15 +264,6 @@ def interaction_maps(
             _one_image(model, image[None].to(device), blocks, plan, settings, rollout_maps)
         hooks.progress(1)
     result_blocks = [_block_result(blk, plan[blk.name], len(tensors)) for blk in analysed]
-    skipped = [
-        {"stage": b.stage, "block": b.block, "mixer": b.mixer_name, "reason": b.skip_reason}
-        for b in blocks
-        if b.skip_reason
-    ]
-    notes = [f"image skipped: {s}" for s in skipped_images]
-    prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
-    if prefix:
-        notes.append(f"{prefix} prefix token(s) left out of the maps and distances")
     rollout = {k: (v / len(tensors)).float().numpy() for k, v in rollout_maps.items()} if settings.rollout else None
     return InteractionResult(
         model=name or type(model).__name__,
@@ -271,10 +272,14 @@ def interaction_maps(
         settings=settings.describe(),
         size=size,
         blocks=result_blocks,
-        skipped=skipped,
+        skipped=[
+            {"stage": b.stage, "block": b.block, "mixer": b.mixer_name, "reason": b.skip_reason}
+            for b in blocks
+            if b.skip_reason
+        ],
         images=image_names,
         rollout=rollout,
-        notes=notes,
+        notes=_notes(model, skipped_images),
         seconds=time.perf_counter() - start,
     )
 
