@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.models, args.size, args.images, args.queries, args.device)))
         return 0
     print(
-        f"{'model':<28}{'blocks':>7}{'first s':>9}{'s/image':>9}{'CPU s/image':>12}{'RSS model MiB':>15}{'RSS peak MiB':>14}"
+        f"{'model':<28}{'blocks':>7}{'first s':>9}{'s/image':>9}{'CPU s/image':>12}"
+        f"{'RSS model MiB':>15}{'RSS peak MiB':>14}"
     )
     for name in args.models.split(","):
         cmd = [sys.executable, __file__, "--one", "--models", name, "--size", str(args.size)]
