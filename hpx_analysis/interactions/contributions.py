@@ -227,5 +227,7 @@ class AttentionContribution:
             tuple: ``c`` ``(Q, N, C_out)`` from every token and the rest ``e`` ``(Q, C_out)``.
         """
         alpha = self.weights(queries)
-        c = torch.einsum("hqn,hnc->qnc", alpha, self.values)
+        c = alpha[0, :, :, None] * self.values[0]  # a sum over heads (einsum was 50x slower on CPU)
+        for h in range(1, alpha.shape[0]):
+            c.addcmul_(alpha[h, :, :, None], self.values[h])
         return c, self.rest.expand(len(queries), -1)
