@@ -100,46 +100,52 @@ class GatedConvContribution:
         return self.signal.device
 
     def __post_init__(self):
-        # the kernel with a border of zeros, taps first: ``(prod(K + 2), C)``; offsets that
-        # fall outside the kernel are clamped onto the zero border
-        padded = torch.nn.functional.pad(self.kernel, (1, 1) * (self.kernel.ndim - 1))
-        self._padded_shape = tuple(padded.shape[1:])
-        self._flat_kernel = padded.reshape(padded.shape[0], -1).T.contiguous()
-
-    def _tap_index(self, queries: torch.Tensor) -> torch.Tensor:
-        """``(Q, N)`` index into the flat padded kernel of ``K(i - j)``."""
-        n = self.signal.shape[0]
-        keys = torch.arange(n, device=queries.device)
-        if self.kernel.ndim == 2:  # 1D kernel over the flattened (raster) token order
-            return (queries[:, None] - keys[None] + self.centre[0] + 1).clamp(0, self._padded_shape[0] - 1)
-        w = self.grid[1]
-        rows = (queries[:, None] // w - keys[None] // w + self.centre[0] + 1).clamp(0, self._padded_shape[0] - 1)
-        cols = (queries[:, None] % w - keys[None] % w + self.centre[1] + 1).clamp(0, self._padded_shape[1] - 1)
-        return rows * self._padded_shape[1] + cols
+        # Every offset a query can have on this grid, K(d) for d in [-(n - 1), n - 1] per
+        # axis, reversed and taps last: the keys of query q are then one contiguous window
+        # of it, starting at n - 1 - q (zero where the kernel has no tap).
+        extent = self.grid if self.kernel.ndim == 3 else (self.grid[0] * self.grid[1],)
+        axes = [torch.arange(n - 1, -n, -1, device=self.kernel.device) for n in extent]
+        offsets = torch.meshgrid(*axes, indexing="ij")
+        self._reversed = kernel_taps(self.kernel, self.centre, offsets).contiguous()  # (2h-1, 2w-1, C)
+        self._extent = extent
 
     def _ungated(self, queries: torch.Tensor) -> torch.Tensor:
         """``K(i - j) * s(j)`` (plus the skip at ``j = i``), ``(Q, N, C)``."""
-        index = self._tap_index(queries)
-        z = self._flat_kernel[index.reshape(-1)].reshape(*index.shape, -1)
+        if len(self._extent) == 1:
+            n = self._extent[0]
+            windows = [self._reversed[n - 1 - q : 2 * n - 1 - q] for q in queries.tolist()]
+        else:
+            h, w = self._extent
+            windows = [
+                self._reversed[h - 1 - q // w : 2 * h - 1 - q // w, w - 1 - q % w : 2 * w - 1 - q % w]
+                for q in queries.tolist()
+            ]
+        z = torch.stack(windows).reshape(len(queries), -1, self.signal.shape[1])
         z *= self.signal[None]
         if self.skip is not None:
             z[torch.arange(len(queries), device=z.device), queries] += self.skip * self.signal[queries]
         return z
 
-    def _query_weights(self, queries: torch.Tensor, total: torch.Tensor | None):
-        """Per query: the gate, the norm's centring and scaling and the projection folded
-        into one ``(Q, C_out, C)`` matrix and the ``(Q, C_out)`` centring correction."""
-        q = len(queries)
+    def _weights(self) -> torch.Tensor:
+        """``(C_out, C)``: the projection, with the norm's weight and its centring over
+        channels folded in (``(z - mean_c z) W^T = z (W - mean_row W)^T``)."""
         c = self.signal.shape[1]
-        gate = self.gate[queries] if self.gate is not None else self.signal.new_ones(q, c)
         weight = self.proj_weight
         if weight is None:
             weight = torch.eye(c, dtype=self.signal.dtype, device=self.signal.device)
         if self.norm_weight is None:
-            return weight[None] * gate[:, None, :], None, gate
-        sigma = torch.sqrt(total.var(-1, unbiased=False) + self.norm_eps)  # (Q,)
-        folded = (weight * self.norm_weight)[None] / sigma[:, None, None]  # (Q, C_out, C)
-        return folded * gate[:, None, :], folded.sum(-1), gate
+            return weight
+        folded = weight * self.norm_weight
+        return folded - folded.mean(1, keepdim=True)
+
+    def _query_scale(self, queries: torch.Tensor, z: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """Per query and channel: the gate, divided by the norm's ``sigma(i)`` (``(Q, C)``)."""
+        gate = self.gate[queries] if self.gate is not None else torch.ones_like(offset)
+        if self.norm_weight is None:
+            return gate
+        total = (z.sum(1) + offset) * gate  # the whole z(i) of each query
+        sigma = torch.sqrt(total.var(-1, unbiased=False, keepdim=True) + self.norm_eps)
+        return gate / sigma
 
     @torch.no_grad()
     def contributions(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,22 +159,14 @@ class GatedConvContribution:
         """
         z = self._ungated(queries)
         offset = self.offset[queries] if self.offset is not None else torch.zeros_like(z[:, 0])
-        gate = self.gate[queries] if self.gate is not None else None
-        total = None
-        if self.norm_weight is not None:
-            total = z.sum(1) + offset
-            total = total * gate if gate is not None else total
-        weights, centring, gate = self._query_weights(queries, total)
-        c = torch.bmm(z, weights.transpose(1, 2))  # (Q, N, C_out)
-        rest = torch.bmm(offset[:, None], weights.transpose(1, 2))[:, 0]  # the gate is in the weights
-        if centring is not None:
-            # subtract each part's channel mean before the norm: mean_c(g z) * sum_c(W w / sigma)
-            means = torch.bmm(z, gate[:, :, None]) / z.shape[-1]  # (Q, N, 1)
-            c -= means * centring[:, None, :]
-            rest -= (offset * gate).mean(-1, keepdim=True) * centring
-            if self.norm_bias is not None:
-                proj = self.proj_weight if self.proj_weight is not None else torch.diag(torch.ones_like(self.norm_bias))
-                rest = rest + self.norm_bias @ proj.T
+        scale = self._query_scale(queries, z, offset)
+        z *= scale[:, None]
+        weight = self._weights().T
+        c = z @ weight  # (Q, N, C_out): one matrix product for the whole chunk
+        rest = (offset * scale) @ weight
+        if self.norm_bias is not None:
+            proj = self.proj_weight if self.proj_weight is not None else torch.diag(torch.ones_like(self.norm_bias))
+            rest = rest + self.norm_bias @ proj.T
         if self.proj_bias is not None:
             rest = rest + self.proj_bias
         return c, rest
