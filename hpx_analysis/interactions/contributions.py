@@ -111,16 +111,17 @@ class GatedConvContribution:
 
     def _ungated(self, queries: torch.Tensor) -> torch.Tensor:
         """``K(i - j) * s(j)`` (plus the skip at ``j = i``), ``(Q, N, C)``."""
+        dev = self._reversed.device
         if len(self._extent) == 1:
             n = self._extent[0]
-            windows = [self._reversed[n - 1 - q : 2 * n - 1 - q] for q in queries.tolist()]
+            index = (n - 1 - queries)[:, None] + torch.arange(n, device=dev)[None]
         else:
             h, w = self._extent
-            windows = [
-                self._reversed[h - 1 - q // w : 2 * h - 1 - q // w, w - 1 - q % w : 2 * w - 1 - q % w]
-                for q in queries.tolist()
-            ]
-        z = torch.stack(windows).reshape(len(queries), -1, self.signal.shape[1])
+            rows = (h - 1 - queries // w)[:, None, None] + torch.arange(h, device=dev)[None, :, None]
+            cols = (w - 1 - queries % w)[:, None, None] + torch.arange(w, device=dev)[None, None, :]
+            index = rows * (2 * w - 1) + cols
+        flat = self._reversed.reshape(-1, self.signal.shape[1])
+        z = flat.index_select(0, index.reshape(-1)).reshape(len(queries), -1, self.signal.shape[1])
         z *= self.signal[None]
         if self.skip is not None:
             z[torch.arange(len(queries), device=z.device), queries] += self.skip * self.signal[queries]
