@@ -10,6 +10,7 @@ from .blocks import MixerBlock, NoMixersError, capture_inputs, find_blocks
 from .contributions import AttentionContribution, GatedConvContribution, kernel_taps
 from .definitions import UnknownMixerError, decompose, is_known_mixer, mixer_tokens
 from .geometry import TokenGrid, query_token, token_grid
+from .job import run_interactions, write_interactions
 from .maps import block_maps, interaction_maps, query_sample
 from .result import BlockInteractions, InteractionResult, interactions_frame
 from .rollout import Rollout
@@ -20,6 +21,8 @@ __all__ = [
     "parse_maps",
     "parse_blocks",
     "interaction_maps",
+    "run_interactions",
+    "write_interactions",
     "block_maps",
     "query_sample",
     "InteractionResult",
