@@ -147,3 +147,23 @@ def test_bad_options_fail_with_one_line(tmp_path, args, message):
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o" / "interactions.csv").exists()
+
+
+def test_unusable_or_busy_output_folder_fails_before_the_work(tmp_path):
+    import os
+    import socket
+    import time
+
+    from hpx_analysis.io.output import LOCK_NAME
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    result = runner.invoke(app, ["interactions", "-m", "hpx_s4=random", "-o", str(blocker)])
+    assert result.exit_code == 2 and "output folder" in result.output and blocker.read_text() == "keep me"
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "command": "other"}
+    (busy / LOCK_NAME).write_text(json.dumps(owner))
+    result = runner.invoke(app, ["interactions", "-m", "hpx_s4=random", "-o", str(busy)])
+    assert result.exit_code == 2 and "in use" in result.output
+    assert not (busy / "interactions.csv").exists()
