@@ -21,6 +21,7 @@ from hpx_analysis.interactions.job import run_interactions
 from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.images import list_images
 from hpx_analysis.io.weights import load_model
+from hpx_analysis.models.metaformer import PROBE_IMG_SIZE
 from hpx_analysis.probe.analysis import is_probe_source, probe_image_tensors
 from hpx_analysis.settings import Hooks, RunContext
 
@@ -97,6 +98,7 @@ def interactions(
     from token j to token i for these images, and the mean interaction distance sum r d / sum r in
     input pixels (default: 4 images, 256 sampled queries per block)."""
     specs = model_specs(model)
+    size = PROBE_IMG_SIZE if is_probe_source(images) else size
     settings = _settings(size, maps, blocks, queries_sampled, rollout)
     with user_errors(), output_folder(default_out("interactions", out)) as out_dir:
         try:
