@@ -68,6 +68,7 @@ class GatedConvContribution:
             fields), or None; gated, it goes to the rest.
         norm_weight, norm_bias, norm_eps: the output layer norm (None: no norm).
         proj_weight, proj_bias: ``(C_out, C)`` output projection and its bias (None: none).
+        prefix: tokens before the grid (always 0 here; attention has class tokens).
     """
 
     signal: torch.Tensor
