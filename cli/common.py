@@ -24,6 +24,7 @@ from rich.progress import (
 from hpx_analysis.io.images import ImageInputError, ImageLoadError
 from hpx_analysis.io.output import OutputError, check_output_dir, output_lock
 from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
+from hpx_analysis.settings import Hooks
 
 __all__ = [
     "Device",
@@ -43,6 +44,7 @@ __all__ = [
     "fail",
     "user_errors",
     "progress",
+    "job_hooks",
     "stderr_console",
 ]
 
@@ -206,3 +208,33 @@ def progress(transient: bool = False) -> Progress:
         console=stderr_console,
         transient=transient,
     )
+
+
+def print_note(message: str) -> None:
+    """One message of a job on stderr, as it was written (no markup)."""
+    stderr_console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def job_hooks(show_progress: bool = True) -> Iterator[Hooks]:
+    """Hooks that print a job's messages on stderr and, with ``show_progress``, show one
+    progress bar per task the job starts (``hooks.task``), sized by ``hooks.on_start``."""
+    if not show_progress:
+        yield Hooks(log=print_note)
+        return
+    with progress() as bar:
+        tasks: list = []
+
+        def task(title: str) -> None:
+            tasks.append(bar.add_task(title, total=None))
+
+        def on_start(done: int, todo: int) -> None:
+            if not tasks:
+                task("")
+            bar.update(tasks[-1], total=done + todo, completed=done)
+
+        def advance(n: int) -> None:
+            if tasks:
+                bar.advance(tasks[-1], n)
+
+        yield Hooks(progress=advance, on_start=on_start, log=print_note, task=task)

@@ -11,21 +11,21 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated
 
-import torch
 import typer
 
-from hpx_analysis.coverage import CoverageResult, model_coverage
+from hpx_analysis.coverage import CoverageSettings, coverage_job
 from hpx_analysis.io.devices import resolve_device
-from hpx_analysis.io.weights import load_model
-from hpx_analysis.plotting.files import save_coverage_figure
+from hpx_analysis.settings import RunContext
 
 from .common import (
     DeviceOption,
     ModelOption,
     OutOption,
     SeedOption,
+    command_line,
     default_out,
     fail,
+    job_hooks,
     model_specs,
     output_folder,
     stderr_console,
@@ -67,30 +67,8 @@ def coverage(
     specs = model_specs(model)
     if not 0 < threshold < 1:
         fail(f"--threshold must be between 0 and 1, got {threshold}")
-    results = []
-    with user_errors(), output_folder(default_out("coverage", out)) as out_dir:
-        dev = resolve_device(device.value)
-        for spec in specs:
-            torch.manual_seed(seed)
-            loaded = load_model(spec, device=dev, seed=seed)
-            res = model_coverage(
-                loaded.model, name=loaded.name, threshold=threshold, reading=diameter.value, weights=loaded.weights
-            )
-            for note in res.notes:
-                stderr_console.print(f"[yellow]note:[/yellow] {note}")
-            if res.blocks.empty:
-                continue
-            if not res.blocks.source.str.startswith("window").any():
-                stderr_console.print(
-                    f"[yellow]{loaded.name}:[/yellow] no long convolutions with a decay window; "
-                    "its convolution/attention values are reported"
-                )
-            results.append(res)
-            summary = res.blocks.groupby("stage").coverage.mean().round(3).tolist()
-            stderr_console.print(f"{loaded.name} ({loaded.weights}): mean coverage per stage {summary}")
-        if not results:
-            fail("none of the models has MetaFormer token mixers to measure; nothing written")
-        result = CoverageResult.concat(results)
-        result.save(out_dir)
-        save_coverage_figure(result, out_dir)
+    settings = CoverageSettings(threshold=threshold, reading=diameter.value)
+    with user_errors(), output_folder(default_out("coverage", out)) as out_dir, job_hooks(False) as hooks:
+        run = RunContext(device=resolve_device(device.value), out_dir=out_dir, seed=seed, command=command_line())
+        coverage_job(specs, settings, run, hooks)
     stderr_console.print(f"wrote {out_dir}/coverage.csv, coverage_channels.csv and coverage.png")

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-import torch
 import typer
 
 from hpx_analysis.io.devices import resolve_device
-from hpx_analysis.io.weights import load_model
-from hpx_analysis.kernels import NoLongKernelsError, kernel_maps
-from hpx_analysis.plotting.files import save_kernel_figure
+from hpx_analysis.kernels import KernelSettings, kernels_job
+from hpx_analysis.settings import RunContext
 
 from .common import (
     DeviceOption,
     ModelOption,
     OutOption,
     SeedOption,
+    command_line,
     default_out,
     fail,
+    job_hooks,
     model_specs,
     output_folder,
     split_list,
@@ -73,30 +73,14 @@ def kernels(
     wrapped onto the raster-flattened training feature map for one output pixel (map[r',c'] = weight of
     input pixel (r',c'))."""
     specs = model_specs(model)
-    blocks = split_list(block, "--block", int, "integers")
-    channels = split_list(channel, "--channel", int, "integers")
-    pos = split_list(at, "--at", int, "integers (row,col)", length=2)
-    written = 0
-    with user_errors(), output_folder(default_out("kernels", out)) as out_dir:
-        dev = resolve_device(device.value)
-        for spec in specs:
-            torch.manual_seed(seed)
-            loaded = load_model(spec, device=dev, seed=seed)
-            try:
-                result = kernel_maps(
-                    loaded.model, name=loaded.name, block=blocks, channel=channels, at=pos, weights=loaded.weights
-                )
-            except NoLongKernelsError as err:
-                stderr_console.print(f"[yellow]{loaded.name}:[/yellow] {err}; skipped")
-                continue
-            result.save(out_dir)
-            save_kernel_figure(result, out_dir)
-            picks = ", ".join(
-                f"S{sk.stage + 1}: block {sk.block} channel {sk.channel}{' (top energy)' if sk.channel_auto else ''}"
-                for sk in result.stages
-            )
-            stderr_console.print(f"{loaded.name} ({loaded.weights}): {picks}")
-            written += 1
+    settings = KernelSettings(
+        block=split_list(block, "--block", int, "integers"),
+        channel=split_list(channel, "--channel", int, "integers"),
+        at=split_list(at, "--at", int, "integers (row,col)", length=2),
+    )
+    with user_errors(), output_folder(default_out("kernels", out)) as out_dir, job_hooks(False) as hooks:
+        run = RunContext(device=resolve_device(device.value), out_dir=out_dir, seed=seed, command=command_line())
+        written = len(kernels_job(specs, settings, run, hooks))
     if not written:
         fail("none of the models has long-convolution kernels (H_px / H_b); nothing written")
     stderr_console.print(f"wrote kernels_<model>.npz/.png for {written} model(s) to {out_dir}")

@@ -10,36 +10,28 @@ distance bin). ``--bundle`` also copies them into the package's bundled weights.
 
 from __future__ import annotations
 
-import json
-import shutil
 from typing import Annotated, Optional
 
-import pandas as pd
-import torch
 import typer
 
-from hpx_analysis.io.weights import load_model
+from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.models import PROBES
-from hpx_analysis.plotting.files import save_probe_figure
-from hpx_analysis.probe.bundled import RECORD, WEIGHTS_DIR
-from hpx_analysis.probe.evaluate import (
-    accuracy_by_distance,
-    bin_accuracy,
-    distance_bins,
-    fixed_test_split,
-    probe_record,
-)
-from hpx_analysis.probe.task import ProbeTask
-from hpx_analysis.probe.train import TrainConfig, train_probe
+from hpx_analysis.probe.bundled import bundle_probe
+from hpx_analysis.probe.jobs import ProbeEvalSettings, probe_eval_job, probe_train_job
+from hpx_analysis.probe.train import ProbeTrainSettings
+from hpx_analysis.settings import Hooks, RunContext
 
 from .common import (
     DeviceOption,
     ModelOption,
     OutOption,
     SeedOption,
+    command_line,
     default_out,
     fail,
+    job_hooks,
     model_specs,
+    output_folder,
     progress,
     split_list,
     stderr_console,
@@ -79,8 +71,7 @@ def train(
     if spec.name not in PROBES:
         fail(f"{model!r} is not a probe model (one of {', '.join(PROBES)})")
     snaps = tuple(split_list(snapshots, "--snapshots", int, "integers") or ())
-    out_dir = default_out(f"probe/{spec.name}", out)
-    cfg = TrainConfig(
+    settings = ProbeTrainSettings(
         steps=steps,
         batch_size=batch_size,
         lr=lr,
@@ -90,44 +81,23 @@ def train(
         seed=seed,
         threads=threads,
     )
-    with user_errors():
-        loaded = load_model(f"{spec.name}=random", device="cpu", seed=seed)
-        with progress() as bar:
-            task = bar.add_task(f"train {spec.name}", total=steps)
+    with user_errors(), output_folder(default_out(f"probe/{spec.name}", out)) as out_dir, progress() as bar:
+        task = bar.add_task(f"train {spec.name}", total=steps)
 
-            def show(step: int, row: dict) -> None:
-                val = f" val {row['val_acc']:.3f}" if row["val_acc"] == row["val_acc"] else ""
-                desc = f"train {spec.name} loss {row['loss_avg']:.3f} acc {row['train_acc_avg']:.3f}{val}"
-                bar.update(task, advance=1, description=desc)
+        def show(row: dict) -> None:
+            val = f" val {row['val_acc']:.3f}" if row["val_acc"] == row["val_acc"] else ""
+            desc = f"train {spec.name} loss {row['loss_avg']:.3f} acc {row['train_acc_avg']:.3f}{val}"
+            bar.update(task, advance=1, description=desc)
 
-            result = train_probe(loaded.model, cfg, out=out_dir, name=spec.name, progress=show)
-        record = probe_record(result.model, ProbeTask(seed=0))
-    meta = json.loads((out_dir / "train.json").read_text())
-    entry = {
-        "steps": steps,
-        "seconds": round(result.seconds, 1),
-        "seconds_per_step": round(result.seconds / steps, 3),
-        "snapshots": [s for s in snaps if s < steps],
-        "parameters": sum(p.numel() for p in result.model.parameters()),
-        "config": meta["config"],
-        "task": meta["task"],
-        "torch_threads": torch.get_num_threads(),
-        **record,
-    }
-    (out_dir / "record.json").write_text(json.dumps(entry, indent=2))
+        run = RunContext(out_dir=out_dir, seed=seed, command=command_line())
+        result, entry = probe_train_job(spec.name, settings, run, Hooks(on_batch=show))
     stderr_console.print(
         f"{spec.name}: {steps} steps in {result.seconds:.0f} s; test accuracy per distance bin "
-        + ", ".join(f"{k} px {v:.3f}" for k, v in record["bin_accuracy"].items())
+        + ", ".join(f"{k} px {v:.3f}" for k, v in entry["bin_accuracy"].items())
     )
     if bundle:
-        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-        for path in [result.checkpoint, *result.snapshots]:
-            shutil.copy2(path, WEIGHTS_DIR / path.name)
-        shutil.copy2(out_dir / "train_log.csv", WEIGHTS_DIR / f"{spec.name}_train_log.csv")
-        records = json.loads(RECORD.read_text()) if RECORD.is_file() else {}
-        records[spec.name] = entry
-        RECORD.write_text(json.dumps(dict(sorted(records.items())), indent=1) + "\n")
-        stderr_console.print(f"bundled into {WEIGHTS_DIR}")
+        folder = bundle_probe(spec.name, [result.checkpoint, *result.snapshots], out_dir / "train_log.csv", entry)
+        stderr_console.print(f"bundled into {folder}")
     stderr_console.print(f"wrote {out_dir}")
 
 
@@ -143,21 +113,8 @@ def evaluate(
 ) -> None:
     """Accuracy against distance on the fixed test split for every model given: probe_eval.csv and probe_eval.png."""
     specs = model_specs(model)
-    out_dir = default_out("probe", out)
-    task = ProbeTask()
-    batch = fixed_test_split(task, num_images)
-    tables = []
-    with user_errors():
-        for spec in specs:
-            loaded = load_model(spec, device=device.value, seed=seed)
-            table = accuracy_by_distance(loaded.model, batch, name=loaded.name, weights=loaded.weights)
-            tables.append(table)
-            bins = bin_accuracy(table, distance_bins(task))
-            stderr_console.print(
-                f"{loaded.name} ({loaded.weights}): " + ", ".join(f"{k} px {v:.3f}" for k, v in bins.items())
-            )
-    table = pd.concat(tables, ignore_index=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "probe_eval.csv", index=False)
-    save_probe_figure(table, out_dir)
+    settings = ProbeEvalSettings(num_images=num_images)
+    with user_errors(), output_folder(default_out("probe", out)) as out_dir, job_hooks(False) as hooks:
+        run = RunContext(device=resolve_device(device.value), out_dir=out_dir, seed=seed, command=command_line())
+        probe_eval_job(specs, None, settings, run, hooks)
     stderr_console.print(f"wrote {out_dir}/probe_eval.csv and probe_eval.png")

@@ -17,14 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from hpx_analysis import runtime as rt
-from hpx_analysis.plotting.files import save_runtime_figure
+from hpx_analysis.io.devices import resolve_device
+from hpx_analysis.settings import Hooks, RunContext
 
 from .common import (
     DeviceOption,
     OutOption,
     SeedOption,
+    command_line,
     default_out,
-    fail,
     output_folder,
     progress,
     split_list,
@@ -69,77 +70,94 @@ def _table(df, title: str) -> Table:
     return table
 
 
+MixersOption = Annotated[
+    str,
+    typer.Option(
+        "--mixers",
+        metavar="NAME[,NAME...]",
+        help=f"Comma list of token mixers: {', '.join(rt.MIXERS)} "
+        "(hb = bidirectional Hyena, hpx = HyenaPixel, hpx_sep = HyenaPixel with "
+        "separable convolutions, sepconv = ConvFormer's local 7x7 mixer).",
+    ),
+]
+
+ResolutionsOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--resolutions",
+        metavar="PX[,PX...]",
+        help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
+        "R/4 x R/4 feature map). Default: "
+        f"{','.join(map(str, rt.CPU_RESOLUTIONS))} on CPU, "
+        f"{rt.CUDA_RESOLUTIONS[0]}..{rt.CUDA_RESOLUTIONS[-1]} in steps of 224 on CUDA.",
+    ),
+]
+
+ModeOption = Annotated[
+    Mode,
+    typer.Option(
+        "--mode",
+        help="forward (eval, no grad, cached kernels), backward (forward + backward as in training) or both.",
+    ),
+]
+
+RepeatsOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--repeats",
+        min=1,
+        help="Timed calls per measurement; the median is reported "
+        f"(default {rt.DEFAULT_REPEATS['cpu']} on CPU, "
+        f"{rt.DEFAULT_REPEATS['cuda']} on CUDA).",
+    ),
+]
+
+WarmupOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--warmup",
+        min=0,
+        help="Untimed warm-up calls after the untimed priming call "
+        f"(default {rt.DEFAULT_WARMUP['cpu']} on CPU, "
+        f"{rt.DEFAULT_WARMUP['cuda']} on CUDA).",
+    ),
+]
+
+MemoryBudgetGbOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--memory-budget-gb",
+        help="Record attention as out of memory, without running it, where its "
+        "(H*W)^2 score matrix alone would exceed this many GiB "
+        f"(default {rt.CPU_MEMORY_BUDGET_GIB:g} on CPU, none on CUDA, where real "
+        "out-of-memory errors are caught).",
+    ),
+]
+
+MaxCallSecondsOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--max-call-seconds",
+        help="Skip the larger resolutions of a mixer once one call takes longer than this (default: no limit).",
+    ),
+]
+
+ThreadsOption = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, help="CPU threads (torch.set_num_threads) for the sweep (default: torch's)."),
+]
+
+
 def runtime(
-    mixers: Annotated[
-        str,
-        typer.Option(
-            "--mixers",
-            metavar="NAME[,NAME...]",
-            help=f"Comma list of token mixers: {', '.join(rt.MIXERS)} "
-            "(hb = bidirectional Hyena, hpx = HyenaPixel, hpx_sep = HyenaPixel with "
-            "separable convolutions, sepconv = ConvFormer's local 7x7 mixer).",
-        ),
-    ] = ",".join(rt.MIXERS),
-    resolutions: Annotated[
-        Optional[str],
-        typer.Option(
-            "--resolutions",
-            metavar="PX[,PX...]",
-            help="Comma list of input resolutions in px (multiples of 4; patch size 4 gives an "
-            "R/4 x R/4 feature map). Default: "
-            f"{','.join(map(str, rt.CPU_RESOLUTIONS))} on CPU, "
-            f"{rt.CUDA_RESOLUTIONS[0]}..{rt.CUDA_RESOLUTIONS[-1]} in steps of 224 on CUDA.",
-        ),
-    ] = None,
-    mode: Annotated[
-        Mode,
-        typer.Option(
-            "--mode",
-            help="forward (eval, no grad, cached kernels), backward (forward + backward as in training) or both.",
-        ),
-    ] = Mode.both,
+    mixers: MixersOption = ",".join(rt.MIXERS),
+    resolutions: ResolutionsOption = None,
+    mode: ModeOption = Mode.both,
     device: DeviceOption = "auto",
-    repeats: Annotated[
-        Optional[int],
-        typer.Option(
-            "--repeats",
-            min=1,
-            help="Timed calls per measurement; the median is reported "
-            f"(default {rt.DEFAULT_REPEATS['cpu']} on CPU, "
-            f"{rt.DEFAULT_REPEATS['cuda']} on CUDA).",
-        ),
-    ] = None,
-    warmup: Annotated[
-        Optional[int],
-        typer.Option(
-            "--warmup",
-            min=0,
-            help="Untimed warm-up calls after the untimed priming call "
-            f"(default {rt.DEFAULT_WARMUP['cpu']} on CPU, "
-            f"{rt.DEFAULT_WARMUP['cuda']} on CUDA).",
-        ),
-    ] = None,
-    memory_budget_gb: Annotated[
-        Optional[float],
-        typer.Option(
-            "--memory-budget-gb",
-            help="Record attention as out of memory, without running it, where its "
-            "(H*W)^2 score matrix alone would exceed this many GiB "
-            f"(default {rt.CPU_MEMORY_BUDGET_GIB:g} on CPU, none on CUDA, where real "
-            "out-of-memory errors are caught).",
-        ),
-    ] = None,
-    max_call_seconds: Annotated[
-        Optional[float],
-        typer.Option(
-            "--max-call-seconds",
-            help="Skip the larger resolutions of a mixer once one call takes longer than this (default: no limit).",
-        ),
-    ] = None,
-    threads: Annotated[
-        Optional[int],
-        typer.Option("--threads", min=1, help="CPU threads (torch.set_num_threads) for the sweep (default: torch's)."),
-    ] = None,
+    repeats: RepeatsOption = None,
+    warmup: WarmupOption = None,
+    memory_budget_gb: MemoryBudgetGbOption = None,
+    max_call_seconds: MaxCallSecondsOption = None,
+    threads: ThreadsOption = None,
     dim: Annotated[int, typer.Option("--dim", min=1, help="Channels of the mixer layer.")] = 64,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
     out: OutOption = None,
@@ -148,47 +166,33 @@ def runtime(
     """Time one token-mixer layer (attention, H_b, H_px, H_px SC, SepConv) against input
     resolution, forward and forward + backward (the paper's Fig. 2). Writes runtime.csv,
     runtime.png and runtime.json."""
-    names = split_list(mixers, "--mixers")
-    res = split_list(resolutions, "--resolutions", int, "whole numbers of pixels")
-    modes = rt.MODE_CHOICES[mode.value]
     with user_errors(), ExitStack() as stack:
-        from hpx_analysis.io.devices import resolve_device
-
+        settings = rt.RuntimeSettings(
+            mixers=tuple(split_list(mixers, "--mixers")),
+            resolutions=split_list(resolutions, "--resolutions", int, "whole numbers of pixels"),
+            mode=rt.MODE_CHOICES[mode.value],
+            dim=dim,
+            batch=batch,
+            warmup=warmup,
+            repeats=repeats,
+            memory_budget_gib=memory_budget_gb,
+            max_call_s=max_call_seconds,
+            num_threads=threads,
+        )
         dev = resolve_device(device.value)
-        unknown = [n for n in names if n not in rt.MIXERS]
-        if unknown:
-            fail(f"unknown mixer {unknown[0]!r}; choose from {', '.join(rt.MIXERS)}")
-        for r in res or ():
-            rt.feature_size_for(r)
         out_dir = stack.enter_context(output_folder(default_out("runtime", out)))
-        kind = "cuda" if dev.type == "cuda" else "cpu"
-        n_res = len(set(res)) if res is not None else len(rt.CUDA_RESOLUTIONS if kind == "cuda" else rt.CPU_RESOLUTIONS)
-        with progress() as bar:
-            task = bar.add_task("runtime", total=len(names) * len(modes) * n_res)
+        run = RunContext(device=dev, out_dir=out_dir, seed=seed, command=command_line())
+        bar = stack.enter_context(progress())
+        task = bar.add_task("runtime", total=None)
 
-            def advance(row: dict) -> None:
-                bar.update(
-                    task,
-                    advance=1,
-                    description=f"{row['mixer']} {row['mode'].replace('_', '+')} {row['resolution']} px",
-                )
+        def show(row: dict) -> None:
+            bar.update(task, description=f"{row['mixer']} {row['mode'].replace('_', '+')} {row['resolution']} px")
 
-            result = rt.runtime_sweep(
-                mixers=names,
-                resolutions=res,
-                mode=modes,
-                device=dev,
-                dim=dim,
-                batch=batch,
-                warmup=warmup,
-                repeats=repeats,
-                memory_budget_gib=memory_budget_gb,
-                seed=seed,
-                max_call_s=max_call_seconds,
-                num_threads=threads,
-                progress=advance,
-            )
-        result.save(out_dir)
-        save_runtime_figure(result, out_dir)
+        hooks = Hooks(
+            progress=lambda n: bar.advance(task, n),
+            on_start=lambda _, todo: bar.update(task, total=todo),
+            on_batch=show,
+        )
+        result = rt.runtime_job(settings, run, hooks)
     Console().print(_table(result.to_frame(), f"Token mixer runtime ({result.settings['device_description']})"))
     Console().print(f"wrote {out_dir / 'runtime.csv'}, {out_dir / 'runtime.png'}, {out_dir / 'runtime.json'}")

@@ -29,7 +29,7 @@ package's models use the model's ``feature_sizes``; timm models use their
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +39,11 @@ import torch
 from torch import nn
 
 from .models import is_long_conv_mixer, iter_token_mixers
+from .settings import Hooks, RunContext, Settings
 
 __all__ = [
+    "CoverageSettings",
+    "coverage_job",
     "DIAMETER_READINGS",
     "CoverageResult",
     "window_coverage_2d",
@@ -207,76 +210,62 @@ def _is_attention(mixer: nn.Module) -> bool:
     return "Attention" in type(mixer).__name__ or (hasattr(mixer, "qkv") and hasattr(mixer, "proj"))
 
 
+@dataclass(frozen=True)
+class CoverageSettings(Settings):
+    """How coverage is measured.
+
+    Args:
+        threshold: window values below this are set to zero (the paper: 0.05).
+        reading: ``"axis"`` (extent along the axes through the kernel centre, the paper's
+            reading) or ``"area"`` (diameter of the disk with the non-zero region's area).
+    """
+
+    threshold: float = 0.05
+    reading: str = "axis"
+
+    def __post_init__(self) -> None:
+        if self.reading not in DIAMETER_READINGS:
+            raise ValueError(f"diameter reading must be one of {DIAMETER_READINGS}, got {self.reading!r}")
+
+
 def model_coverage(
-    model: nn.Module, *, name: str = "", threshold: float = 0.05, reading: str = "axis", weights: str | None = None
+    model: nn.Module,
+    settings: CoverageSettings | None = None,
+    *,
+    name: str = "",
+    weights: str | None = None,
+    **overrides,
 ) -> CoverageResult:
-    """Coverage of every token mixer of ``model`` (see the module docstring); ``weights``
-    (what the model carries) becomes a last column of both tables when given."""
-    if reading not in DIAMETER_READINGS:
-        raise ValueError(f"diameter reading must be one of {DIAMETER_READINGS}, got {reading!r}")
+    """Coverage of every token mixer of ``model`` (see the module docstring).
+
+    Args:
+        model: a MetaFormer-style model.
+        settings: threshold and diameter reading (default :class:`CoverageSettings`).
+        name: the model's name in the tables (default its class name).
+        weights: what the model carries; a last column of both tables when given.
+        **overrides: settings fields replacing those of ``settings`` (e.g. ``reading="area"``).
+
+    Returns:
+        CoverageResult: one row per block and one per channel of windowed mixers.
+    """
+    settings = CoverageSettings.from_overrides(settings, **overrides)
+    threshold, reading = settings.threshold, settings.reading
     name = name or type(model).__name__
     rows, ch_rows, notes = [], [], []
     for depth, (s, b, mixer) in enumerate(iter_token_mixers(model)):
-        label = mixer_label(mixer)
-        base = dict(model=name, stage=s, block=b, mixer=label, depth=depth)
+        base = dict(model=name, stage=s, block=b, mixer=mixer_label(mixer), depth=depth)
         if is_long_conv_mixer(mixer):
-            fs = tuple(int(n) for n in mixer.feature_size)
-            win = mixer.window()
-            if win is not None and mixer.kernel_ndim == 2:
-                cov, diam = window_coverage_2d(win, fs, threshold, reading)
-                source = "window"
-            elif win is not None:
-                diam = window_extent_1d(win, threshold)
-                cov = diam / (fs[0] * fs[1])
-                source = "window (1D token axis)"
-            else:
-                k = mixer.effective_kernel()
-                if mixer.kernel_ndim == 2:
-                    kh, kw = k.shape[-2:]
-                    size = (kh / fs[1] + kw / fs[0]) / 2 if reading == "axis" else math.sqrt(kh * kw / (fs[0] * fs[1]))
-                    diam_v = (kh + kw) / 2 if reading == "axis" else math.sqrt(kh * kw)
-                else:
-                    size, diam_v = k.shape[-1] / (fs[0] * fs[1]), float(k.shape[-1])
-                rows.append(
-                    dict(base, coverage=float(size), source="kernel size", diameter=float(diam_v), feature_size=fs[0])
-                )
-                continue
-            for c, (cv, dm) in enumerate(zip(cov, diam)):
-                ch_rows.append(
-                    dict(model=name, stage=s, block=b, mixer=label, channel=c, coverage=float(cv), diameter=float(dm))
-                )
-            rows.append(
-                dict(
-                    base, coverage=float(np.mean(cov)), source=source, diameter=float(np.mean(diam)), feature_size=fs[0]
-                )
-            )
-        elif _is_attention(mixer):
-            fs = stage_feature_size(model, s)
-            rows.append(
-                dict(
-                    base,
-                    coverage=ATTENTION_COVERAGE,
-                    source="attention",
-                    diameter=float("nan"),
-                    feature_size=fs[0] if fs else float("nan"),
-                )
+            row, channel_rows = _long_conv_coverage(mixer, base, threshold, reading)
+            ch_rows += channel_rows
+        else:
+            row = _other_coverage(model, mixer, base, reading)
+        if row is None:
+            notes.append(
+                f"{name} stage {s} block {b}: {type(mixer).__name__} has no known kernel size or "
+                "feature-map size; skipped"
             )
         else:
-            ks = _conv_kernel_size(mixer)
-            fs = stage_feature_size(model, s)
-            if ks is None or fs is None:
-                notes.append(
-                    f"{name} stage {s} block {b}: {type(mixer).__name__} has no known kernel size or "
-                    "feature-map size; skipped"
-                )
-                continue
-            cov = (
-                (ks[1] / fs[1] + ks[0] / fs[0]) / 2 if reading == "axis" else math.sqrt(ks[0] * ks[1] / (fs[0] * fs[1]))
-            )
-            diam_v = (ks[0] + ks[1]) / 2 if reading == "axis" else math.sqrt(ks[0] * ks[1])
-            rows.append(
-                dict(base, coverage=float(cov), source="kernel size", diameter=float(diam_v), feature_size=fs[0])
-            )
+            rows.append(row)
     if not rows:
         notes.append(f"{name} has no MetaFormer token mixers (no stages[i][j].token_mixer); nothing to measure")
     block_cols = ["model", "stage", "block", "mixer", "coverage", "depth", "source", "diameter", "feature_size"]
@@ -285,3 +274,107 @@ def model_coverage(
     if weights is not None:
         blocks, channels = blocks.assign(weights=weights), channels.assign(weights=weights)
     return CoverageResult(blocks, channels, notes, threshold, reading)
+
+
+def _long_conv_coverage(mixer: nn.Module, base: dict, threshold: float, reading: str) -> tuple[dict, list[dict]]:
+    """A long-convolution mixer's block row and per-channel rows (window, or kernel size
+    when it has no window)."""
+    fs = tuple(int(n) for n in mixer.feature_size)
+    win = mixer.window()
+    if win is None:
+        k = mixer.effective_kernel()
+        if mixer.kernel_ndim == 2:
+            kh, kw = k.shape[-2:]
+            size = (kh / fs[1] + kw / fs[0]) / 2 if reading == "axis" else math.sqrt(kh * kw / (fs[0] * fs[1]))
+            diam_v = (kh + kw) / 2 if reading == "axis" else math.sqrt(kh * kw)
+        else:
+            size, diam_v = k.shape[-1] / (fs[0] * fs[1]), float(k.shape[-1])
+        return dict(base, coverage=float(size), source="kernel size", diameter=float(diam_v), feature_size=fs[0]), []
+    if mixer.kernel_ndim == 2:
+        cov, diam = window_coverage_2d(win, fs, threshold, reading)
+        source = "window"
+    else:
+        diam = window_extent_1d(win, threshold)
+        cov = diam / (fs[0] * fs[1])
+        source = "window (1D token axis)"
+    keys = {k: base[k] for k in ("model", "stage", "block", "mixer")}
+    channel_rows = [
+        dict(keys, channel=c, coverage=float(cv), diameter=float(dm)) for c, (cv, dm) in enumerate(zip(cov, diam))
+    ]
+    row = dict(base, coverage=float(np.mean(cov)), source=source, diameter=float(np.mean(diam)), feature_size=fs[0])
+    return row, channel_rows
+
+
+def _other_coverage(model: nn.Module, mixer: nn.Module, base: dict, reading: str) -> dict | None:
+    """Attention (coverage 2) or a convolution (kernel size / feature-map size); None when
+    the kernel or feature-map size is unknown."""
+    fs = stage_feature_size(model, base["stage"])
+    if _is_attention(mixer):
+        return dict(
+            base,
+            coverage=ATTENTION_COVERAGE,
+            source="attention",
+            diameter=float("nan"),
+            feature_size=fs[0] if fs else float("nan"),
+        )
+    ks = _conv_kernel_size(mixer)
+    if ks is None or fs is None:
+        return None
+    if reading == "axis":
+        cov, diam_v = (ks[1] / fs[1] + ks[0] / fs[0]) / 2, (ks[0] + ks[1]) / 2
+    else:
+        cov, diam_v = math.sqrt(ks[0] * ks[1] / (fs[0] * fs[1])), math.sqrt(ks[0] * ks[1])
+    return dict(base, coverage=float(cov), source="kernel size", diameter=float(diam_v), feature_size=fs[0])
+
+
+def coverage_job(
+    models: Iterable,
+    settings: CoverageSettings | None = None,
+    run: RunContext | None = None,
+    hooks: Hooks | None = None,
+) -> CoverageResult:
+    """The coverage of several models, written as ``hpx-analyze coverage`` writes it.
+
+    Models without token mixers are left out (their notes go to ``hooks.log``). Files in
+    ``run.out_dir`` (None: nothing written): ``coverage.csv``, ``coverage_channels.csv``
+    and ``coverage.png``.
+
+    Args:
+        models: specs or loaded models (:func:`~hpx_analysis.jobs.loaded_models`).
+        settings: threshold and diameter reading (default :class:`CoverageSettings`).
+        run: device, seed and output folder.
+        hooks: ``log`` gets the notes and one line per model.
+
+    Returns:
+        CoverageResult: every measured model's rows.
+
+    Raises:
+        ValueError: none of the models has token mixers to measure.
+    """
+    from .jobs import loaded_models
+
+    settings, run, hooks = settings or CoverageSettings(), run or RunContext(), hooks or Hooks()
+    results = []
+    for loaded in loaded_models(models, run):
+        res = model_coverage(loaded.model, settings, name=loaded.name, weights=loaded.weights)
+        for note in res.notes:
+            hooks.log(f"note: {note}")
+        if res.blocks.empty:
+            continue
+        if not res.blocks.source.str.startswith("window").any():
+            hooks.log(
+                f"{loaded.name}: no long convolutions with a decay window; "
+                "its convolution/attention values are reported"
+            )
+        results.append(res)
+        summary = res.blocks.groupby("stage").coverage.mean().round(3).tolist()
+        hooks.log(f"{loaded.name} ({loaded.weights}): mean coverage per stage {summary}")
+    if not results:
+        raise ValueError("none of the models has MetaFormer token mixers to measure; nothing written")
+    result = CoverageResult.concat(results)
+    if run.out_dir is not None and run.is_main:
+        from .plotting.files import save_coverage_figure
+
+        result.save(run.out_dir)
+        save_coverage_figure(result, run.out_dir)
+    return result

@@ -30,7 +30,7 @@ for ``j > i``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +40,11 @@ import torch
 from torch import nn
 
 from .models import long_conv_mixers
+from .settings import Hooks, RunContext, Settings
 
 __all__ = [
+    "KernelSettings",
+    "kernels_job",
     "StageKernels",
     "KernelResult",
     "kernel_maps",
@@ -259,26 +262,55 @@ def _per_stage(values: int | Sequence[int] | None, stage_ids: list[int], what: s
     return dict(zip(stage_ids, values))
 
 
+@dataclass(frozen=True)
+class KernelSettings(Settings):
+    """Which kernels are shown.
+
+    Args:
+        block: block index within each stage (negative counts from the end), one for all
+            stages or one per stage with long kernels.
+        channel: the hand-picked channel, same rules; None picks the top-energy channel.
+        at: evaluation position ``(row, col)`` for wrapping 1D kernels (None: the centre of
+            each stage's map; negative values count from the bottom/right).
+    """
+
+    block: int | tuple[int, ...] | None = 0
+    channel: int | tuple[int, ...] | None = None
+    at: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("block", "channel", "at"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, int):
+                object.__setattr__(self, name, tuple(int(v) for v in value))
+
+
 def kernel_maps(
     model: nn.Module,
+    settings: KernelSettings | None = None,
     *,
     name: str = "",
-    block: int | Sequence[int] | None = 0,
-    channel: int | Sequence[int] | None = None,
-    at: Sequence[int] | None = None,
     weights: str = "",
+    **overrides,
 ) -> KernelResult:
     """Per-stage normalized kernels of ``model`` (see the module docstring).
 
-    ``block``: block index within each stage (negative counts from the end), one for all
-    stages or one per stage with long kernels. ``channel``: the hand-picked channel, same
-    rules; ``None`` picks the top-energy channel. ``at``: evaluation position
-    ``(row, col)`` for wrapping 1D kernels (default the centre of each stage's map;
-    negative values count from the bottom/right, so ``(-1, -1)`` is the last pixel).
-    ``weights``: the weights ``model`` carries, recorded in the result.
-    Raises :class:`NoLongKernelsError` for models without long convolutions and
-    ``ValueError`` for out-of-range picks.
+    Args:
+        model: a model with long-convolution token mixers.
+        settings: block, channel and position (default :class:`KernelSettings`).
+        name: the model's name in the result.
+        weights: the weights ``model`` carries, recorded in the result.
+        **overrides: settings fields replacing those of ``settings`` (e.g. ``channel=0``).
+
+    Returns:
+        KernelResult: one :class:`StageKernels` per stage with long kernels.
+
+    Raises:
+        NoLongKernelsError: the model has no long convolutions.
+        ValueError: an out-of-range pick.
     """
+    settings = KernelSettings.from_overrides(settings, **overrides)
+    block, channel, at = settings.block, settings.channel, settings.at
     by_stage: dict[int, list[tuple[int, nn.Module]]] = {}
     for s, b, m in long_conv_mixers(model):
         by_stage.setdefault(s, []).append((b, m))
@@ -297,44 +329,82 @@ def kernel_maps(
         b_idx = b + depth if b < 0 else b
         if b_idx not in mixers:
             raise ValueError(f"stage {s} has blocks 0..{depth - 1} with long kernels; block {b} does not exist")
-        mixer = mixers[b_idx]
-        k = mixer.effective_kernel()
-        n_ch = k.shape[0]
-        ch = channels[s]
-        auto = ch is None
-        ch = top_energy_channel(k) if auto else int(ch)
-        if not 0 <= ch < n_ch:
-            raise ValueError(f"stage {s} has {n_ch} channels; channel {ch} does not exist")
-        fs = tuple(int(n) for n in mixer.feature_size)
-        mean_k = k.double().mean(0)
-        pick_k = k[ch].double()
-        if mixer.kernel_ndim == 2:
-            sk = StageKernels(
-                s,
-                b_idx,
-                type(mixer).__name__,
-                2,
-                fs,
-                normalize_map(mean_k.numpy()),
-                normalize_map(pick_k.numpy()),
-                ch,
-                auto,
-            )
-        else:
-            bidir = bool(getattr(mixer, "bidirectional", True))
-            pos = (fs[0] // 2, fs[1] // 2) if at is None else _position(at, fs)
-            sk = StageKernels(
-                s,
-                b_idx,
-                type(mixer).__name__,
-                1,
-                fs,
-                normalize_map(wrap_1d_kernel(mean_k, fs, pos, bidir)),
-                normalize_map(wrap_1d_kernel(pick_k, fs, pos, bidir)),
-                ch,
-                auto,
-                kernel1d_mean=normalize_map(mean_k.numpy()),
-                at=pos,
-            )
-        result.stages.append(sk)
+        result.stages.append(_stage_kernels(s, b_idx, mixers[b_idx], channels[s], at))
     return result
+
+
+def _stage_kernels(stage: int, block: int, mixer: nn.Module, channel: int | None, at) -> StageKernels:
+    """One stage's normalized mean and picked kernels (1D kernels wrapped at ``at``)."""
+    k = mixer.effective_kernel()
+    n_ch = k.shape[0]
+    auto = channel is None
+    ch = top_energy_channel(k) if auto else int(channel)
+    if not 0 <= ch < n_ch:
+        raise ValueError(f"stage {stage} has {n_ch} channels; channel {ch} does not exist")
+    fs = tuple(int(n) for n in mixer.feature_size)
+    mean_k = k.double().mean(0)
+    pick_k = k[ch].double()
+    kind = type(mixer).__name__
+    if mixer.kernel_ndim == 2:
+        return StageKernels(
+            stage, block, kind, 2, fs, normalize_map(mean_k.numpy()), normalize_map(pick_k.numpy()), ch, auto
+        )
+    bidir = bool(getattr(mixer, "bidirectional", True))
+    pos = (fs[0] // 2, fs[1] // 2) if at is None else _position(at, fs)
+    return StageKernels(
+        stage,
+        block,
+        kind,
+        1,
+        fs,
+        normalize_map(wrap_1d_kernel(mean_k, fs, pos, bidir)),
+        normalize_map(wrap_1d_kernel(pick_k, fs, pos, bidir)),
+        ch,
+        auto,
+        kernel1d_mean=normalize_map(mean_k.numpy()),
+        at=pos,
+    )
+
+
+def kernels_job(
+    models: Iterable,
+    settings: KernelSettings | None = None,
+    run: RunContext | None = None,
+    hooks: Hooks | None = None,
+) -> list[KernelResult]:
+    """The kernel maps of several models, written as ``hpx-analyze kernels`` writes them.
+
+    Models without long kernels are skipped (``hooks.log`` says so). Files in ``run.out_dir``
+    (None: nothing written): ``kernels_<model>.npz`` and ``kernels_<model>.png`` per model.
+
+    Args:
+        models: specs or loaded models (:func:`~hpx_analysis.jobs.loaded_models`).
+        settings: block, channel and position (default :class:`KernelSettings`).
+        run: device, seed and output folder.
+        hooks: ``log`` gets one line per model.
+
+    Returns:
+        list[KernelResult]: one per model with long kernels.
+    """
+    from .jobs import loaded_models
+
+    settings, run, hooks = settings or KernelSettings(), run or RunContext(), hooks or Hooks()
+    results = []
+    for loaded in loaded_models(models, run):
+        try:
+            result = kernel_maps(loaded.model, settings, name=loaded.name, weights=loaded.weights)
+        except NoLongKernelsError as err:
+            hooks.log(f"{loaded.name}: {err}; skipped")
+            continue
+        if run.out_dir is not None and run.is_main:
+            from .plotting.files import save_kernel_figure
+
+            result.save(run.out_dir)
+            save_kernel_figure(result, run.out_dir)
+        picks = ", ".join(
+            f"S{sk.stage + 1}: block {sk.block} channel {sk.channel}{' (top energy)' if sk.channel_auto else ''}"
+            for sk in result.stages
+        )
+        hooks.log(f"{loaded.name} ({loaded.weights}): {picks}")
+        results.append(result)
+    return results

@@ -36,7 +36,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,12 +46,16 @@ from torch import nn
 
 from .execution.out_of_memory import is_out_of_memory
 from .io.devices import device_description, resolve_device
+from .jobs import record_header
 from .models.fast import fast_paths
 from .models.mixers import Attention, BidirectionalHyena, HyenaPixel, HyenaPixelSeparable, SepConv
+from .settings import Hooks, RunContext, Settings
 
 __all__ = [
     "RuntimeResult",
+    "RuntimeSettings",
     "runtime_sweep",
+    "runtime_job",
     "MODE_CHOICES",
     "MIXERS",
     "MIXER_LABELS",
@@ -229,133 +233,181 @@ def _release(device: torch.device, collect: bool) -> None:
         torch.cuda.empty_cache()
 
 
-def measure_mixer_runtime(
-    mixers: Iterable[str] = MIXERS,
-    resolutions: Sequence[int] | None = None,
-    mode: str | Iterable[str] = MODES,
-    device: str | torch.device = "auto",
-    dim: int = 64,
-    batch: int = 1,
-    warmup: int | None = None,
-    repeats: int | None = None,
-    memory_budget_gib: float | None = None,
-    seed: int = 0,
-    max_call_s: float | None = None,
-    num_threads: int | None = None,
-    progress: Callable[[dict], None] | None = None,
-) -> pd.DataFrame:
-    """Time one token-mixer layer per (mixer, mode, resolution); see the module docstring.
+@dataclass(frozen=True)
+class RuntimeSettings(Settings):
+    """What a runtime sweep times (see the module docstring).
 
     Args:
         mixers: names from :data:`MIXERS`.
-        resolutions: input sizes in px (multiples of 4); default :data:`CPU_RESOLUTIONS`
-            on CPU, :data:`CUDA_RESOLUTIONS` on CUDA.
+        resolutions: input sizes in px (multiples of 4); None: :data:`CPU_RESOLUTIONS` on
+            CPU, :data:`CUDA_RESOLUTIONS` on CUDA.
         mode: ``"forward"``, ``"forward_backward"`` or several of them.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-        warmup, repeats: untimed warm-up and timed calls (defaults 1 and 3 on CPU, 5 and 20
-            on CUDA); one more untimed priming call always comes first.
+        dim: channels of the mixer layer.
+        batch: batch size.
+        warmup: untimed warm-up calls (None: 1 on CPU, 5 on CUDA); one more untimed priming
+            call always comes first.
+        repeats: timed calls (None: 3 on CPU, 20 on CUDA).
         memory_budget_gib: skip attention where its score matrix alone would exceed this;
-            default :data:`CPU_MEMORY_BUDGET_GIB` on CPU, none on CUDA (real OOMs are caught).
-        seed: seed for the mixer's initialisation and its input.
+            None: :data:`CPU_MEMORY_BUDGET_GIB` on CPU, none on CUDA (real OOMs are caught).
         max_call_s: once a (mixer, mode) takes longer than this per call (median), its
-            larger resolutions are skipped (status ``"skipped: ..."``); default no limit.
+            larger resolutions are skipped (status ``"skipped: ..."``); None: no limit.
         num_threads: CPU threads for the sweep (``torch.set_num_threads``, restored
-            afterwards); default: leave torch's setting. On a busy machine, fewer threads
-            than cores avoid large synchronisation stalls.
-        progress: called with each finished row (a dict).
+            afterwards); None: leave torch's setting.
+    """
+
+    mixers: tuple[str, ...] = MIXERS
+    resolutions: tuple[int, ...] | None = None
+    mode: tuple[str, ...] = MODES
+    dim: int = 64
+    batch: int = 1
+    warmup: int | None = None
+    repeats: int | None = None
+    memory_budget_gib: float | None = None
+    max_call_s: float | None = None
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mixers", _as_tuple(self.mixers, "mixers"))
+        object.__setattr__(self, "mode", _as_tuple(self.mode, "mode"))
+        if self.resolutions is not None:
+            resolutions = tuple(sorted({int(r) for r in _as_tuple(self.resolutions, "resolutions")}))
+            object.__setattr__(self, "resolutions", resolutions)
+        self._check()
+
+    def _check(self) -> None:
+        for m in self.mixers:
+            if m not in MIXERS:
+                raise ValueError(f"unknown mixer {m!r}; choose from {', '.join(MIXERS)}")
+        for m in self.mode:
+            if m not in MODES:
+                raise ValueError(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
+        for r in self.resolutions or ():
+            feature_size_for(r)
+        checks = [
+            (self.warmup is None or self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
+            (self.repeats is None or self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}"),
+            (self.dim >= 1 and self.batch >= 1, "dim and batch must be positive"),
+            (
+                self.memory_budget_gib is None or self.memory_budget_gib > 0,
+                f"memory budget must be positive, got {self.memory_budget_gib}",
+            ),
+            (self.max_call_s is None or self.max_call_s > 0, f"max_call_s must be positive, got {self.max_call_s}"),
+            (self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def resolved(self, device: torch.device) -> RuntimeSettings:
+        """These settings with the device's defaults filled in (resolutions, warm-up,
+        repeats, memory budget; the thread count stays as given).
+
+        Args:
+            device: the device the sweep runs on.
+
+        Returns:
+            RuntimeSettings: no None left but ``max_call_s`` and ``num_threads`` (and the
+            memory budget on CUDA).
+        """
+        kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+        return self.replace(
+            resolutions=self.resolutions or (CUDA_RESOLUTIONS if kind == "cuda" else CPU_RESOLUTIONS),
+            warmup=DEFAULT_WARMUP[kind] if self.warmup is None else int(self.warmup),
+            repeats=DEFAULT_REPEATS[kind] if self.repeats is None else int(self.repeats),
+            memory_budget_gib=self.memory_budget_gib
+            if self.memory_budget_gib is not None or kind == "cuda"
+            else CPU_MEMORY_BUDGET_GIB,
+        )
+
+
+def _run_of(run: RunContext | None, device, seed: int | None) -> RunContext:
+    """``run``, or one on ``device`` (``"auto"`` by default) with ``seed``."""
+    if run is not None:
+        if device is not None or seed is not None:
+            raise TypeError("give the device and seed either in run or as keywords, not both")
+        return run
+    return RunContext(device=torch.device(resolve_device(device or "auto")), seed=seed or 0)
+
+
+def measure_mixer_runtime(*args, **kwargs) -> pd.DataFrame:
+    """Time one token-mixer layer per (mixer, mode, resolution); see the module docstring.
+
+    Args:
+        *args: as :func:`runtime_sweep`.
+        **kwargs: as :func:`runtime_sweep`.
 
     Returns:
         DataFrame with :data:`COLUMNS`; ``median_ms``/``min_ms`` are NaN and ``repeats`` 0
         where the row was not measured (``status`` says why).
     """
-    mixers = _as_tuple(mixers, "mixers")
-    modes = _as_tuple(mode, "mode")
-    for m in mixers:
-        if m not in MIXERS:
-            raise ValueError(f"unknown mixer {m!r}; choose from {', '.join(MIXERS)}")
-    for m in modes:
-        if m not in MODES:
-            raise ValueError(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
-    dev = torch.device(resolve_device(device))
-    kind = "cuda" if dev.type == "cuda" else "cpu"
-    if resolutions is None:
-        resolutions = CUDA_RESOLUTIONS if kind == "cuda" else CPU_RESOLUTIONS
-    resolutions = sorted({int(r) for r in _as_tuple(resolutions, "resolutions")})
-    for r in resolutions:
-        feature_size_for(r)
-    warmup = DEFAULT_WARMUP[kind] if warmup is None else int(warmup)
-    repeats = DEFAULT_REPEATS[kind] if repeats is None else int(repeats)
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if dim < 1 or batch < 1:
-        raise ValueError("dim and batch must be positive")
-    if memory_budget_gib is None and kind == "cpu":
-        memory_budget_gib = CPU_MEMORY_BUDGET_GIB
-    if memory_budget_gib is not None and not memory_budget_gib > 0:
-        raise ValueError(f"memory budget must be positive, got {memory_budget_gib}")
-    if max_call_s is not None and not max_call_s > 0:
-        raise ValueError(f"max_call_s must be positive, got {max_call_s}")
-    if num_threads is not None and num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    return runtime_sweep(*args, **kwargs).table
+
+
+def _timed_rows(settings: RuntimeSettings, dev: torch.device, seed: int, hooks: Hooks) -> pd.DataFrame:
+    """The sweep's table with the CPU threads of ``settings`` (restored afterwards)."""
     threads_before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
+    if settings.num_threads is not None:
+        torch.set_num_threads(int(settings.num_threads))
     try:
-        rows = _sweep(
-            mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed, max_call_s, progress
-        )
+        rows = _sweep(settings.resolved(dev), dev, seed, hooks)
     finally:
         torch.set_num_threads(threads_before)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _sweep(
-    mixers, modes, resolutions, dev, dim, batch, warmup, repeats, memory_budget_gib, seed, max_call_s, progress
-) -> list[dict]:
+def _sweep(settings: RuntimeSettings, dev: torch.device, seed: int, hooks: Hooks) -> list[dict]:
+    """Every row of a sweep with resolved ``settings``."""
     rows = []
-    for name in mixers:
-        for m in modes:
+    for name in settings.mixers:
+        for m in settings.mode:
             too_slow = None  # (resolution, seconds) that crossed max_call_s
-            for r in resolutions:
-                row = dict(
-                    mixer=name,
-                    resolution=r,
-                    feature_size=feature_size_for(r),
-                    mode=m,
-                    device=str(dev),
-                    median_ms=math.nan,
-                    min_ms=math.nan,
-                    repeats=0,
-                    status="ok",
-                )
-                need = attention_score_bytes(r, dim, batch) / 2**30 if name == "attention" else 0.0
-                if memory_budget_gib is not None and need > memory_budget_gib:
-                    row["status"] = f"oom (estimated {need:.3g} GiB > budget {memory_budget_gib:g} GiB)"
-                elif too_slow is not None:
-                    row["status"] = (
-                        f"skipped: {too_slow[0]} px already took {too_slow[1]:.1f} s per call"
-                        f" (> max_call_s {max_call_s:g} s)"
-                    )
-                else:
-                    failed = False
-                    try:
-                        times = _measure_one(name, r, m, dev, dim, batch, warmup, repeats, seed)
-                        row.update(median_ms=statistics.median(times), min_ms=min(times), repeats=len(times))
-                        if max_call_s is not None and row["median_ms"] / 1e3 > max_call_s:
-                            too_slow = (r, row["median_ms"] / 1e3)
-                    except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded
-                        failed = True
-                        if not is_out_of_memory(err):
-                            raise
-                        row["status"] = "oom"
-                    finally:
-                        _release(dev, collect=failed)
+            for r in settings.resolutions:
+                row = _row(name, r, m, dev, settings, seed, too_slow)
+                if settings.max_call_s is not None and row["median_ms"] / 1e3 > settings.max_call_s:
+                    too_slow = (r, row["median_ms"] / 1e3)
                 rows.append(row)
-                if progress is not None:
-                    progress(row)
+                hooks.on_batch(row)
+                hooks.progress(1)
     return rows
+
+
+def _row(name: str, r: int, mode: str, dev: torch.device, settings: RuntimeSettings, seed: int, too_slow) -> dict:
+    """One (mixer, mode, resolution) row: measured, or why not (over budget, too slow, OOM)."""
+    row = dict(
+        mixer=name,
+        resolution=r,
+        feature_size=feature_size_for(r),
+        mode=mode,
+        device=str(dev),
+        median_ms=math.nan,
+        min_ms=math.nan,
+        repeats=0,
+        status="ok",
+    )
+    budget = settings.memory_budget_gib
+    need = attention_score_bytes(r, settings.dim, settings.batch) / 2**30 if name == "attention" else 0.0
+    if budget is not None and need > budget:
+        row["status"] = f"oom (estimated {need:.3g} GiB > budget {budget:g} GiB)"
+        return row
+    if too_slow is not None:
+        row["status"] = (
+            f"skipped: {too_slow[0]} px already took {too_slow[1]:.1f} s per call"
+            f" (> max_call_s {settings.max_call_s:g} s)"
+        )
+        return row
+    failed = False
+    try:
+        s = settings
+        times = _measure_one(name, r, mode, dev, s.dim, s.batch, s.warmup, s.repeats, seed)
+        row.update(median_ms=statistics.median(times), min_ms=min(times), repeats=len(times))
+    except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded
+        failed = True
+        if not is_out_of_memory(err):
+            raise
+        row["status"] = "oom"
+    finally:
+        _release(dev, collect=failed)
+    return row
 
 
 @dataclass
@@ -384,60 +436,74 @@ class RuntimeResult:
 
 
 def runtime_sweep(
-    mixers: Iterable[str] = MIXERS,
-    resolutions: Sequence[int] | None = None,
-    mode: str | Iterable[str] = MODES,
-    device: str | torch.device = "auto",
-    dim: int = 64,
-    batch: int = 1,
-    warmup: int | None = None,
-    repeats: int | None = None,
-    memory_budget_gib: float | None = None,
-    seed: int = 0,
-    max_call_s: float | None = None,
-    num_threads: int | None = None,
-    progress: Callable[[dict], None] | None = None,
+    settings: RuntimeSettings | None = None,
+    run: RunContext | None = None,
+    hooks: Hooks | None = None,
+    *,
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+    **overrides,
 ) -> RuntimeResult:
-    """:func:`measure_mixer_runtime` with its settings recorded (defaults resolved)."""
+    """Time one token-mixer layer per (mixer, mode, resolution) and record how (defaults resolved).
+
+    Args:
+        settings: what is timed (default :class:`RuntimeSettings`).
+        run: the device and seed.
+        hooks: ``on_batch(row)`` and ``progress(1)`` after each finished row.
+        device: shortcut for ``run``'s device; default auto.
+        seed: shortcut for ``run``'s seed; default 0.
+        **overrides: settings fields replacing those of ``settings`` (e.g. ``mode="forward"``).
+
+    Returns:
+        RuntimeResult: the table and ``runtime.json``'s record.
+    """
     from .versions import versions
 
-    dev = torch.device(resolve_device(device))
-    kind = "cuda" if dev.type == "cuda" else "cpu"
-    names, modes = list(_as_tuple(mixers, "mixers")), list(_as_tuple(mode, "mode"))
+    settings = RuntimeSettings.from_overrides(settings, **overrides)
+    run = _run_of(run, device, seed)
+    dev = torch.device(resolve_device(run.device))
     start = time.perf_counter()
-    df = measure_mixer_runtime(
-        mixers=names,
-        resolutions=resolutions,
-        mode=modes,
-        device=dev,
-        dim=dim,
-        batch=batch,
-        warmup=warmup,
-        repeats=repeats,
-        memory_budget_gib=memory_budget_gib,
-        seed=seed,
-        max_call_s=max_call_s,
-        num_threads=num_threads,
-        progress=progress,
-    )
+    df = _timed_rows(settings, dev, run.seed, hooks or Hooks())
     elapsed = time.perf_counter() - start
-    budget = memory_budget_gib if memory_budget_gib is not None or kind == "cuda" else CPU_MEMORY_BUDGET_GIB
-    settings = dict(
-        mixers=names,
-        resolutions=sorted(int(r) for r in df["resolution"].unique()),
-        modes=modes,
-        device=str(dev),
-        device_description=device_description(dev, num_threads),
-        dim=dim,
-        batch=batch,
-        warmup=DEFAULT_WARMUP[kind] if warmup is None else warmup,
-        repeats=DEFAULT_REPEATS[kind] if repeats is None else repeats,
-        memory_budget_gib=budget,
-        max_call_seconds=max_call_s,
-        threads=num_threads or torch.get_num_threads(),
-        seed=seed,
-        patch_size=PATCH_SIZE,
-        seconds=round(elapsed, 2),
-        versions=versions(),
-    )
-    return RuntimeResult(df, settings)
+    used = settings.resolved(dev)
+    record = {
+        "mixers": list(used.mixers),
+        "resolutions": sorted(int(r) for r in df["resolution"].unique()),
+        "modes": list(used.mode),
+        "device": str(dev),
+        "device_description": device_description(dev, used.num_threads),
+        **{key: getattr(used, key) for key in ("dim", "batch", "warmup", "repeats", "memory_budget_gib")},
+        "max_call_seconds": used.max_call_s,
+        "threads": used.num_threads or torch.get_num_threads(),
+        "seed": run.seed,
+        "patch_size": PATCH_SIZE,
+        "seconds": round(elapsed, 2),
+        "versions": versions(),
+    }
+    return RuntimeResult(df, {**record, **record_header(settings)})
+
+
+def runtime_job(
+    settings: RuntimeSettings | None = None, run: RunContext | None = None, hooks: Hooks | None = None
+) -> RuntimeResult:
+    """The runtime sweep written as ``hpx-analyze runtime`` writes it.
+
+    Args:
+        settings: what is timed (default :class:`RuntimeSettings`).
+        run: device, seed and output folder (``runtime.csv``, ``runtime.json``,
+            ``runtime.png``; None: nothing written).
+        hooks: ``on_batch(row)`` and ``progress(1)`` after each row, ``on_start(0, rows)`` first.
+
+    Returns:
+        RuntimeResult: the table and record.
+    """
+    settings, run, hooks = settings or RuntimeSettings(), run or RunContext(), hooks or Hooks()
+    used = settings.resolved(torch.device(resolve_device(run.device)))
+    hooks.on_start(0, len(used.mixers) * len(used.mode) * len(used.resolutions))
+    result = runtime_sweep(settings, run, hooks)
+    if run.out_dir is not None and run.is_main:
+        from .plotting.files import save_runtime_figure
+
+        result.save(run.out_dir)
+        save_runtime_figure(result, run.out_dir)
+    return result

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -45,12 +46,14 @@ from torch import nn
 from .execution.distributed import all_reduce_sum
 from .kernels import NoLongKernelsError
 from .models import long_conv_mixers
-from .models.fast import fast_paths
+from .models.fast import fast_path_record, fast_paths
+from .settings import Hooks, RunContext, Settings
 
 __all__ = [
     "TruncationComparison",
     "truncation_for_model",
-    "truncation_settings",
+    "TruncationSettings",
+    "truncation_job",
     "TABLE_FILE",
     "RECORD_FILE",
     "DEFAULT_REL_SIZES",
@@ -65,9 +68,71 @@ __all__ = [
 
 DEFAULT_REL_SIZES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
 BASELINE_STAGE = -1
-TABLE_FILE, RECORD_FILE = "truncation.csv", "truncation.json"
+TABLE_FILE, RECORD_FILE, PROBE_TABLE_FILE = "truncation.csv", "truncation.json", "truncation_probe.csv"
 # accumulator columns: images, top-1 agreement, KL sum, labelled images, top-1 hits, top-5 hits
 _N, _AGREE, _KL, _NLAB, _TOP1, _TOP5 = range(6)
+SHAPES = ("square", "disk")
+
+
+@dataclass(frozen=True)
+class TruncationSettings(Settings):
+    """What a truncation sweep computes.
+
+    Args:
+        rel_sizes: relative window sizes (window side / feature-map size), each > 0.
+        shape: ``"square"`` (per-axis window) or ``"disk"``.
+        stages: 0-based stages to sweep (None: every stage with long kernels).
+        batch_size: images per forward pass.
+        crop_pct: the evaluation centre-crop fraction (None: the model's own).
+        size: input side in px (None: the model's evaluation size).
+        num_images: the first N images of the folder (None: all).
+        labelled: read IN-1k labels from the folders (None: when every image has one).
+    """
+
+    rel_sizes: tuple[float, ...] = DEFAULT_REL_SIZES
+    shape: str = "square"
+    stages: tuple[int, ...] | None = None
+    batch_size: int = 16
+    crop_pct: float | None = None
+    size: int | None = None
+    num_images: int | None = None
+    labelled: bool | None = None
+
+    def __post_init__(self) -> None:
+        rel_sizes = tuple(float(r) for r in self.rel_sizes)
+        if not rel_sizes or any(not r > 0 for r in rel_sizes):
+            raise ValueError(f"relative sizes must be positive numbers, got {list(rel_sizes)}")
+        if self.shape not in SHAPES:
+            raise ValueError(f"truncation shape must be 'square' or 'disk', got {self.shape!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        object.__setattr__(self, "rel_sizes", rel_sizes)
+        if self.stages is not None:
+            object.__setattr__(self, "stages", tuple(int(s) for s in self.stages))
+
+    def record(self, run: RunContext, images: str, num_images: int, no_labels_reason: str | None) -> dict:
+        """The settings block of ``truncation.json``: these settings with what the run used.
+
+        Args:
+            run: the seed and number of processes.
+            images: how the images are named.
+            num_images: the number of images used.
+            no_labels_reason: why there is no accuracy (None: labelled).
+
+        Returns:
+            dict: the settings, ``labels`` for ``labelled``, plus seed, world size, images.
+        """
+        described: dict[str, Any] = self.describe()
+        described.pop("labelled")
+        return {
+            **described,
+            "seed": run.seed,
+            "world_size": run.dist.world_size,
+            "images": images,
+            "num_images": num_images,
+            "labels": no_labels_reason is None,
+            "no_labels_reason": no_labels_reason,
+        }
 
 
 @dataclass
@@ -88,11 +153,19 @@ class TruncationResult:
     run: dict = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
-        """The table with the weights as a last column (``truncation.csv``'s rows of this model)."""
+        """The table with the weights as a last column.
+
+        Returns:
+            DataFrame: ``truncation.csv``'s rows of this model.
+        """
         return self.table.assign(weights=self.weights)
 
     def record(self) -> dict:
-        """This model's entry in ``truncation.json``."""
+        """This model's entry in ``truncation.json``.
+
+        Returns:
+            dict: model, weights, images evaluated/labelled/skipped, whole-kernel sizes, notes, seconds.
+        """
         return {
             "model": self.model,
             "weights": self.weights,
@@ -107,6 +180,15 @@ class TruncationResult:
 
     @classmethod
     def from_record(cls, record: dict, table: pd.DataFrame) -> TruncationResult:
+        """The result :meth:`record` and :meth:`to_frame` wrote.
+
+        Args:
+            record: the model's entry in ``truncation.json``.
+            table: its rows of ``truncation.csv`` without the weights column.
+
+        Returns:
+            TruncationResult: the result as it was saved.
+        """
         run = {"images_skipped_by_this_process": record["images_skipped_by_this_process"], "seconds": record["seconds"]}
         return cls(
             table.reset_index(drop=True),
@@ -125,24 +207,54 @@ class TruncationResult:
 class TruncationComparison:
     """Sweeps of several models with the settings they share. Files: ``truncation.csv``
     (every model's table, with a ``weights`` column) and ``truncation.json`` (settings and
-    one record per model)."""
+    one record per model), and on the probe split ``truncation_probe.csv`` (``by_distance``:
+    accuracy per stage, relative size and distance)."""
 
     results: list[TruncationResult] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    by_distance: pd.DataFrame | None = None
 
     def to_frame(self) -> pd.DataFrame:
+        """Every model's table, with a ``weights`` column.
+
+        Returns:
+            DataFrame: the rows of ``truncation.csv``.
+        """
         return pd.concat([r.to_frame() for r in self.results], ignore_index=True)
 
     def save(self, out_dir: str | Path) -> Path:
+        """Write ``truncation.csv``, ``truncation.json`` (settings, models, fast paths) and,
+        with a per-distance table, ``truncation_probe.csv``.
+
+        Args:
+            out_dir: the folder (created when missing).
+
+        Returns:
+            Path: the folder.
+        """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.to_frame().to_csv(out_dir / TABLE_FILE, index=False)
-        record = {"settings": self.settings, "models": [r.record() for r in self.results]}
+        record = {
+            "settings": self.settings,
+            "models": [r.record() for r in self.results],
+            "fast_paths": fast_path_record(),
+        }
         (out_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
+        if self.by_distance is not None:
+            self.by_distance.to_csv(out_dir / PROBE_TABLE_FILE, index=False)
         return out_dir
 
     @classmethod
     def load(cls, out_dir: str | Path) -> TruncationComparison:
+        """The comparison :meth:`save` wrote.
+
+        Args:
+            out_dir: the folder.
+
+        Returns:
+            TruncationComparison: the results, settings and per-distance table (if any).
+        """
         out_dir = Path(out_dir)
         table = pd.read_csv(out_dir / TABLE_FILE)
         record = json.loads((out_dir / RECORD_FILE).read_text())
@@ -150,7 +262,8 @@ class TruncationComparison:
             TruncationResult.from_record(r, table[table["model"] == r["model"]].drop(columns="weights"))
             for r in record["models"]
         ]
-        return cls(results, record["settings"])
+        by_distance = out_dir / PROBE_TABLE_FILE
+        return cls(results, record["settings"], pd.read_csv(by_distance) if by_distance.is_file() else None)
 
 
 def _check_model(model: nn.Module, name: str) -> dict[int, list[nn.Module]]:
@@ -168,7 +281,20 @@ def _check_model(model: nn.Module, name: str) -> dict[int, list[nn.Module]]:
 
 
 def swept_stages(model: nn.Module, stages: Sequence[int] | None = None, name: str = "") -> list[int]:
-    """The stages to sweep: ``stages`` (checked) or every stage with long kernels."""
+    """The stages to sweep.
+
+    Args:
+        model: a HyenaPixel-family model.
+        stages: the stages asked for (None: every stage with long kernels).
+        name: the model's name in messages.
+
+    Returns:
+        list[int]: the stages, sorted, each with long kernels.
+
+    Raises:
+        NoLongKernelsError: the model has no long kernels.
+        ValueError: a stage without long kernels.
+    """
     by_stage = _check_model(model, name)
     if stages is None:
         return sorted(by_stage)
@@ -184,7 +310,14 @@ def swept_stages(model: nn.Module, stages: Sequence[int] | None = None, name: st
 
 
 def full_rel_sizes(model: nn.Module) -> dict[int, float]:
-    """Per stage the relative size that keeps the whole kernel (``K / n``; 1D: ``Lf / L``)."""
+    """Per stage the relative size that keeps the whole kernel.
+
+    Args:
+        model: a model with long-convolution mixers.
+
+    Returns:
+        dict[int, float]: stage -> ``K / n`` (1D: ``Lf / L``), the largest over its mixers.
+    """
     out = {}
     for s, _, m in long_conv_mixers(model):
         k = m.effective_kernel().shape[1:]
@@ -221,8 +354,16 @@ class restore_truncations:
 
 
 def stage_prefixes(model: nn.Module, x: torch.Tensor, stages: Sequence[int]) -> dict[int, torch.Tensor]:
-    """Channels-last features entering each of ``stages`` (before its down-sampling), in
-    one pass: equal to ``model.forward_to_stage(x, s)`` for every ``s``."""
+    """Channels-last features entering each of ``stages`` (before its down-sampling), in one pass.
+
+    Args:
+        model: a HyenaPixel-family model.
+        x: input images ``(B, 3, H, W)``.
+        stages: the stages.
+
+    Returns:
+        dict[int, Tensor]: stage -> ``model.forward_to_stage(x, stage)``.
+    """
     out = {}
     h = x
     last = max(stages)
@@ -257,56 +398,61 @@ def _accumulate(
 def truncation_sweep(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+    settings: TruncationSettings | None = None,
+    hooks: Hooks | None = None,
     *,
     name: str = "",
-    rel_sizes: Sequence[float] = DEFAULT_REL_SIZES,
-    stages: Sequence[int] | None = None,
-    shape: str = "square",
-    on_batch: Callable[[int], None] | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] = all_reduce_sum,
     chunk_images: int = 64,
+    **overrides,
 ) -> TruncationResult:
-    """Sweep ``rel_sizes`` for each of ``stages`` (default: all stages with long kernels).
+    """Sweep ``settings.rel_sizes`` for each of ``settings.stages`` (default: all stages with
+    long kernels).
 
-    ``batches`` yields ``(images, labels)``: images already transformed ``(B, 3, H, W)``
-    on the model's device, labels an int tensor of IN-1k indices or ``None``. Under
-    ``torchrun`` pass this process's share; ``reduce`` sums the accumulators over
-    processes. ``on_batch(n)`` is called for each finished batch with its size (progress
-    bars). ``chunk_images``: the features entering the swept stages are kept for about this
-    many images at a time, so that each setting's truncated kernel and its FFT spectrum are
-    computed once per chunk rather than once per batch (memory: roughly 2 MB per 224 px
-    image for an S18 model).
+    Args:
+        model: a HyenaPixel-family model (left as found).
+        batches: yields ``(images, labels)``: images already transformed ``(B, 3, H, W)`` on
+            the model's device, labels an int tensor of IN-1k indices or ``None``. Under
+            ``torchrun`` this process's share.
+        settings: the sweep's settings (default :class:`TruncationSettings`); only
+            ``rel_sizes``, ``stages`` and ``shape`` are used here.
+        hooks: ``hooks.progress(n)`` is called for each finished batch with its size.
+        name: the model's name in the table.
+        reduce: sums the accumulators over processes.
+        chunk_images: the features entering the swept stages are kept for about this many
+            images at a time, so that each setting's truncated kernel and its FFT spectrum are
+            computed once per chunk rather than once per batch (memory: roughly 2 MB per
+            224 px image for an S18 model).
+        **overrides: settings fields replacing those of ``settings``.
+
+    Returns:
+        TruncationResult: the table, image counts, whole-kernel sizes and notes.
     """
-    stage_ids = swept_stages(model, stages, name)
-    rel_sizes = [float(r) for r in rel_sizes]
-    if not rel_sizes or any(not r > 0 for r in rel_sizes):
-        raise ValueError(f"relative sizes must be positive numbers, got {rel_sizes}")
-    if shape not in ("square", "disk"):
-        raise ValueError(f"truncation shape must be 'square' or 'disk', got {shape!r}")
+    settings = TruncationSettings.from_overrides(settings, **overrides)
+    hooks = hooks or Hooks()
+    stage_ids = swept_stages(model, settings.stages, name)
     by_stage = _check_model(model, name)
     if chunk_images < 1:
         raise ValueError(f"chunk_images must be at least 1, got {chunk_images}")
-    settings = [(s, r) for s in stage_ids for r in rel_sizes]
-    acc = torch.zeros(len(settings) + 1, 6, dtype=torch.float64)
-    notes: list[str] = []
+    pairs = [(s, r) for s in stage_ids for r in settings.rel_sizes]
+    acc = torch.zeros(len(pairs) + 1, 6, dtype=torch.float64)
     last = max(stage_ids)
 
     def run_chunk(chunk):
         # chunk: [(prefixes, ref_logp, ref_top1, labels, batch size)]; each setting's kernel
         # (and its FFT spectrum, cached by the filter) is computed once per chunk
-        for row, (s, r) in enumerate(settings, start=1):
+        for row, (s, r) in enumerate(pairs, start=1):
             try:
                 for m in by_stage[s]:
-                    m.set_truncation(r, shape)
+                    m.set_truncation(r, settings.shape)
                 for prefixes, ref_logp, ref_top1, labels, _ in chunk:
                     logits = model.forward_from_stage(prefixes[s], s)
                     _accumulate(acc, row, logits, ref_logp, ref_top1, labels)
             finally:
                 for m in by_stage[s]:
                     m.set_truncation(None)
-        if on_batch is not None:
-            for *_, n in chunk:
-                on_batch(n)
+        for *_, n in chunk:
+            hooks.progress(n)
 
     with restore_truncations(model), fast_paths(model), torch.no_grad():
         chunk, in_chunk = [], 0
@@ -325,16 +471,22 @@ def truncation_sweep(
                 chunk, in_chunk = [], 0
         if chunk:
             run_chunk(chunk)
-    acc = reduce(acc)
+    full = {s: v for s, v in full_rel_sizes(model).items() if s in stage_ids}
+    return _result(reduce(acc), pairs, name, full)
+
+
+def _result(acc: torch.Tensor, pairs: list[tuple[int, float]], name: str, full: dict) -> TruncationResult:
+    """The sweep's table from its (reduced) accumulators: one row per setting and metric."""
     n_images, n_lab = int(acc[0, _N]), int(acc[0, _NLAB])
     if n_images == 0:
         raise ValueError("no images were evaluated")
+    notes: list[str] = []
     if n_lab == 0:
         notes.append("no labels: top-1/top-5 accuracy not computed (only agreement and KL)")
     elif n_lab < n_images:
         notes.append(f"accuracy over the {n_lab} labelled of {n_images} images")
     rows = []
-    for row, (s, r) in enumerate([(BASELINE_STAGE, float("nan"))] + settings):
+    for row, (s, r) in enumerate([(BASELINE_STAGE, float("nan"))] + pairs):
         a = acc[row]
         vals = {"agreement": 100.0 * a[_AGREE].item() / a[_N].item(), "kl": a[_KL].item() / a[_N].item()}
         if n_lab:
@@ -343,79 +495,181 @@ def truncation_sweep(
         for metric, value in vals.items():
             rows.append(dict(model=name, stage=s, rel_size=r, metric=metric, value=value))
     table = pd.DataFrame(rows, columns=["model", "stage", "rel_size", "metric", "value"])
-    full = {s: v for s, v in full_rel_sizes(model).items() if s in stage_ids}
     return TruncationResult(table, n_images, n_lab, full, notes)
 
 
 def truncation_for_model(
     loaded,
     items: Sequence,
-    *,
-    labelled: bool,
-    device: torch.device | str = "cpu",
-    batch_size: int = 16,
-    crop_pct: float | None = None,
-    size: int | None = None,
-    rel_sizes: Sequence[float] = DEFAULT_REL_SIZES,
-    stages: Sequence[int] | None = None,
-    shape: str = "square",
-    on_batch: Callable[[int], None] | None = None,
+    settings: TruncationSettings | None = None,
+    run: RunContext | None = None,
+    hooks: Hooks | None = None,
+    **overrides,
 ) -> TruncationResult:
-    """:func:`truncation_sweep` of a :class:`~hpx_analysis.io.weights.LoadedModel` over image
-    ``items`` (this process's share under ``torchrun``) at its evaluation transform, with the
-    model's record and the images skipped and seconds taken. Raises
-    :class:`~hpx_analysis.kernels.NoLongKernelsError` before reading any image when the model
-    has no long kernels."""
-    from .io.batches import ImageBatches
-    from .io.images import model_eval_transform
+    """:func:`truncation_sweep` of a loaded model over image files at its evaluation transform.
 
-    swept_stages(loaded.model, stages, loaded.name)
+    Args:
+        loaded: a :class:`~hpx_analysis.io.weights.LoadedModel`.
+        items: image items (:func:`~hpx_analysis.io.images.list_images`; this process's
+            share under ``torchrun``).
+        settings: the sweep's settings; ``labelled`` None reads labels when the items have them.
+        run: the device the images go to (default: CPU).
+        hooks: ``hooks.progress(n)`` after each batch of ``n`` images.
+        **overrides: settings fields replacing those of ``settings`` (e.g. ``rel_sizes=(0.5, 1.0)``).
+
+    Returns:
+        TruncationResult: with the model's record, the images skipped and the seconds taken.
+
+    Raises:
+        NoLongKernelsError: the model has no long kernels (before any image is read).
+    """
+    from .io.batches import ImageBatches
+    from .io.images import labels_available, model_eval_transform
+
+    settings = TruncationSettings.from_overrides(settings, **overrides)
+    run = run or RunContext()
+    swept_stages(loaded.model, settings.stages, loaded.name)
+    items = list(items)
+    labelled = labels_available(items)[0] if settings.labelled is None else settings.labelled
     batches = ImageBatches(
-        list(items),
-        model_eval_transform(loaded.model, crop_pct, size),
-        batch_size,
+        items,
+        model_eval_transform(loaded.model, settings.crop_pct, settings.size),
+        settings.batch_size,
         with_labels=labelled,
-        device=torch.device(device),
+        device=torch.device(run.device),
     )
     start = time.perf_counter()
-    result = truncation_sweep(
-        loaded.model, batches, name=loaded.name, rel_sizes=rel_sizes, stages=stages, shape=shape, on_batch=on_batch
-    )
+    result = truncation_sweep(loaded.model, batches, settings, hooks, name=loaded.name)
+    skipped = [list(s) for s in batches.skipped]
+    return _with_record(result, loaded, skipped, time.perf_counter() - start)
+
+
+def _with_record(result: TruncationResult, loaded, skipped: list, seconds: float) -> TruncationResult:
     result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
-    result.run = {
-        "images_skipped_by_this_process": [list(s) for s in batches.skipped],
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    result.run = {"images_skipped_by_this_process": skipped, "seconds": round(seconds, 3)}
     return result
 
 
-def truncation_settings(
-    *,
-    rel_sizes: Sequence[float],
-    shape: str,
-    stages: Sequence[int] | None,
-    batch_size: int,
-    crop_pct: float | None,
-    size: int | None,
-    seed: int,
-    world_size: int,
-    images: str,
-    num_images: int,
-    labels: bool,
-    no_labels_reason: str | None,
-) -> dict:
-    """The settings block of ``truncation.json``."""
-    return {
-        "rel_sizes": [float(r) for r in rel_sizes],
-        "shape": shape,
-        "stages": None if stages is None else list(stages),
-        "batch_size": batch_size,
-        "crop_pct": crop_pct,
-        "size": size,
-        "seed": seed,
-        "world_size": world_size,
-        "images": images,
-        "num_images": num_images,
-        "labels": labels,
-        "no_labels_reason": no_labels_reason or None,
-    }
+def truncation_job(
+    models: Iterable,
+    images: str | Path | None,
+    settings: TruncationSettings | None = None,
+    run: RunContext | None = None,
+    hooks: Hooks | None = None,
+) -> TruncationComparison:
+    """The truncation sweep of several models, written as ``hpx-analyze truncation`` writes it.
+
+    Models without long kernels are skipped (``hooks.log`` says so). Under ``torchrun`` each
+    process sweeps its share of the images and only rank 0 writes. Files in ``run.out_dir``
+    (None: nothing written): ``truncation.csv``, ``truncation.json``, ``truncation.png`` and,
+    on the probe split, ``truncation_probe.csv``.
+
+    Args:
+        models: specs or loaded models (:func:`~hpx_analysis.jobs.loaded_models`).
+        images: an image folder, None for the bundled photographs, or ``"probe"`` for the
+            probe test split (one process).
+        settings: the sweep's settings (default :class:`TruncationSettings`).
+        run: device, processes, output folder and seed.
+        hooks: ``task`` per model, ``on_start(0, images)``, ``progress`` per batch, ``log``.
+
+    Returns:
+        TruncationComparison: every swept model's result and the settings record
+        (``by_distance`` holds the probe split's per-distance table, else None).
+
+    Raises:
+        NoLongKernelsError: none of the models has long kernels.
+    """
+    from .jobs import images_label, loaded_models
+    from .probe.analysis import PROBE_IMAGES_LABEL, is_probe_source
+
+    settings, run, hooks = settings or TruncationSettings(), run or RunContext(), hooks or Hooks()
+    if is_probe_source(images):
+        sweep, label, why, total = _probe_sweep(settings, run, hooks), PROBE_IMAGES_LABEL, None, None
+    else:
+        sweep, why, total = _folder_sweep(images, settings, run, hooks)
+        label = images_label(images)
+    results, by_distance = [], []
+    for loaded in loaded_models(models, run):
+        try:
+            result, table = sweep(loaded)
+        except NoLongKernelsError as err:
+            hooks.log(f"{loaded.name}: {err}; skipped")
+            continue
+        results.append(result)
+        if table is not None:
+            by_distance.append(table)
+        if run.is_main:
+            _log_result(result, hooks)
+    if not results:
+        raise NoLongKernelsError(
+            "none of the models has long-convolution kernels to truncate (only the HyenaPixel family has them); "
+            "nothing written"
+        )
+    n = results[-1].n_images if total is None else total
+    table = pd.concat(by_distance, ignore_index=True) if by_distance else None
+    comparison = TruncationComparison(results, settings.record(run, label, n, why), table)
+    if run.out_dir is not None and run.is_main:
+        from .plotting.files import save_truncation_figure
+
+        comparison.save(run.out_dir)
+        save_truncation_figure(comparison, run.out_dir)
+    return comparison
+
+
+def _folder_sweep(images, settings: TruncationSettings, run: RunContext, hooks: Hooks):
+    """``(sweep(loaded) -> (result, None), no_labels_reason, number of images)`` over a folder."""
+    from .io.images import labels_available, list_images
+
+    items = list_images(images, settings.num_images)
+    if run.is_main:
+        for path, reason in items.skipped:
+            hooks.log(f"skipped {path}: {reason}")
+    labelled, why = labels_available(items)
+    if settings.labelled is not None:
+        labelled, why = settings.labelled, (None if settings.labelled else "labels not read")
+    if run.is_main and not labelled:
+        hooks.log(
+            f"note: no accuracy: {why}; reporting top-1 agreement and KL divergence from the untruncated model only"
+        )
+    mine = run.dist.take(items)
+    settings = settings.replace(labelled=labelled)
+    shared = Hooks(progress=lambda n: hooks.progress(n * run.dist.world_size))
+
+    def sweep(loaded):
+        swept_stages(loaded.model, settings.stages, loaded.name)
+        hooks.task(f"truncation {loaded.name}")
+        hooks.on_start(0, len(items))
+        return truncation_for_model(loaded, mine, settings, run, shared if run.is_main else None), None
+
+    return sweep, (why or None) if not labelled else None, len(items)
+
+
+def _probe_sweep(settings: TruncationSettings, run: RunContext, hooks: Hooks):
+    """``sweep(loaded) -> (result, per-distance table)`` on the probe test split."""
+    from .probe.analysis import probe_truncation
+
+    if run.dist.world_size > 1:
+        raise ValueError("--images probe runs in one process (the test split is small)")
+
+    def sweep(loaded):
+        return probe_truncation(
+            loaded,
+            rel_sizes=settings.rel_sizes,
+            stages=settings.stages,
+            shape=settings.shape,
+            batch_size=settings.batch_size,
+            device=run.device,
+            num_images=settings.num_images,
+        )
+
+    return sweep
+
+
+def _log_result(result: TruncationResult, hooks: Hooks) -> None:
+    for path, reason in result.run["images_skipped_by_this_process"]:
+        hooks.log(f"skipped {path}: {reason}")
+    base = result.table[result.table.stage == BASELINE_STAGE].set_index("metric").value.round(3).to_dict()
+    hooks.log(
+        f"{result.model} ({result.weights}): {result.n_images} images, untruncated {base}, "
+        f"{result.run['seconds']:.1f} s"
+    )

@@ -108,3 +108,16 @@ def test_cli_new_options_bad_input(tmp_path, extra, message):
     result, text = invoke(S4 + ["--model", "hpx_s4=random"] + extra + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 2, text
     assert message in text and "Traceback" not in text
+
+
+def test_cli_probe_split_is_read_at_its_own_64_px(tmp_path):
+    from hpx_analysis.probe.analysis import PROBE_IMAGES_LABEL, PROBE_SOURCE
+
+    out = tmp_path / "out"
+    result, text = invoke(["erf", "--model", "hpx_s4=random", "--images", PROBE_SOURCE, "--num-images", "1"]
+                          + ["--device", "cpu", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, text
+    record = json.loads((out / "erf_hpx_former_s4.json").read_text())
+    # the size of the record and of the unit's position is the tensors' 64 px, not the default 1024
+    assert record["size"] == 64 and record["input_size"] == [64, 64]
+    assert record["images_source"] == PROBE_IMAGES_LABEL and record["unit_position"]["centre_px"] == [33.0, 33.0]

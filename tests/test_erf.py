@@ -17,16 +17,19 @@ from torch import nn
 import hpx_analysis  # noqa: F401  (registers the models)
 from hpx_analysis.erf import (
     ErfError,
+    ErfSettings,
     KeyedInput,
     accumulate_erf,
     centre_unit,
     compute_erf,
     contribution_maps,
+    erf_result,
     frozen_for_erf,
     last_feature_map,
 )
 from hpx_analysis.erf.run import partial_files, run_erf
 from hpx_analysis.erf.state import ErfAccumulator, ErfStateError
+from hpx_analysis.settings import Hooks, RunContext
 
 HERE = Path(__file__).parent
 
@@ -377,7 +380,7 @@ def test_an_interrupt_keeps_the_batch_computed_before_it():
     model, xs = FailsOnSecondBatch(), images(4)
     state, seen = ErfAccumulator(), []
     with pytest.raises(Interrupt):
-        accumulate_erf(model, xs, state, batch_size=2, progress=seen.append)
+        accumulate_erf(model, xs, state, ErfSettings(batch_size=2), hooks=Hooks(progress=seen.append))
     assert state.used == ["tensor:0", "tensor:1"] and seen == [2]
     np.testing.assert_allclose(state.mean(), compute_erf(ConvFeatures(), xs[:2]).matrix, rtol=1e-12)
 
@@ -461,10 +464,17 @@ class Interrupt(Exception):
     """Raised by a callback to stop an ERF run part-way."""
 
 
+def _resumable(model, xs, guard, stem=None, resume=False, progress=None):
+    """run_erf in batches of two, made into its result."""
+    hooks = Hooks(progress=progress) if progress is not None else None
+    state, info = run_erf(model, xs, ErfSettings(batch_size=2), guard, stem, RunContext(resume=resume), hooks)
+    return erf_result(state, info)
+
+
 def test_resume_equals_uninterrupted_run(tmp_path):
     xs = images(7, size=16, seed=11)
     settings = {"model": "small", "size": 16}
-    full = run_erf(SmallNet(), xs, settings=settings, batch_size=2)
+    full = _resumable(SmallNet(), xs, settings)
 
     model = SmallNet()
     stem = tmp_path / "erf_small.partial"
@@ -476,23 +486,23 @@ def test_resume_equals_uninterrupted_run(tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_erf(model, xs, settings=settings, state_stem=stem, batch_size=2, progress=stop_after_two_batches)
+        _resumable(model, xs, settings, stem, progress=stop_after_two_batches)
     saved = ErfAccumulator.load(partial_files(stem)[0])
     assert saved.used == ["tensor:0", "tensor:1", "tensor:2", "tensor:3"]
     calls_before = model.calls
-    resumed = run_erf(model, xs, settings=settings, state_stem=stem, resume=True, batch_size=2)
+    resumed = _resumable(model, xs, settings, stem, resume=True)
     assert model.calls - calls_before == 3  # only the three missing images were computed
     assert sorted(resumed.used) == sorted(full.used) and len(set(resumed.used)) == 7
     np.testing.assert_allclose(resumed.matrix, full.matrix, rtol=1e-13)
 
     # resuming a finished run adds nothing and counts nothing twice
-    again = run_erf(model, xs, settings=settings, state_stem=stem, resume=True, batch_size=2)
+    again = _resumable(model, xs, settings, stem, resume=True)
     assert again.num_images == 7
     np.testing.assert_allclose(again.matrix, full.matrix, rtol=1e-13)
 
     # without --resume the partial state is discarded; other settings refuse to resume
     with pytest.raises(ErfStateError, match="other settings"):
-        run_erf(model, xs, settings={**settings, "size": 32}, state_stem=stem, resume=True)
+        _resumable(model, xs, {**settings, "size": 32}, stem, resume=True)
 
 
 def test_accumulator_refuses_double_counting(tmp_path):

@@ -125,8 +125,6 @@ def test_bmvc_protocol_on_a_conv_map(make_s4):
 def test_bmvc_protocol_on_an_even_token_grid_with_timm_eval_preprocessing(tmp_path):
     from timm.data import create_transform, resolve_data_config
 
-    from hpx_analysis.erf.analysis import image_transform
-
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", img_size=64, num_classes=0).eval()
     # at init the final norm's weight is all ones, so the channel mean of its output is a
@@ -137,8 +135,8 @@ def test_bmvc_protocol_on_an_even_token_grid_with_timm_eval_preprocessing(tmp_pa
     for i in range(2):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(rng.integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(paths[-1])
-    transform = image_transform(vit, "timm-eval", 64)  # --size overrides the config's 224
-    got = compute_erf(vit, [str(p) for p in paths], unit=ErfUnit(protocol="bmvc"), transform=transform)
+    # --size overrides the config's 224
+    got = compute_erf(vit, [str(p) for p in paths], unit=ErfUnit(protocol="bmvc"), preprocess="timm-eval", size=64)
     assert got.input_size == (64, 64)
     # the model's data config applied directly with timm
     config = resolve_data_config({}, model=vit)

@@ -19,6 +19,7 @@ from hpx_analysis.probe.bundled import bundled_models, bundled_record, snapshot_
 from hpx_analysis.probe.evaluate import SMALL_REPS, distance_bins, fixed_test_split
 from hpx_analysis.probe.task import COLOURS, MEAN, STD, ProbeTask
 from hpx_analysis.probe.train import TrainConfig, accuracy, train_probe
+from hpx_analysis.settings import RunContext
 
 runner = CliRunner()
 
@@ -103,13 +104,14 @@ def test_training_loop_smoke(tmp_path):
     torch.manual_seed(0)
     m = timm.create_model("conv_probe")
     cfg = TrainConfig(steps=4, batch_size=8, warmup=2, eval_every=2, val_size=16, snapshots=(2,))
-    res = train_probe(m, cfg, out=tmp_path, name="conv_probe")
+    res = train_probe(m, cfg, RunContext(out_dir=tmp_path), name="conv_probe")
     log = pd.read_csv(tmp_path / "train_log.csv")
     assert list(log.columns[:4]) == ["step", "loss", "train_acc", "val_acc"] and len(log) == 4
     assert log.val_acc.notna().sum() == 2
     assert (tmp_path / "conv_probe.safetensors").is_file() and (tmp_path / "conv_probe_step2.safetensors").is_file()
     assert res.snapshots == [tmp_path / "conv_probe_step2.safetensors"]
-    assert json.loads((tmp_path / "train.json").read_text())["steps"] == 4
+    meta = json.loads((tmp_path / "train.json").read_text())
+    assert meta["steps"] == 4 and meta["config"]["snapshots"] == [2] and "enabled" in meta["fast_paths"]
 
 
 def test_probe_train_and_eval_commands(tmp_path):

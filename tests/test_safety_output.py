@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 import hpx_analysis.cli.coverage as coverage_cmd
-import hpx_analysis.cli.erf as erf_cmd
 import hpx_analysis.cli.kernels as kernels_cmd
 import hpx_analysis.cli.truncation as truncation_cmd
+import hpx_analysis.erf.job as erf_job_module
 from hpx_analysis.cli.main import app
 from hpx_analysis.io.output import LOCK_NAME, OutputBusyError, OutputError, check_output_dir, output_lock
 
@@ -28,7 +28,7 @@ COMMANDS = {
     "coverage": (coverage_cmd, ["coverage", *MODEL]),
     "truncation": (truncation_cmd, ["truncation", *MODEL, "--num-images", "1", "--size", "64", "--rel-sizes", "1"]),
     "kernels": (kernels_cmd, ["kernels", *MODEL]),
-    "erf": (erf_cmd, ["erf", *MODEL, "--num-images", "1", "--size", "64"]),
+    "erf": (erf_job_module, ["erf", *MODEL, "--num-images", "1", "--size", "64"]),
 }
 
 

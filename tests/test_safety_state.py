@@ -11,11 +11,19 @@ import pathlib
 import numpy as np
 import pytest
 
+from hpx_analysis.erf import ErfSettings, erf_result
 from hpx_analysis.erf.run import discard_partial, partial_files, run_erf
 from hpx_analysis.erf.state import ErfAccumulator, ErfStateError
+from hpx_analysis.settings import RunContext
 from tests.test_erf import SmallNet, images
 
 SETTINGS = {"model": "small", "size": 16}
+
+
+def _run(xs, stem=None, resume=False):
+    """run_erf of SmallNet in batches of two, made into its result."""
+    state, info = run_erf(SmallNet(), xs, ErfSettings(batch_size=2), SETTINGS, stem, RunContext(resume=resume))
+    return erf_result(state, info)
 
 
 class Killed(BaseException):
@@ -47,19 +55,19 @@ def _write_steps(monkeypatch, kill_at: int | None) -> list[str]:
 
 def test_a_kill_at_every_write_step_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     xs = images(5, size=16, seed=3)
-    full = run_erf(SmallNet(), xs, settings=SETTINGS, batch_size=2)
+    full = _run(xs)
     counted = []
     with monkeypatch.context() as m:
         counted = _write_steps(m, None)
-        run_erf(SmallNet(), xs, settings=SETTINGS, state_stem=tmp_path / "count2", batch_size=2)
+        _run(xs, tmp_path / "count2")
     assert len(counted) >= 8  # several saves, each more than one step
     for kill_at in range(len(counted)):
         stem = tmp_path / f"k{kill_at}" / "erf_small.partial"
         with monkeypatch.context() as m:
             _write_steps(m, kill_at)
             with pytest.raises(Killed):
-                run_erf(SmallNet(), xs, settings=SETTINGS, state_stem=stem, batch_size=2)
-        resumed = run_erf(SmallNet(), xs, settings=SETTINGS, state_stem=stem, resume=True, batch_size=2)
+                _run(xs, stem)
+        resumed = _run(xs, stem, resume=True)
         assert sorted(resumed.used) == sorted(full.used), kill_at
         assert resumed.num_images == 5 and len(set(resumed.used)) == 5, kill_at
         np.testing.assert_array_equal(resumed.matrix, full.matrix, err_msg=f"kill before write step {kill_at}")
@@ -99,12 +107,12 @@ def test_a_hand_edited_state_is_refused_not_miscounted(tmp_path):
 def test_resume_with_fewer_or_other_images_is_refused(tmp_path):
     xs = images(5, size=16, seed=3)
     stem = tmp_path / "erf_small.partial"
-    run_erf(SmallNet(), xs, settings=SETTINGS, state_stem=stem, batch_size=2)  # state left until discarded
+    _run(xs, stem)  # state left until discarded
     assert partial_files(stem)
     with pytest.raises(ErfStateError, match="2 image\\(s\\) that are not among the 3"):
-        run_erf(SmallNet(), xs[:3], settings=SETTINGS, state_stem=stem, resume=True, batch_size=2)
+        _run(xs[:3], stem, resume=True)
     # the same images resume to the same result, nothing counted twice
-    again = run_erf(SmallNet(), xs, settings=SETTINGS, state_stem=stem, resume=True, batch_size=2)
+    again = _run(xs, stem, resume=True)
     assert again.num_images == 5
 
 

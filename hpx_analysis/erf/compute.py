@@ -39,7 +39,7 @@ under autocast; the first batch is also computed in float32 and the deviation of
 reduced-precision maps from it is stated in the result (``precision_deviation``).
 
 ``compile_blocks=True`` runs the model's repeated blocks through ``torch.compile`` (see
-:mod:`hpx_analysis.compiled`): same matrix up to float32 rounding, faster on a GPU once
+:mod:`hpx_analysis.execution.compiled`): same matrix up to float32 rounding, faster on a GPU once
 compiled.
 """
 
@@ -58,9 +58,11 @@ from torch import nn
 from ..execution.compiled import compiling
 from ..execution.out_of_memory import is_out_of_memory
 from ..execution.prefetch import prefetched
-from ..models.fast import fast_paths
+from ..models.fast import fast_path_record, fast_paths
 from ..models.numerics import full_float32, tf32
+from ..settings import Hooks
 from .result import ErfResult
+from .settings import METHODS, PRECISIONS, PREPROCESS, ErfSettings, default_batch_size
 from .state import ErfAccumulator
 from .unit import ErfUnit
 
@@ -68,7 +70,13 @@ __all__ = [
     "METHODS",
     "PRECISIONS",
     "ErfError",
+    "ErfInputError",
+    "ErfModelError",
+    "GradCheckpointingError",
     "ErfResult",
+    "ErfSettings",
+    "PassInfo",
+    "image_transform",
     "compute_erf",
     "last_feature_map",
     "centre_unit",
@@ -82,8 +90,6 @@ __all__ = [
     "ErfUnit",
 ]
 
-METHODS = ("grad", "saliency", "integrated_gradients")
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -99,6 +105,10 @@ class ErfModelError(ErfError, RuntimeError):
     """The model failed on the given images (e.g. images too small for its downsampling)."""
 
 
+class GradCheckpointingError(ErfError):
+    """The model cannot recompute its activations (no ``set_grad_checkpointing``)."""
+
+
 IMAGE_KINDS = (
     "image paths, image items with a path, PIL images, HxWx3 uint8 numpy arrays, "
     "or (3, H, W) float tensors that are already normalized"
@@ -112,6 +122,13 @@ def last_feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     ``forward_features`` gives NCHW for our models and timm's CNNs; NHWC models (timm's
     ``output_fmt == "NHWC"``, e.g. Swin) are permuted; token outputs ``(B, N, C)`` (ViTs)
     drop the prefix tokens and are laid back onto the patch grid.
+
+    Args:
+        model: a timm-style model with ``forward_features``.
+        x: the input batch ``(B, 3, H, W)``.
+
+    Returns:
+        torch.Tensor: the map ``(B, C, H', W')``.
     """
     if not hasattr(model, "forward_features"):
         raise ErfError(f"{type(model).__name__} has no forward_features(); the ERF needs timm's model API")
@@ -141,7 +158,14 @@ def _tokens_to_grid(model: nn.Module, tokens: torch.Tensor, image_size) -> torch
 
 
 def centre_unit(fmap: torch.Tensor) -> torch.Tensor:
-    """Per-image scalar: ReLU of the feature map at ``(H // 2, W // 2)``, summed over channels."""
+    """Per-image scalar: ReLU of the feature map at ``(H // 2, W // 2)``, summed over channels.
+
+    Args:
+        fmap: a feature map ``(B, C, H, W)``.
+
+    Returns:
+        torch.Tensor: one scalar per image ``(B,)``.
+    """
     h, w = fmap.shape[-2:]
     return torch.relu(fmap[:, :, h // 2, w // 2]).sum(1)
 
@@ -166,31 +190,30 @@ def _unit_fn(model: nn.Module, unit: ErfUnit | None = None) -> Callable[[torch.T
 
 
 # ----------------------------------------------------------------------------- one batch
-def contribution_maps(
-    model: nn.Module,
-    x: torch.Tensor,
-    method: str = "grad",
-    precision: str = "fp32",
-    ig_steps: int = 32,
-    unit: ErfUnit | None = None,
-) -> torch.Tensor:
-    """Per-image contribution maps ``(B, H, W)`` (detached; float32, or float64 for a float64
-    model) for a batch ``(B, 3, H, W)``.
+def contribution_maps(model: nn.Module, x: torch.Tensor, settings: ErfSettings | None = None) -> torch.Tensor:
+    """Per-image contribution maps of one batch.
 
     The model should already be in eval mode with frozen parameters (see
-    :func:`frozen_for_erf`); :func:`compute_erf` does that. ``unit``: which output unit and
-    protocol (default: RepLKNet's, on the centre of the last feature map).
+    :func:`frozen_for_erf`); :func:`compute_erf` does that.
+
+    Args:
+        model: the model.
+        x: the batch ``(B, 3, H, W)``, on the model's device.
+        settings: the method, precision, integration steps and unit (default:
+            :class:`~hpx_analysis.erf.settings.ErfSettings` ``()``, RepLKNet's protocol).
+
+    Returns:
+        torch.Tensor: the maps ``(B, H, W)``, detached; float32, or float64 for a float64 model.
     """
-    if method not in METHODS:
-        raise ErfError(f"unknown ERF method {method!r}; choose one of {', '.join(METHODS)}")
-    spec = unit or ErfUnit()
+    settings = settings or ErfSettings()
+    spec = settings.unit
     unit = _unit_fn(model, spec)
-    with _precision_mode(x.device, precision):
-        if method == "grad":
+    with _precision_mode(x.device, settings.precision):
+        if settings.method == "grad":
             xg = x.detach().clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(unit(xg).sum(), xg)
             maps = spec.input_map(grad)
-        elif method == "saliency":
+        elif settings.method == "saliency":
             from captum.attr import Saliency
 
             maps = Saliency(unit).attribute(x.detach().clone().requires_grad_(True), abs=True).sum(1)
@@ -199,7 +222,7 @@ def contribution_maps(
 
             xi = x.detach().clone()
             attr = IntegratedGradients(unit).attribute(
-                xi, baselines=torch.zeros_like(xi), n_steps=ig_steps, internal_batch_size=xi.shape[0]
+                xi, baselines=torch.zeros_like(xi), n_steps=settings.ig_steps, internal_batch_size=xi.shape[0]
             )
             maps = attr.abs().sum(1)
     maps = maps.detach()
@@ -222,29 +245,29 @@ def _precision_mode(device: torch.device, precision: str):
         yield
 
 
-def maps_that_fit(
-    model: nn.Module,
-    x: torch.Tensor,
-    chunk: int,
-    method: str = "grad",
-    precision: str = "fp32",
-    ig_steps: int = 32,
-    unit: ErfUnit | None = None,
-) -> tuple[torch.Tensor, int]:
+def maps_that_fit(model: nn.Module, x: torch.Tensor, chunk: int, settings: ErfSettings) -> tuple[torch.Tensor, int]:
     """:func:`contribution_maps` of ``x`` computed ``chunk`` images at a time; when the device
-    runs out of memory the chunk is halved (down to one image) and the pass retried.
-    Returns the maps and the chunk that fitted, to start the next batch with. Exact:
+    runs out of memory the chunk is halved (down to one image) and the pass retried. Exact:
     images do not interact, so chunks give the maps of the whole batch. Running out of
     memory is PyTorch's ``OutOfMemoryError`` or another library's failed allocation (see
-    :mod:`hpx_analysis.out_of_memory`)."""
+    :mod:`hpx_analysis.execution.out_of_memory`).
+
+    Args:
+        model: the model (eval mode, frozen).
+        x: the batch ``(B, 3, H, W)``.
+        chunk: images per pass to try first.
+        settings: what is computed (see :func:`contribution_maps`).
+
+    Returns:
+        tuple[torch.Tensor, int]: the maps ``(B, H, W)`` and the chunk that fitted, to
+        start the next batch with.
+    """
     while True:
         size = min(chunk, x.shape[0])
         try:
             if size == x.shape[0]:
-                return contribution_maps(model, x, method, precision, ig_steps, unit), chunk
-            return torch.cat(
-                [contribution_maps(model, part, method, precision, ig_steps, unit) for part in x.split(size)]
-            ), size
+                return contribution_maps(model, x, settings), chunk
+            return torch.cat([contribution_maps(model, part, settings) for part in x.split(size)]), size
         except RuntimeError as exc:
             if size == 1 or not is_out_of_memory(exc):
                 raise
@@ -257,7 +280,14 @@ def maps_that_fit(
 def frozen_for_erf(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode, frozen parameters and the fast paths of frozen models
     (:func:`~hpx_analysis.models.fast.fast_paths`, where ``HPX_ANALYSIS_FAST`` allows them)
-    for the duration; the caller's flags and module classes are restored."""
+    for the duration; the caller's flags and module classes are restored.
+
+    Args:
+        model: the model.
+
+    Returns:
+        Iterator[nn.Module]: a context manager yielding ``model``.
+    """
     params = list(model.parameters())
     grad_flags = [p.requires_grad for p in params]
     train_flags = [(m, m.training) for m in model.modules()]
@@ -284,7 +314,15 @@ class KeyedInput:
 
 
 def image_key(item, index: int) -> str:
-    """Resume key of an input: the image path, or ``tensor:<index>`` for a tensor."""
+    """Resume key of an input: the image path, or ``tensor:<index>`` for a tensor.
+
+    Args:
+        item: the input (a :class:`KeyedInput` keeps its key).
+        index: its position in the list.
+
+    Returns:
+        str: the key.
+    """
     if isinstance(item, KeyedInput):
         return item.key
     if isinstance(item, torch.Tensor):
@@ -476,47 +514,52 @@ def _is_image_load_error(exc: Exception) -> bool:
 
 
 # ----------------------------------------------------------------------------- the run
-def _check_options(method: str, precision: str, batch_size: int) -> None:
-    if method not in METHODS:
-        raise ErfError(f"unknown ERF method {method!r}; choose one of {', '.join(METHODS)}")
-    if precision not in PRECISIONS:
-        raise ErfError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if batch_size < 1:
-        raise ErfError(f"batch size must be at least 1, got {batch_size}")
+@dataclass(frozen=True)
+class PassInfo:
+    """How the passes of an accumulation ran.
+
+    Args:
+        device: the device they ran on.
+        precision_deviation: with a reduced precision, how far the first batch's maps are
+            from float32 maps (None otherwise).
+        compiled_blocks: how many blocks ran through ``torch.compile``.
+        images_per_pass: the batch size, or the smaller number of images per pass that
+            fitted when the device ran out of memory (see :func:`maps_that_fit`).
+    """
+
+    device: str
+    precision_deviation: dict | None = None
+    compiled_blocks: int = 0
+    images_per_pass: int | None = None
 
 
-def accumulate_erf(
-    model: nn.Module,
-    images: Iterable,
-    state: ErfAccumulator,
-    *,
-    size: int | None = None,
-    batch_size: int = 1,
-    method: str = "grad",
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
-    ig_steps: int = 32,
-    progress: Callable[[int], None] | None = None,
-    on_batch: Callable[[ErfAccumulator], None] | None = None,
-    check_precision: bool = True,
-    loader_threads: int | None = None,
-    compile_blocks: bool = False,
-    unit: ErfUnit | None = None,
-    transform: Callable | None = None,
-    per_image: Callable | None = None,
-) -> dict:
-    """Add the contribution maps of ``images`` to ``state`` (in place), skipping images
-    whose key ``state`` already holds. Returns ``{"device", "precision_deviation",
-    "compiled_blocks", "images_per_pass"}`` (the batch size, or the smaller number of images
-    per pass that fitted when the device ran out of memory: see :func:`maps_that_fit`).
-    An empty ``images`` is fine here (a rank of a distributed run may get no image).
-    See :func:`compute_erf` for the arguments."""
-    _check_options(method, precision, batch_size)
+def image_transform(model: nn.Module, preprocess: str, size: int | None) -> Callable | None:
+    """How image files become tensors.
+
+    Args:
+        model: the model (its timm data config for ``"timm-eval"``).
+        preprocess: ``"squash"`` (RepLKNet's resize of the whole image to ``size`` x
+            ``size``, ImageNet mean/std) or ``"timm-eval"`` (the model's timm data config:
+            input size, crop percentage, interpolation, mean and std).
+        size: the side length; with ``"timm-eval"`` it replaces the config's input size.
+
+    Returns:
+        Callable | None: the transform, or None for ``"squash"`` (the default loading).
+    """
+    if preprocess not in PREPROCESS:
+        raise ErfError(f"unknown preprocessing {preprocess!r}; choose one of {', '.join(PREPROCESS)}")
+    if preprocess == "squash":
+        return None
+    from ..io.images import model_eval_transform
+
+    return model_eval_transform(model, size=size)
+
+
+def _model_device(model: nn.Module, device, precision: str) -> tuple[torch.device, torch.dtype]:
+    """The device the ERF runs on (default: the model's) and the dtype of the model's inputs;
+    refuses models that are no module, hold no data or sit on another device."""
     if not isinstance(model, nn.Module):
         raise ErfInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    images = _as_items(images)
-    for item in images:
-        _check_input(item, size, transform is not None)
     param = next(iter(model.parameters()), None)
     if param is not None and param.is_meta:
         raise ErfInputError("the model's weights are on the meta device (no data); load or materialize them first")
@@ -527,69 +570,134 @@ def accumulate_erf(
     if precision != "fp32" and device.type != "cuda":
         raise ErfError(f"reduced precision ({precision}) is only supported on CUDA; use fp32 on {device.type}")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    return device, dtype
 
-    items = list(images)
+
+@contextlib.contextmanager
+def _checkpointing(model: nn.Module, on: bool):
+    """timm's gradient checkpointing switched on for the duration (and off again after)."""
+    if not on:
+        yield
+        return
+    if not hasattr(model, "set_grad_checkpointing"):
+        raise GradCheckpointingError(f"{type(model).__name__} does not support gradient checkpointing")
+    model.set_grad_checkpointing(True)
+    try:
+        yield
+    finally:
+        model.set_grad_checkpointing(False)
+
+
+@dataclass
+class _Passes:
+    """The passes of one accumulation, pipelined: while the device works on a batch, the
+    next one is read and stacked and the previous one's reduced maps come back to the host."""
+
+    model: nn.Module
+    state: ErfAccumulator
+    settings: ErfSettings
+    device: torch.device
+    dtype: torch.dtype
+    hooks: Hooks
+    per_image: Callable | None
+    chunk: int
+    deviation: dict | None = None
+    pending: _BatchSum | None = None
+    input_size: tuple | None = None
+
+    def step(self, keys: Sequence[str], batch: torch.Tensor | None) -> None:
+        """Compute one batch (None: an image that could not be read, counted as handled)."""
+        if batch is None:
+            self._report(1)
+            return
+        if self.input_size is None:
+            self.input_size = tuple(batch.shape[-2:])
+        elif tuple(batch.shape[-2:]) != self.input_size:
+            raise ErfError(
+                f"all images must have the same size for one ERF: got {tuple(batch.shape[-2:])} after {self.input_size}"
+            )
+        x = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        maps, self.chunk = maps_that_fit(self.model, x, self.chunk, self.settings)
+        if self.per_image is not None:
+            self.per_image(keys, maps)
+        if self.settings.precision != "fp32" and self.settings.check_precision and self.deviation is None:
+            fp32_maps, _ = maps_that_fit(self.model, x, self.chunk, self.settings.replace(precision="fp32"))
+            self.deviation = _precision_deviation(maps, fp32_maps)
+        self.flush()
+        self.pending = _reduce_maps(keys, maps)
+
+    def flush(self) -> None:
+        """Add the batch on its way to the host (the last one, or the one computed when an
+        error or interrupt came) to the state."""
+        if self.pending is not None:
+            previous, self.pending = self.pending, None
+            _add_batch_sum(self.state, previous)
+            self._report(len(previous.keys))
+
+    def _report(self, n: int) -> None:
+        self.hooks.on_batch(self.state)
+        self.hooks.progress(n)
+
+
+def accumulate_erf(
+    model: nn.Module,
+    images: Iterable,
+    state: ErfAccumulator,
+    settings: ErfSettings | None = None,
+    device: str | torch.device | None = None,
+    hooks: Hooks | None = None,
+    per_image: Callable | None = None,
+) -> PassInfo:
+    """Add the contribution maps of ``images`` to ``state`` (in place), skipping images whose
+    key ``state`` already holds. An empty ``images`` is fine here (a rank of a distributed
+    run may get no image).
+
+    Args:
+        model: the model (left as found).
+        images: the inputs (see :func:`compute_erf`).
+        state: the accumulation to add to.
+        settings: what is computed (default: :class:`~hpx_analysis.erf.settings.ErfSettings` ``()``).
+        device: where to compute (default: the model's device; the model is not moved).
+        hooks: ``progress(n)`` and ``on_batch(state)`` after every batch.
+        per_image: called with every batch's keys and per-image maps ``(B, H, W)``.
+
+    Returns:
+        PassInfo: the device, precision deviation, compiled blocks and images per pass.
+    """
+    settings, hooks = settings or ErfSettings(), hooks or Hooks()
+    device, dtype = _model_device(model, device, settings.precision)
+    transform = image_transform(model, settings.preprocess, settings.size)
+    items = _as_items(images)
+    for item in items:
+        _check_input(item, settings.size, transform is not None)
     keys = [image_key(item, i) for i, item in enumerate(items)]
     if len(set(keys)) != len(keys):
         raise ErfError("the same image is listed more than once")
     done = state.done_keys()
     todo = [(item, key) for item, key in zip(items, keys) if key not in done]
-
-    deviation, blocks, chunk = None, 0, batch_size
-    input_size = tuple(state.total.shape) if state.total is not None else None
-    start = time.perf_counter()
-    pending: _BatchSum | None = None
+    chunk = settings.batch_size or default_batch_size(device)
+    passes = _Passes(model, state, settings, device, dtype, hooks, per_image, chunk)
+    passes.input_size = tuple(state.total.shape) if state.total is not None else None
+    threads = _default_loader_threads(device) if settings.loader_threads is None else settings.loader_threads
+    start, blocks = time.perf_counter(), 0
     try:
-        with frozen_for_erf(model), _maybe_compiled(model, compile_blocks) as blocks:
-            threads = _default_loader_threads(device) if loader_threads is None else loader_threads
+        with (
+            frozen_for_erf(model),
+            _checkpointing(model, settings.grad_checkpointing),
+            _maybe_compiled(model, settings.compile_blocks) as blocks,
+        ):
             batches = _batches(
-                [t[0] for t in todo],
-                [t[1] for t in todo],
-                batch_size,
-                size,
-                state,
-                threads,
-                pin_memory=device.type == "cuda",
-                transform=transform,
-            )
-            # pipelined: while the device works on a batch, the next one is read and stacked
-            # and the previous one's reduced maps come back to the host
+                [t[0] for t in todo], [t[1] for t in todo], chunk, settings.size, state, threads,
+                pin_memory=device.type == "cuda", transform=transform,
+            )  # fmt: skip
             for batch_keys, batch in batches:
-                if batch is None:
-                    _report(progress, on_batch, state, 1)
-                    continue
-                if input_size is None:
-                    input_size = tuple(batch.shape[-2:])
-                elif tuple(batch.shape[-2:]) != input_size:
-                    raise ErfError(
-                        f"all images must have the same size for one ERF: got "
-                        f"{tuple(batch.shape[-2:])} after {input_size}"
-                    )
-                x = batch.to(device=device, dtype=dtype, non_blocking=True)
-                maps, chunk = maps_that_fit(model, x, chunk, method, precision, ig_steps, unit)
-                if per_image is not None:
-                    per_image(batch_keys, maps)
-                if precision != "fp32" and check_precision and deviation is None:
-                    fp32_maps, _ = maps_that_fit(model, x, chunk, method, "fp32", ig_steps, unit)
-                    deviation = _precision_deviation(maps, fp32_maps)
-                if pending is not None:
-                    previous, pending = pending, None
-                    _add_batch_sum(state, previous)
-                    _report(progress, on_batch, state, len(previous.keys))
-                pending = _reduce_maps(batch_keys, maps)
+                passes.step(batch_keys, batch)
     finally:
         try:
-            if pending is not None:  # the last batch, or the one computed when an error or interrupt came
-                _add_batch_sum(state, pending)
-                _report(progress, on_batch, state, len(pending.keys))
+            passes.flush()
         finally:
             state.seconds += time.perf_counter() - start
-    return {
-        "device": str(device),
-        "precision_deviation": deviation,
-        "compiled_blocks": blocks,
-        "images_per_pass": chunk,
-    }
+    return PassInfo(str(device), passes.deviation, blocks, passes.chunk)
 
 
 def _maybe_compiled(model: nn.Module, compile_blocks: bool):
@@ -597,129 +705,106 @@ def _maybe_compiled(model: nn.Module, compile_blocks: bool):
 
 
 def erf_result(
-    state: ErfAccumulator,
-    *,
-    method: str,
-    precision: str,
-    device: str,
-    precision_deviation: dict | None = None,
-    compiled_blocks: int = 0,
-    images_per_pass: int | None = None,
-    unit: ErfUnit | None = None,
+    state: ErfAccumulator, info: PassInfo, settings: ErfSettings | None = None, identity: dict | None = None
 ) -> ErfResult:
-    """The :class:`ErfResult` of an accumulation; raises :class:`ErfError` if no image was used.
-    ``unit``: its protocol's last step is applied to the mean (None: RepLKNet's, nothing to apply)."""
+    """The complete :class:`ErfResult` of an accumulation.
+
+    Args:
+        state: the accumulation (every rank's, combined).
+        info: how its passes ran (:func:`accumulate_erf`).
+        settings: what was computed; the unit's protocol finishes the mean.
+        identity: further fields of the result (model, weights, run record, label, the
+            unit's position, full metrics, ...); they replace the measured ones of the same name.
+
+    Returns:
+        ErfResult: the mean matrix and its record.
+
+    Raises:
+        ErfError: no image was used.
+    """
     if state.count == 0:
         reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in state.skipped[:5])
         raise ErfError("no image could be used for the ERF" + (f" ({reasons})" if reasons else ""))
-    return ErfResult(
-        matrix=state.mean() if unit is None else unit.finish(state.mean()),
+    settings = settings or ErfSettings()
+    measured = dict(
+        matrix=settings.unit.finish(state.mean()),
         used=list(state.used),
         skipped=list(state.skipped),
         nonfinite_values=state.nonfinite_values,
         seconds=state.seconds,
-        method=method,
-        precision=precision,
+        method=settings.method,
+        precision=settings.precision,
         input_size=tuple(state.total.shape),
-        device=device,
-        precision_deviation=precision_deviation,
+        device=info.device,
+        precision_deviation=info.precision_deviation,
         settings=dict(state.settings),
-        compiled_blocks=compiled_blocks,
-        images_per_pass=images_per_pass,
+        compiled_blocks=info.compiled_blocks,
+        images_per_pass=info.images_per_pass,
+        unit=settings.unit_record(),
+        erf_settings=settings.describe(),
+        fast_paths=fast_path_record(),
     )
+    return ErfResult(**{**measured, **(identity or {})})
 
 
 def compute_erf(
     model: nn.Module,
     images: Iterable,
+    settings: ErfSettings | None = None,
     *,
-    size: int | None = None,
-    batch_size: int = 1,
-    method: str = "grad",
-    precision: str = "fp32",
     device: str | torch.device | None = None,
-    ig_steps: int = 32,
-    progress: Callable[[int], None] | None = None,
     state: ErfAccumulator | None = None,
-    on_batch: Callable[[ErfAccumulator], None] | None = None,
-    check_precision: bool = True,
-    loader_threads: int | None = None,
-    compile_blocks: bool = False,
-    unit: ErfUnit | None = None,
-    transform: Callable | None = None,
+    hooks: Hooks | None = None,
     per_image: Callable | None = None,
+    **overrides,
 ) -> ErfResult:
-    """Mean ERF contribution matrix of ``model`` over ``images``.
+    """Mean ERF contribution matrix of ``model`` over ``images``, in memory.
 
-    ``images``: an iterable of (or one of) ``(3, H, W)`` float tensors (already normalized),
-    image paths or items with a ``path`` (loaded; unreadable files are skipped and listed),
-    PIL images and HxWx3 uint8 numpy arrays; files, PIL images and arrays are resized to
-    ``size`` x ``size`` and ImageNet-normalized. Other inputs (None, integer or empty
-    tensors, meta tensors, other objects) raise :class:`ErfInputError` (a ``TypeError``)
-    saying what is expected; a model that fails on the images raises :class:`ErfModelError`.
-    ``device``: where to compute (default: the model's device; the
-    model is not moved). ``state``: an accumulator to continue (images whose key it holds
-    are not computed again); it is updated in place. ``progress(n)`` is called with the
-    number of images handled after every batch; ``on_batch(state)`` after every batch
-    (e.g. to save the state). ``ig_steps``: integration steps of integrated gradients.
-    ``check_precision``: with a reduced ``precision``, also compute the first batch in
-    float32 and record the deviation (``precision_deviation``); False skips that extra
-    pass (benchmarks time the reduced-precision passes alone this way).
-    ``loader_threads``: threads that read image files ahead of the model (default: none
-    on the CPU, up to 4 on an accelerator, where reading overlaps its work).
-    ``compile_blocks``: run the model's repeated blocks through ``torch.compile`` (see
-    :mod:`hpx_analysis.compiled`; for GPUs and many images: compiling takes a minute or more
-    the first time); the number compiled is in the result.
-    ``unit``: the output unit and protocol (:class:`~hpx_analysis.erf.unit.ErfUnit`: a stage,
-    a layer, the BMVC 2023 protocol, the even-grid rule; default RepLKNet's on the last
-    feature map). ``transform``: how image files become tensors (default: RepLKNet's
-    resize to ``size``; e.g. :func:`~hpx_analysis.io.images.model_eval_transform`).
-    ``per_image(keys, maps)``: called with every batch's per-image maps ``(B, H, W)`` (e.g.
-    :class:`~hpx_analysis.erf.spread.PerImage`, for the spread across images).
+    ``compute_erf(model, images, size=128)`` and ``compute_erf(model, images,
+    ErfSettings(size=128))`` are the same call.
+
+    Args:
+        model: the model (not moved; its flags are left as found).
+        images: an iterable of (or one of) ``(3, H, W)`` float tensors (already normalized),
+            image paths or items with a ``path`` (loaded; unreadable files are skipped and
+            listed), PIL images and HxWx3 uint8 numpy arrays; files, PIL images and arrays
+            are resized to ``size`` x ``size`` and ImageNet-normalized.
+        settings: what is computed (:class:`~hpx_analysis.erf.settings.ErfSettings`; default
+            its defaults).
+        device: where to compute (default: the model's device).
+        state: an accumulator to continue (images whose key it holds are not computed
+            again); updated in place.
+        hooks: ``progress(n)`` after every batch with the images handled, ``on_batch(state)``
+            after every batch (e.g. to save the state).
+        per_image: called with every batch's keys and per-image maps ``(B, H, W)`` (e.g.
+            :class:`~hpx_analysis.erf.spread.PerImage`).
+        **overrides: fields of :class:`~hpx_analysis.erf.settings.ErfSettings` replacing
+            those of ``settings`` (``size``, ``method``, ``unit``, ``batch_size``, ...).
+
+    Returns:
+        ErfResult: the matrix and its record; with ``full_metrics`` also the unit's
+        position, the theoretical receptive field and the spread across images.
+
+    Raises:
+        TypeError: an override names no setting (the settings are listed).
+        ErfInputError: a model or an input of a kind the ERF cannot take (a ``TypeError``).
+        ErfModelError: the model failed on the images.
+        ErfError: other inputs the ERF cannot use (no usable image, mixed sizes, ...).
     """
+    from .extras import MapExtras, both
+
+    settings = ErfSettings.from_overrides(settings, **overrides)
     state = state if state is not None else ErfAccumulator()
+    images = _as_items(images)
     try:
-        info = accumulate_erf(
-            model,
-            images,
-            state,
-            size=size,
-            batch_size=batch_size,
-            method=method,
-            precision=precision,
-            device=device,
-            ig_steps=ig_steps,
-            progress=progress,
-            on_batch=on_batch,
-            check_precision=check_precision,
-            loader_threads=loader_threads,
-            compile_blocks=compile_blocks,
-            unit=unit,
-            transform=transform,
-            per_image=per_image,
-        )
+        extras = MapExtras.measure(model, images, settings) if settings.with_full_metrics else MapExtras()
+        info = accumulate_erf(model, images, state, settings, device, hooks, both(per_image, extras.per_image))
     except RuntimeError as err:
         if isinstance(err, ErfError) or is_out_of_memory(err):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ErfModelError(f"{type(model).__name__} failed on the images: {first}") from err
-    return erf_result(
-        state,
-        method=method,
-        precision=precision,
-        device=info["device"],
-        precision_deviation=info["precision_deviation"],
-        compiled_blocks=info["compiled_blocks"],
-        images_per_pass=info["images_per_pass"],
-        unit=unit,
-    )
-
-
-def _report(progress, on_batch, state, n: int) -> None:
-    if on_batch is not None:
-        on_batch(state)
-    if progress is not None:
-        progress(n)
+    return erf_result(state, info, settings, extras.fields())
 
 
 def _precision_deviation(reduced: torch.Tensor, reference: torch.Tensor) -> dict:

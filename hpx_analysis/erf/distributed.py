@@ -1,4 +1,4 @@
-"""Combining ERF accumulations of several processes (see :mod:`hpx_analysis.distributed`).
+"""Combining ERF accumulations of several processes (see :mod:`hpx_analysis.execution.distributed`).
 
 Images are sharded round-robin across ranks; at the end the float64 sums are added with
 ``all_reduce`` and the image lists gathered,
@@ -19,7 +19,15 @@ __all__ = ["reduce_accumulator"]
 
 
 def reduce_accumulator(state: ErfAccumulator, ctx: DistContext) -> ErfAccumulator:
-    """Every rank's accumulation combined (the same result on every rank)."""
+    """Every rank's accumulation combined (the same result on every rank).
+
+    Args:
+        state: this rank's accumulation.
+        ctx: the process group.
+
+    Returns:
+        ErfAccumulator: the sum over ranks (``state`` itself in one process).
+    """
     if not ctx.distributed:
         return state
     shape = None if state.total is None else tuple(state.total.shape)

@@ -43,7 +43,16 @@ def _probe_input(model: nn.Module, size: tuple[int, int]) -> torch.Tensor:
 def unit_position(model: nn.Module, size: int | tuple[int, int], unit: ErfUnit | None = None) -> dict:
     """The centre unit of ``unit``'s map at input ``size``: ``map_size``, ``index`` (row,
     column), ``centre_px`` (row, column in input pixels), ``stride`` (input pixels per map
-    step) and ``rule`` (``"layer chain"`` or ``"cell centre (assumed)"``)."""
+    step) and ``rule`` (``"layer chain"`` or ``"cell centre (assumed)"``).
+
+    Args:
+        model: the model.
+        size: the input side (or height, width) in pixels.
+        unit: the output unit (default: the last feature map's centre).
+
+    Returns:
+        dict: ``map_size``, ``index``, ``centre_px``, ``stride`` and ``rule``.
+    """
     from .compute import frozen_for_erf
 
     unit = unit or ErfUnit()
@@ -110,7 +119,18 @@ def theoretical_rf(
 
     The unit here is the sum over channels of the map at the centre unit (no ReLU, so that
     no channel is cut off); the gradient's support is the union over ``trials`` random
-    normal inputs (a ReLU may hide a path for one input)."""
+    normal inputs (a ReLU may hide a path for one input).
+
+    Args:
+        model: the model.
+        size: the input side (or height, width) in pixels.
+        unit: the output unit (default: the last feature map's centre).
+        trials: how many random inputs.
+        seed: their seed.
+
+    Returns:
+        dict: ``mask``, ``pixels``, ``rows`` and ``cols``.
+    """
     from .compute import frozen_for_erf
 
     unit = unit or ErfUnit()

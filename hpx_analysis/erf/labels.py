@@ -39,7 +39,14 @@ def _natural(path: Path):
 
 def expand_model_args(values: list[str]) -> list[RunSpec]:
     """``--model`` values with folder and glob weights expanded into one run per checkpoint.
-    A folder or glob that matches no checkpoint raises ValueError."""
+    A folder or glob that matches no checkpoint raises ValueError.
+
+    Args:
+        values: the ``--model`` values (``NAME[=WEIGHTS]``).
+
+    Returns:
+        list[RunSpec]: one run per model or checkpoint, not yet labelled.
+    """
     runs: list[RunSpec] = []
     for value in values:
         name, sep, weights = str(value).partition("=")
@@ -61,7 +68,14 @@ def expand_model_args(values: list[str]) -> list[RunSpec]:
 
 
 def weights_tag(weights: str) -> str:
-    """A short tag for a weights choice: the mode itself, or a checkpoint's file stem."""
+    """A short tag for a weights choice: the mode itself, or a checkpoint's file stem.
+
+    Args:
+        weights: the weights part of a model spec.
+
+    Returns:
+        str: ``random``, ``auto``, ``pretrained`` or the file stem, safe in file names.
+    """
     weights = (weights or "auto").strip()
     tag = Path(weights).stem if weights not in ("auto", "random", "pretrained") else weights
     return re.sub(r"[^A-Za-z0-9_.-]", "-", tag) or "weights"
@@ -69,7 +83,15 @@ def weights_tag(weights: str) -> str:
 
 def assign_labels(runs: list[RunSpec], names: list[str]) -> list[RunSpec]:
     """Give every run its label (see the module docstring); ``names`` are the canonical model
-    names of ``runs`` in order."""
+    names of ``runs`` in order.
+
+    Args:
+        runs: the runs (labelled in place).
+        names: their canonical model names.
+
+    Returns:
+        list[RunSpec]: ``runs``.
+    """
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1

@@ -55,12 +55,47 @@ __all__ = [
     "area_for_mass",
     "DEGENERATE_FRACTION",
     "degenerate_warning",
+    "R50_PX",
+    "R90_PX",
+    "R50_REL",
+    "R90_REL",
+    "COM_OFFSET_PX",
+    "ANISOTROPY",
+    "DEAD_FRACTION",
+    "SQUARE_SIDE_T02",
+    "DEGENERATE",
+    "square_key",
 ]
 
 DEGENERATE_FRACTION = 0.95
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
 DEAD_THRESHOLD = 1e-3
+
+# the names of the metrics in records and tables (erf_metrics.csv); the others are listed
+# in erf_metrics below
+R50_PX, R90_PX = "r50_px", "r90_px"
+R50_REL, R90_REL = "r50_rel", "r90_rel"
+COM_OFFSET_PX = "com_offset_px"
+ANISOTROPY = "anisotropy"
+DEAD_FRACTION = "dead_fraction"
+DEGENERATE = "degenerate"
+
+
+def square_key(threshold: float, kind: str = "side") -> str:
+    """The name of RepLKNet's square metric at ``threshold``.
+
+    Args:
+        threshold: one of :data:`THRESHOLDS`.
+        kind: ``"side"`` (the side in pixels) or ``"area"`` (the area ratio).
+
+    Returns:
+        str: ``square_side_t0.2``, ``square_area_t0.2``, ...
+    """
+    return f"square_{kind}_t{threshold}"
+
+
+SQUARE_SIDE_T02 = square_key(0.2)
 
 
 def _check(matrix) -> np.ndarray:
@@ -79,14 +114,29 @@ def _centre(m: np.ndarray, centre=None) -> tuple[float, float]:
 
 
 def replknet_scale(matrix) -> np.ndarray:
-    """``log10(x + 1)`` divided by its maximum (all zeros stay zeros)."""
+    """``log10(x + 1)`` divided by its maximum (all zeros stay zeros).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+
+    Returns:
+        np.ndarray: the scaled map in [0, 1].
+    """
     s = np.log10(_check(matrix) + 1.0)
     top = s.max()
     return s / top if top > 0 else s
 
 
 def replknet_squares(matrix, thresholds=THRESHOLDS) -> pd.DataFrame:
-    """Per threshold: side length and area ratio of the smallest qualifying centred square."""
+    """Per threshold: side length and area ratio of the smallest qualifying centred square.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        thresholds: the mass fractions.
+
+    Returns:
+        pd.DataFrame: ``threshold``, ``side``, ``area_ratio`` per threshold.
+    """
     s = replknet_scale(matrix)
     h, w = s.shape
     ci, cj = _centre(s)
@@ -113,7 +163,15 @@ def _distances(m: np.ndarray, centre=None) -> np.ndarray:
 
 def radial_profile(matrix, centre=None) -> pd.DataFrame:
     """Cumulative mass fraction within distance ``radius`` of the centre (integer radii from
-    0 to the farthest pixel). Empty when the matrix has no mass."""
+    0 to the farthest pixel). Empty when the matrix has no mass.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        pd.DataFrame: ``radius`` and ``cumulative_fraction``.
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -126,7 +184,16 @@ def radial_profile(matrix, centre=None) -> pd.DataFrame:
 
 
 def mass_radius(matrix, fraction: float, centre=None) -> int | None:
-    """Smallest integer radius holding at least ``fraction`` of the mass (None without mass)."""
+    """Smallest integer radius holding at least ``fraction`` of the mass (None without mass).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        fraction: the share of the mass.
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        int | None: the radius in pixels.
+    """
     prof = radial_profile(matrix, centre)
     if prof.empty:
         return None
@@ -135,7 +202,15 @@ def mass_radius(matrix, fraction: float, centre=None) -> int | None:
 
 
 def centre_of_mass_offset(matrix, centre=None) -> tuple[float, float] | None:
-    """(rows, columns) offset of the centre of mass from the centre in pixels."""
+    """(rows, columns) offset of the centre of mass from the centre in pixels.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        tuple[float, float] | None: the offset (None without mass).
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -147,7 +222,15 @@ def centre_of_mass_offset(matrix, centre=None) -> tuple[float, float] | None:
 
 
 def anisotropy(matrix, centre=None) -> float | None:
-    """``(sx - sy) / (sx + sy)`` of the RMS horizontal and vertical spread about the centre."""
+    """``(sx - sy) / (sx + sy)`` of the RMS horizontal and vertical spread about the centre.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        float | None: in [-1, 1] (None without mass).
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -160,7 +243,15 @@ def anisotropy(matrix, centre=None) -> float | None:
 
 def axis_mass_fractions(matrix, centre=None) -> tuple[float, float] | None:
     """Fractions of the mass on the centre row and on the centre column (the pixel row and
-    column holding a fractional centre, rounded half down)."""
+    column holding a fractional centre, rounded half down).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: (row, column) in pixels; None: ``(H // 2, W // 2)``.
+
+    Returns:
+        tuple[float, float] | None: row and column fractions (None without mass).
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -170,7 +261,15 @@ def axis_mass_fractions(matrix, centre=None) -> tuple[float, float] | None:
 
 
 def dead_fraction(matrix, threshold: float = DEAD_THRESHOLD) -> float:
-    """Share of pixels with a value at most ``threshold`` times the maximum (1.0 if all zero)."""
+    """Share of pixels with a value at most ``threshold`` times the maximum (1.0 if all zero).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        threshold: the share of the maximum below which a pixel counts as dead.
+
+    Returns:
+        float: the share of dead pixels.
+    """
     m = _check(matrix)
     top = m.max()
     if top <= 0:
@@ -183,7 +282,14 @@ def gaussian_fit(matrix) -> dict | None:
     of a 2D Gaussian with mean ``(mu_y, mu_x)``, standard deviations ``sigma_x`` (columns),
     ``sigma_y`` (rows) and correlation ``rho``. Returns those, ``r2`` (the coefficient of
     determination of the fit) and ``amplitude``/``offset``; None without mass or when the
-    fit fails."""
+    fit fails.
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+
+    Returns:
+        dict | None: the fitted parameters.
+    """
     from scipy.optimize import least_squares
 
     m = _check(matrix)
@@ -227,7 +333,15 @@ def gaussian_fit(matrix) -> dict | None:
 
 
 def area_for_mass(matrix, fraction: float = 0.9) -> int | None:
-    """The fewest pixels holding at least ``fraction`` of the mass (None without mass)."""
+    """The fewest pixels holding at least ``fraction`` of the mass (None without mass).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        fraction: the share of the mass.
+
+    Returns:
+        int | None: the pixel count.
+    """
     m = _check(matrix)
     total = m.sum()
     if total <= 0:
@@ -237,8 +351,16 @@ def area_for_mass(matrix, fraction: float = 0.9) -> int | None:
 
 
 def degenerate_warning(metrics: dict, name: str = "the ERF") -> str | None:
-    """A one-line warning when ``metrics`` (of :func:`erf_metrics`) describe a degenerate map."""
-    dead = metrics.get("dead_fraction")
+    """A one-line warning when ``metrics`` (of :func:`erf_metrics`) describe a degenerate map.
+
+    Args:
+        metrics: the metrics of one map.
+        name: how the map is named in the warning.
+
+    Returns:
+        str | None: the warning, or None for a map that is not degenerate.
+    """
+    dead = metrics.get(DEAD_FRACTION)
     if dead is None or dead <= DEGENERATE_FRACTION:
         return None
     return (
@@ -251,28 +373,37 @@ def erf_metrics(matrix, centre=None, full: bool = False, trf_pixels: int | None 
     """All metrics as one flat dict (one CSV row per model). ``centre``: the output unit's
     position in input pixels (default: the image centre). ``full``: also the unit position,
     the Gaussian fit, the 90% area, the ERF/TRF ratio (with ``trf_pixels``) and the
-    degenerate flag (see the module docstring)."""
+    degenerate flag (see the module docstring).
+
+    Args:
+        matrix: the raw ERF matrix (H x W, non-negative).
+        centre: the unit's (row, column) in input pixels; None: the image centre.
+        full: also the extra metrics.
+        trf_pixels: the theoretical receptive field's pixel count (for ``erf_trf_ratio``).
+
+    Returns:
+        dict: metric name -> value (names such as :data:`R50_PX`, :data:`DEAD_FRACTION`).
+    """
     m = _check(matrix)
     h, w = m.shape
     side = min(h, w)
     out: dict = {"height": h, "width": w}
     for row in replknet_squares(m).itertuples():
-        out[f"square_side_t{row.threshold}"] = row.side
-        out[f"square_area_t{row.threshold}"] = row.area_ratio
-    for frac in (0.5, 0.9):
+        out[square_key(row.threshold)] = row.side
+        out[square_key(row.threshold, "area")] = row.area_ratio
+    for frac, px, rel in ((0.5, R50_PX, R50_REL), (0.9, R90_PX, R90_REL)):
         r = mass_radius(m, frac, centre)
-        key = f"r{int(frac * 100)}"
-        out[f"{key}_px"] = r
-        out[f"{key}_rel"] = None if r is None else r / side
+        out[px] = r
+        out[rel] = None if r is None else r / side
     com = centre_of_mass_offset(m, centre)
     out["com_offset_row_px"] = None if com is None else com[0]
     out["com_offset_col_px"] = None if com is None else com[1]
-    out["com_offset_px"] = None if com is None else float(np.hypot(*com))
-    out["anisotropy"] = anisotropy(m, centre)
+    out[COM_OFFSET_PX] = None if com is None else float(np.hypot(*com))
+    out[ANISOTROPY] = anisotropy(m, centre)
     axes = axis_mass_fractions(m, centre)
     out["centre_row_mass"] = None if axes is None else axes[0]
     out["centre_col_mass"] = None if axes is None else axes[1]
-    out["dead_fraction"] = dead_fraction(m)
+    out[DEAD_FRACTION] = dead_fraction(m)
     if not full:
         return out
     ci, cj = _centre(m, centre)
@@ -284,5 +415,5 @@ def erf_metrics(matrix, centre=None, full: bool = False, trf_pixels: int | None 
     out["erf90_area_px"] = area
     out["trf_px"] = trf_pixels
     out["erf_trf_ratio"] = None if area is None or not trf_pixels else area / trf_pixels
-    out["degenerate"] = bool(out["dead_fraction"] > DEGENERATE_FRACTION)
+    out[DEGENERATE] = bool(out[DEAD_FRACTION] > DEGENERATE_FRACTION)
     return out

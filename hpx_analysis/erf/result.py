@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import erf_metrics
+from .metrics import R50_PX, R90_PX, erf_metrics
 
 __all__ = ["ErfResult", "ErfComparison", "METRICS_FILE"]
 
 METRICS_FILE = "erf_metrics.csv"
 # derived from other fields when written, dropped when read back
 _DERIVED = ("num_images", "nonfinite_policy", "seconds_per_image", "metrics", "versions")
-_INTEGER_COLUMNS = ("r50_px", "r90_px")
+_INTEGER_COLUMNS = (R50_PX, R90_PX)
 
 
 @dataclass
@@ -39,7 +39,9 @@ class ErfResult:
     over images, ``erf_<label>_std.npy``), ``spread`` (each metric's spread across images,
     ``metrics_spread`` in the record) and ``per_image`` (a
     :class:`~hpx_analysis.erf.spread.PerImage` whose kept maps go to
-    ``erf_<label>_per_image.npz`` and metrics to ``erf_<label>_per_image.csv``)."""
+    ``erf_<label>_per_image.npz`` and metrics to ``erf_<label>_per_image.csv``),
+    ``erf_settings`` (:meth:`~hpx_analysis.erf.settings.ErfSettings.describe`) and
+    ``fast_paths`` (:func:`~hpx_analysis.models.fast.fast_path_record`)."""
 
     matrix: np.ndarray
     used: list[str]
@@ -66,6 +68,8 @@ class ErfResult:
     std: np.ndarray | None = None
     spread: dict | None = None
     per_image: object | None = None
+    erf_settings: dict = field(default_factory=dict)
+    fast_paths: dict | None = None
 
     @property
     def num_images(self) -> int:
@@ -82,13 +86,21 @@ class ErfResult:
 
     def metrics(self) -> dict:
         """:func:`~hpx_analysis.erf.metrics.erf_metrics` of the matrix (around the unit's
-        position when it is known)."""
+        position when it is known).
+
+        Returns:
+            dict: metric name -> value.
+        """
         centre = self.position.get("centre_px") if self.position else None
         trf_px = self.trf.get("pixels") if self.trf else None
         return erf_metrics(self.matrix, centre=centre, full=self.full_metrics, trf_pixels=trf_px)
 
     def extras(self) -> dict:
-        """The optional fields that are set (see the class docstring), JSON-ready."""
+        """The optional fields that are set (see the class docstring), JSON-ready.
+
+        Returns:
+            dict: record key -> value.
+        """
         out: dict = {}
         if self.name and self.name != self.model_name:
             out["label"] = self.name
@@ -106,7 +118,11 @@ class ErfResult:
         return out
 
     def as_dict(self) -> dict:
-        """Everything except the matrix and the model record, JSON-ready."""
+        """Everything except the matrix and the model record, JSON-ready.
+
+        Returns:
+            dict: record key -> value.
+        """
         return {
             "method": self.method,
             "precision": self.precision,
@@ -123,10 +139,16 @@ class ErfResult:
             "settings": dict(self.settings),
             "compiled_blocks": self.compiled_blocks,
             "images_per_pass": self.images_per_pass,
+            **({"erf_settings": dict(self.erf_settings)} if self.erf_settings else {}),
+            **({"fast_paths": self.fast_paths} if self.fast_paths is not None else {}),
         }
 
     def record(self) -> dict:
-        """The JSON record: model and weights, the run, the result, its metrics and the versions."""
+        """The JSON record: model and weights, the run, the result, its metrics and the versions.
+
+        Returns:
+            dict: the record written to ``erf_<label>.json``.
+        """
         from ..versions import versions
 
         head = {"model": self.model_name, "weights": self.weights, "weights_kind": self.weights_kind}
@@ -140,7 +162,11 @@ class ErfResult:
         }
 
     def to_frame(self) -> pd.DataFrame:
-        """One row: model, weights, method, size, image counts and the metrics (``erf_metrics.csv``)."""
+        """One row: model, weights, method, size, image counts and the metrics (``erf_metrics.csv``).
+
+        Returns:
+            pd.DataFrame: one row.
+        """
         extras = {"label": self.name} if self.name and self.name != self.model_name else {}
         row = {
             **extras,
@@ -158,7 +184,14 @@ class ErfResult:
         return _integer_pixels(pd.DataFrame([row]))
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``erf_<label>.npy`` (float64) and ``erf_<label>.json``; returns the folder."""
+        """Write ``erf_<label>.npy`` (float64) and ``erf_<label>.json``; returns the folder.
+
+        Args:
+            out_dir: the output folder (created if missing).
+
+        Returns:
+            Path: ``out_dir``.
+        """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         np.save(out_dir / f"erf_{self.label}.npy", np.asarray(self.matrix, dtype=np.float64))
@@ -176,7 +209,15 @@ class ErfResult:
 
     @classmethod
     def load(cls, out_dir: str | Path, label: str) -> ErfResult:
-        """Read back what :meth:`save` wrote for ``label``."""
+        """Read back what :meth:`save` wrote for ``label``.
+
+        Args:
+            out_dir: the folder.
+            label: the run label in the file names.
+
+        Returns:
+            ErfResult: the result as saved.
+        """
         out_dir = Path(out_dir)
         matrix = np.load(out_dir / f"erf_{label}.npy")
         record = json.loads((out_dir / f"erf_{label}.json").read_text())
@@ -188,6 +229,8 @@ class ErfResult:
         own["full_metrics"] = record.pop("full_metrics", False)
         own["spread"] = record.pop("metrics_spread", None)
         record.pop("per_image_count", None)
+        own["erf_settings"] = record.pop("erf_settings", {})
+        own["fast_paths"] = record.pop("fast_paths", None)
         std_file = out_dir / f"erf_{label}_std.npy"
         own["std"] = np.load(std_file) if std_file.is_file() else None
         fields = dict(
@@ -223,13 +266,24 @@ class ErfComparison:
     results: list[ErfResult] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per model (``erf_metrics.csv``)."""
+        """One row per model (``erf_metrics.csv``).
+
+        Returns:
+            pd.DataFrame: the table (empty without results).
+        """
         if not self.results:
             return pd.DataFrame()
         return _integer_pixels(pd.concat([r.to_frame() for r in self.results], ignore_index=True))
 
     def save(self, out_dir: str | Path) -> Path:
-        """Every model's ``erf_<model>.npy`` / ``.json`` and ``erf_metrics.csv``."""
+        """Every model's ``erf_<model>.npy`` / ``.json`` and ``erf_metrics.csv``.
+
+        Args:
+            out_dir: the output folder.
+
+        Returns:
+            Path: ``out_dir``.
+        """
         out_dir = Path(out_dir)
         for result in self.results:
             result.save(out_dir)
@@ -237,7 +291,14 @@ class ErfComparison:
         return out_dir
 
     def save_table(self, out_dir: str | Path) -> Path:
-        """Only ``erf_metrics.csv`` (the per-model files already written)."""
+        """Only ``erf_metrics.csv`` (the per-model files already written).
+
+        Args:
+            out_dir: the output folder.
+
+        Returns:
+            Path: ``out_dir``.
+        """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.to_frame().to_csv(out_dir / METRICS_FILE, index=False)
@@ -245,7 +306,14 @@ class ErfComparison:
 
     @classmethod
     def load(cls, out_dir: str | Path) -> ErfComparison:
-        """The models listed in ``erf_metrics.csv``, each read back with :meth:`ErfResult.load`."""
+        """The models listed in ``erf_metrics.csv``, each read back with :meth:`ErfResult.load`.
+
+        Args:
+            out_dir: the folder of ``erf_metrics.csv``.
+
+        Returns:
+            ErfComparison: the results in the table's order.
+        """
         out_dir = Path(out_dir)
         table = pd.read_csv(out_dir / METRICS_FILE)
         labels = table["model"].astype(str)

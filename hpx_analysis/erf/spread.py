@@ -2,7 +2,8 @@
 each metric across the per-image maps.
 
 :class:`PerImage` collects the per-image maps of one run as they are computed (pass it as
-``per_image`` to :func:`~hpx_analysis.erf.compute_erf` or ``run_erf``): a float64 sum of squares for the
+``per_image`` to :func:`~hpx_analysis.erf.compute_erf` or
+:func:`~hpx_analysis.erf.run.run_erf`, or ask for ``full_metrics`` in the settings): a float64 sum of squares for the
 standard-deviation map, the metrics of every image, and, with ``keep=True``, the maps
 themselves. Only the images computed in this process are seen: after ``--resume`` the
 images done before the interruption, and under ``torchrun`` the other ranks' shares, are
@@ -16,11 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .metrics import erf_metrics
+from .metrics import ANISOTROPY, COM_OFFSET_PX, DEAD_FRACTION, R50_PX, R90_PX, SQUARE_SIDE_T02, erf_metrics
 
 __all__ = ["PerImage", "SPREAD_METRICS"]
 
-SPREAD_METRICS = ("r50_px", "r90_px", "com_offset_px", "anisotropy", "dead_fraction", "square_side_t0.2")
+SPREAD_METRICS = (R50_PX, R90_PX, COM_OFFSET_PX, ANISOTROPY, DEAD_FRACTION, SQUARE_SIDE_T02)
 
 
 class PerImage:
@@ -53,15 +54,30 @@ class PerImage:
                 self.maps.append(m)
 
     def std(self) -> np.ndarray | None:
+        """The population standard deviation per pixel over the images seen.
+
+        Returns:
+            np.ndarray | None: the map (None before any image).
+        """
         if not self.count:
             return None
         mean = self.total / self.count
         return np.sqrt(np.maximum(self.squares / self.count - mean**2, 0.0))
 
     def frame(self) -> pd.DataFrame:
+        """One row of metrics per image.
+
+        Returns:
+            pd.DataFrame: ``image`` and the metrics.
+        """
         return pd.DataFrame(self.rows)
 
     def spread(self) -> dict:
+        """Mean, standard deviation, minimum and maximum of :data:`SPREAD_METRICS` across images.
+
+        Returns:
+            dict: metric -> ``{"mean", "std", "min", "max"}``.
+        """
         table = self.frame()
         out = {}
         for name in SPREAD_METRICS:

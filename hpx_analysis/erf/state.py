@@ -65,15 +65,29 @@ class ErfAccumulator:
         return len(self.used)
 
     def done_keys(self) -> set[str]:
-        """Keys of every image already handled (used or skipped)."""
+        """Keys of every image already handled (used or skipped).
+
+        Returns:
+            set[str]: the keys.
+        """
         return set(self.used) | {s["key"] for s in self.skipped}
 
     def add(self, key: str, contribution: np.ndarray) -> None:
-        """Add one image's contribution map (converted to float64)."""
+        """Add one image's contribution map (converted to float64).
+
+        Args:
+            key: the image's key.
+            contribution: its map.
+        """
         self.add_sum([key], contribution)
 
     def add_sum(self, keys: Sequence[str], contribution_sum: np.ndarray) -> None:
-        """Add the sum of the contribution maps of the images ``keys`` (converted to float64)."""
+        """Add the sum of the contribution maps of the images ``keys`` (converted to float64).
+
+        Args:
+            keys: the images' keys.
+            contribution_sum: the sum of their maps.
+        """
         keys = list(keys)
         if not keys:
             raise ErfStateError("a contribution sum needs the keys of the images it holds")
@@ -90,19 +104,37 @@ class ErfAccumulator:
         self.used.extend(keys)
 
     def skip(self, key: str, reason: str, nonfinite_values: int = 0) -> None:
-        """Record an image that is not part of the mean, with the reason."""
+        """Record an image that is not part of the mean, with the reason.
+
+        Args:
+            key: the image's key.
+            reason: why it is left out.
+            nonfinite_values: how many non-finite values its map had.
+        """
         if key in self.done_keys():
             raise ErfStateError(f"image {key!r} is already in the accumulation")
         self.skipped.append({"key": key, "reason": reason})
         self.nonfinite_values += int(nonfinite_values)
 
     def mean(self) -> np.ndarray:
+        """The mean of the maps added so far.
+
+        Returns:
+            np.ndarray: the float64 mean map.
+        """
         if self.total is None or self.count == 0:
             raise ErfStateError("no image contributed to the accumulation")
         return self.total / self.count
 
     def merge(self, other: ErfAccumulator) -> ErfAccumulator:
-        """A new accumulator holding both (their image sets must be disjoint)."""
+        """A new accumulator holding both (their image sets must be disjoint).
+
+        Args:
+            other: another accumulation with the same settings.
+
+        Returns:
+            ErfAccumulator: the merged accumulation.
+        """
         if self.settings and other.settings and self.settings != other.settings:
             raise ErfStateError(
                 f"cannot merge accumulations with different settings: {self.settings} vs {other.settings}"
@@ -130,7 +162,14 @@ class ErfAccumulator:
     # -- files ----------------------------------------------------------------------
     @staticmethod
     def path(path_stem: str | os.PathLike) -> Path:
-        """The state file of ``path_stem``: ``<stem>.npz``."""
+        """The state file of ``path_stem``: ``<stem>.npz``.
+
+        Args:
+            path_stem: the state's stem.
+
+        Returns:
+            Path: the file.
+        """
         stem = Path(path_stem)
         return stem.with_name(stem.name + SUFFIX)
 
@@ -138,7 +177,14 @@ class ErfAccumulator:
         """Write ``<stem>.npz`` (sum, keys and settings in one file) atomically; returns its path.
 
         The file is written under a temporary name in the same folder, flushed and renamed
-        over the old state; on any error the temporary file is removed and the old state kept."""
+        over the old state; on any error the temporary file is removed and the old state kept.
+
+        Args:
+            path_stem: the state's stem.
+
+        Returns:
+            Path: the file written.
+        """
         path = self.path(path_stem)
         path.parent.mkdir(parents=True, exist_ok=True)
         total = self.total if self.total is not None else np.zeros((0, 0), dtype=np.float64)
@@ -167,7 +213,14 @@ class ErfAccumulator:
     @classmethod
     def load(cls, path_stem: str | os.PathLike) -> ErfAccumulator:
         """Read a state written by :meth:`save`; raises :class:`ErfStateError` naming the file
-        when it is unreadable, damaged or inconsistent."""
+        when it is unreadable, damaged or inconsistent.
+
+        Args:
+            path_stem: the state's stem.
+
+        Returns:
+            ErfAccumulator: the saved state.
+        """
         path = cls.path(path_stem)
 
         def damaged(why: str) -> ErfStateError:
@@ -225,11 +278,23 @@ class ErfAccumulator:
 
     @staticmethod
     def exists(path_stem: str | os.PathLike) -> bool:
+        """Whether a state was saved under ``path_stem``.
+
+        Args:
+            path_stem: the state's stem.
+
+        Returns:
+            bool: whether its file exists.
+        """
         return ErfAccumulator.path(path_stem).is_file()
 
     @staticmethod
     def remove(path_stem: str | os.PathLike) -> None:
-        """Remove the state file and any temporary file a killed save left behind."""
+        """Remove the state file and any temporary file a killed save left behind.
+
+        Args:
+            path_stem: the state's stem.
+        """
         path = ErfAccumulator.path(path_stem)
         path.unlink(missing_ok=True)
         for tmp in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else ():

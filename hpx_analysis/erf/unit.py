@@ -44,7 +44,16 @@ class _Stop(Exception):
 
 def centre_index(h: int, w: int, even: str = "after") -> tuple[int, int]:
     """The centre unit of an ``h x w`` grid: ``(h // 2, w // 2)``; with ``even="before"`` the
-    upper-left of the central 2 x 2 on even sides, ``((h - 1) // 2, (w - 1) // 2)``."""
+    upper-left of the central 2 x 2 on even sides, ``((h - 1) // 2, (w - 1) // 2)``.
+
+    Args:
+        h: the grid's height.
+        w: its width.
+        even: ``"after"`` or ``"before"``.
+
+    Returns:
+        tuple[int, int]: (row, column).
+    """
     if even not in EVEN_RULES:
         raise ValueError(f"even must be one of {EVEN_RULES}, got {even!r}")
     return (h // 2, w // 2) if even == "after" else ((h - 1) // 2, (w - 1) // 2)
@@ -88,7 +97,11 @@ class ErfUnit:
         return ""
 
     def describe(self) -> dict:
-        """The non-default choices (empty for the default unit: records stay as they were)."""
+        """The non-default choices (empty for the default unit: records stay as they were).
+
+        Returns:
+            dict: ``stage``, ``layer``, ``protocol``, ``even_grid_centre`` where not the default.
+        """
         out: dict = {}
         if self.stage is not None:
             out["stage"] = self.stage
@@ -102,7 +115,15 @@ class ErfUnit:
 
     # -------------------------------------------------------------------- the map
     def feature_map(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """The chosen map as ``(B, C, H, W)`` and whether it is a grid of tokens (ViT-style)."""
+        """The chosen map as ``(B, C, H, W)`` and whether it is a grid of tokens (ViT-style).
+
+        Args:
+            model: the model.
+            x: the input batch.
+
+        Returns:
+            tuple[torch.Tensor, bool]: the map and whether it is a token grid.
+        """
         from .compute import ErfError, _tokens_to_grid, last_feature_map
 
         tokens = hasattr(model, "num_prefix_tokens")
@@ -147,26 +168,56 @@ class ErfUnit:
         return (f.permute(0, 3, 1, 2) if _channels_last(f, x.shape[-2:]) else f), tokens
 
     def centre(self, h: int, w: int, tokens: bool = False) -> tuple[int, int]:
-        """The centre unit on an ``h x w`` map under this unit's rule."""
+        """The centre unit on an ``h x w`` map under this unit's rule.
+
+        Args:
+            h: the map's height.
+            w: its width.
+            tokens: whether the map is a grid of tokens.
+
+        Returns:
+            tuple[int, int]: (row, column).
+        """
         even = self.even or ("before" if self.protocol == "bmvc" and tokens else "after")
         return centre_index(h, w, even)
 
     # -------------------------------------------------------------------- the protocol
     def scalar(self, fmap_tokens: tuple[torch.Tensor, bool]) -> torch.Tensor:
-        """One scalar per image from the map (see the protocols)."""
+        """One scalar per image from the map (see the protocols).
+
+        Args:
+            fmap_tokens: the map and whether it is a token grid (:meth:`feature_map`).
+
+        Returns:
+            torch.Tensor: ``(B,)``.
+        """
         f, tokens = fmap_tokens
         i, j = self.centre(*f.shape[-2:], tokens=tokens)
         v = f[:, :, i, j]
         return v.mean(1) if self.protocol == "bmvc" else torch.relu(v).sum(1)
 
     def input_map(self, grad: torch.Tensor) -> torch.Tensor:
-        """The per-image map ``(B, H, W)`` from the input gradient ``(B, 3, H, W)``."""
+        """The per-image map ``(B, H, W)`` from the input gradient ``(B, 3, H, W)``.
+
+        Args:
+            grad: the input gradient.
+
+        Returns:
+            torch.Tensor: the maps.
+        """
         if self.protocol == "bmvc":
             return grad.mean(1).clamp_min(0)
         return torch.relu(grad).sum(1)
 
     def finish(self, mean):
-        """The protocol's last step on the mean map (bmvc: normalised to sum 1)."""
+        """The protocol's last step on the mean map (bmvc: normalised to sum 1).
+
+        Args:
+            mean: the mean map over images.
+
+        Returns:
+            the finished map.
+        """
         if self.protocol == "bmvc":
             total = mean.sum()
             return mean / total if total > 0 else mean

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..erf.metrics import replknet_scale  # noqa: E402
+from ..erf.metrics import DEAD_FRACTION, R50_PX, R90_PX, SQUARE_SIDE_T02, replknet_scale  # noqa: E402
 from .labels import weights_tag  # noqa: E402
 
 __all__ = ["plot_erf", "erf_panel_title", "plot_erf_grid", "plot_erf_series", "scaled_map", "parse_scale"]
@@ -218,7 +218,7 @@ def _row_name(result) -> str:
 def plot_erf_series(
     frame,
     x: str,
-    metrics: Sequence[str] = ("r50_px", "r90_px", "square_side_t0.2", "dead_fraction"),
+    metrics: Sequence[str] = (R50_PX, R90_PX, SQUARE_SIDE_T02, DEAD_FRACTION),
     hue: str = "model",
     ax=None,
 ) -> Figure:

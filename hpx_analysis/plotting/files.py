@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = [
     "save_erf_figure",
+    "save_erf_figures",
     "save_kernel_figure",
     "save_coverage_figure",
     "save_truncation_figure",
@@ -34,7 +35,16 @@ def _write(fig, out_dir: str | Path, names: list[str], dpi: int) -> list[Path]:
 
 
 def save_erf_figure(comparison, out_dir: str | Path) -> list[Path]:
-    """``erf.png`` and ``erf.pdf`` of an :class:`~hpx_analysis.erf.ErfComparison`."""
+    """``erf.png`` and ``erf.pdf`` of an :class:`~hpx_analysis.erf.ErfComparison`: the maps
+    side by side in RepLKNet's scale.
+
+    Args:
+        comparison: the results.
+        out_dir: the output folder.
+
+    Returns:
+        list[Path]: the files written.
+    """
     from .erf import plot_erf
 
     return _write(plot_erf(comparison.results), out_dir, ["erf.png", "erf.pdf"], dpi=150)
@@ -93,3 +103,57 @@ def save_probe_figure(table, out_dir: str | Path, rf_px: dict | None = None) -> 
     from .probe import plot_probe_accuracy
 
     return _write(plot_probe_accuracy(table, rf_px=rf_px), out_dir, ["probe_eval.png"], dpi=150)
+
+
+def _write_plain(fig, out_dir: Path, names: list[str]) -> None:
+    """Write ``fig`` as it is laid out (no tight bounding box) at 150 dpi and close it."""
+    try:
+        for name in names:
+            fig.savefig(Path(out_dir) / name, dpi=150)
+    finally:
+        plt.close(fig)
+
+
+def _grid_column(maps) -> str | None:
+    """What the columns of ``erf.png`` are when a model has several maps (None: one map each)."""
+    units = list(dict.fromkeys(s.unit for s in maps))
+    if len(units) == 1 and len({s.size for s in maps}) == 1:
+        return None
+    if len(units) == 1:
+        return "size"
+    return "stage" if units[0].stage is not None else "layer"
+
+
+def save_erf_figures(comparison, out_dir: str | Path, maps, figures) -> None:
+    """The figures of an ERF job: ``erf.png`` / ``erf.pdf`` (side by side, or a row per model
+    and a column per map), and where they apply ``erf_sizes.png`` (metrics against the size),
+    ``erf_series.png`` (against the checkpoint) and ``erf_overlay.png``.
+
+    Args:
+        comparison: the job's :class:`~hpx_analysis.erf.ErfComparison`.
+        out_dir: the output folder.
+        maps: the job's per-map :class:`~hpx_analysis.erf.settings.ErfSettings`.
+        figures: the :class:`~hpx_analysis.erf.settings.ErfFigureSettings`.
+    """
+    from .erf import plot_erf, plot_erf_grid, plot_erf_series
+
+    results, scale, cmap = comparison.results, figures.plot_scale, figures.cmap
+    column = _grid_column(maps)
+    if column is not None:
+        _write_plain(plot_erf_grid(results, column=column, scale=scale, cmap=cmap), out_dir, ["erf.png", "erf.pdf"])
+    elif figures.scale == "log" and cmap == "RdYlGn":
+        save_erf_figure(comparison, out_dir)
+    else:
+        _write_plain(plot_erf(results, scale=scale, cmap=cmap), out_dir, ["erf.png", "erf.pdf"])
+    frame = comparison.to_frame()
+    if len({s.size for s in maps}) > 1:
+        hue = "label" if "label" in frame.columns else "model"
+        _write_plain(plot_erf_series(frame, "size", hue=hue), out_dir, ["erf_sizes.png"])
+    if "checkpoint" in frame.columns and frame["checkpoint"].notna().sum() > 1:
+        series = frame[frame["checkpoint"].notna()]
+        _write_plain(plot_erf_series(series, "checkpoint", hue="model"), out_dir, ["erf_series.png"])
+    if figures.overlay is not None:
+        from ..io.images import load_rgb
+
+        overlay = load_rgb(str(figures.overlay))
+        _write_plain(plot_erf(results, scale=scale, cmap=cmap, overlay=overlay), out_dir, ["erf_overlay.png"])

@@ -16,7 +16,15 @@ import pandas as pd
 import torch
 
 from ..models import long_conv_mixers
-from ..truncation import DEFAULT_REL_SIZES, TruncationResult, restore_truncations, swept_stages, truncation_sweep
+from ..settings import Hooks
+from ..truncation import (
+    DEFAULT_REL_SIZES,
+    TruncationResult,
+    TruncationSettings,
+    restore_truncations,
+    swept_stages,
+    truncation_sweep,
+)
 from .evaluate import accuracy_by_distance, fixed_test_split, probe_batches
 from .task import ProbeTask
 
@@ -85,11 +93,9 @@ def probe_truncation(
     result = truncation_sweep(
         model,
         probe_batches(batch, batch_size, device),
+        TruncationSettings(rel_sizes=tuple(rel_sizes), stages=tuple(stage_ids), shape=shape),
+        Hooks(progress=on_batch) if on_batch is not None else None,
         name=loaded.name,
-        rel_sizes=rel_sizes,
-        stages=stage_ids,
-        shape=shape,
-        on_batch=on_batch,
     )
     result.model, result.weights, result.weights_kind = loaded.name, loaded.weights, loaded.weights_kind
     result.run = {"images_skipped_by_this_process": [], "seconds": round(time.perf_counter() - start, 3)}

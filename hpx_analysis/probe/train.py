@@ -7,21 +7,38 @@ import csv
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from ..settings import Hooks, RunContext, Settings
 from .task import ProbeTask
 
-__all__ = ["TrainConfig", "TrainResult", "train_probe", "accuracy"]
+__all__ = ["ProbeTrainSettings", "TrainConfig", "TrainResult", "train_probe", "accuracy"]
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class ProbeTrainSettings(Settings):
+    """How a probe model is trained (recorded as ``config`` in ``train.json``).
+
+    Args:
+        steps: optimiser steps.
+        batch_size: images per step.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay of the weight matrices and kernels.
+        warmup: linear warm-up steps.
+        clip: gradient-norm clipping.
+        eval_every: validation every N steps (and after the last).
+        val_size: validation images.
+        snapshots: steps after which the weights are saved (besides the last).
+        seed: seed of the initial torch state and of the task's samples.
+        threads: torch CPU threads (0: leave as is).
+        task: :class:`~hpx_analysis.probe.task.ProbeTask` fields other than the seed.
+    """
+
     steps: int = 600
     batch_size: int = 64
     lr: float = 2e-3
@@ -35,9 +52,18 @@ class TrainConfig:
     threads: int = 0  # torch threads (0: leave as is)
     task: dict = field(default_factory=dict)  # ProbeTask fields
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snapshots", tuple(int(s) for s in self.snapshots))
+
+
+TrainConfig = ProbeTrainSettings  # the name notebooks and older scripts use
+
 
 @dataclass
 class TrainResult:
+    """A trained model, its log rows, the seconds taken and the files written (checkpoint and
+    snapshots; None and empty when nothing was written)."""
+
     model: torch.nn.Module
     log: list[dict]
     seconds: float
@@ -47,7 +73,17 @@ class TrainResult:
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Per-sample correctness (bool tensor) of ``model`` in eval mode, restoring its mode."""
+    """Per-sample correctness of ``model`` in eval mode (its mode is restored).
+
+    Args:
+        model: a classifier.
+        images: ``(N, 3, H, W)`` images.
+        labels: ``(N,)`` class indices.
+        batch_size: images per forward pass.
+
+    Returns:
+        Tensor: ``(N,)`` bools, True where the top-1 class is the label.
+    """
     was = model.training
     model.eval()
     out = [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
@@ -64,26 +100,37 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
 
 def train_probe(
     model: torch.nn.Module,
-    cfg: TrainConfig,
-    out: Path | None = None,
+    settings: ProbeTrainSettings | None = None,
+    run: RunContext | None = None,
+    hooks: Hooks | None = None,
+    *,
     name: str = "model",
-    progress: Callable[[int, dict], None] | None = None,
+    **overrides,
 ) -> TrainResult:
-    """Train ``model`` in place for ``cfg.steps`` steps. With ``out``: ``train_log.csv``,
-    ``<name>_step<k>.safetensors`` snapshots, ``<name>.safetensors`` and ``train.json``.
-    ``progress(step, row)`` is called after every step (row: loss, train_acc, and val_acc
-    on evaluation steps)."""
+    """Train ``model`` in place for ``settings.steps`` steps.
+
+    Args:
+        model: a probe model (left in eval mode).
+        settings: how it is trained (default :class:`ProbeTrainSettings`).
+        run: ``run.out_dir`` receives ``train_log.csv``, ``<name>_step<k>.safetensors``
+            snapshots, ``<name>.safetensors`` and ``train.json`` (None: nothing written).
+        hooks: ``on_batch(row)`` after every step (row: step, loss, train_acc, val_acc on
+            evaluation steps, lr, seconds, loss_avg, train_acc_avg) and ``progress(1)``.
+        name: the model's name in the file names.
+        **overrides: settings fields replacing those of ``settings`` (e.g. ``steps=4``).
+
+    Returns:
+        TrainResult: the model, its log and the files written.
+    """
+    cfg = ProbeTrainSettings.from_overrides(settings, **overrides)
+    out = (run or RunContext()).out_dir
+    hooks = hooks or Hooks()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     task = ProbeTask(**{**cfg.task, "seed": cfg.seed})
     val = task.batch("val", 0, cfg.val_size)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "z" not in n.split(".")[-1]]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "z" not in n.split(".")[-1])]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=cfg.lr
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    opt, sched = _optimizer(model, cfg)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -115,24 +162,42 @@ def train_probe(
             row["val_acc"] = accuracy(model, val.images, val.labels).float().mean().item()
         row["seconds"] = time.perf_counter() - start
         log.append(row)
-        if progress is not None:
-            progress(step, {**row, "loss_avg": loss_avg, "train_acc_avg": acc_avg})
+        hooks.on_batch({**row, "loss_avg": loss_avg, "train_acc_avg": acc_avg})
+        hooks.progress(1)
         if out is not None and step in cfg.snapshots and step != cfg.steps:
             snaps.append(out / f"{name}_step{step}.safetensors")
             save_file(_state(model), snaps[-1])
     seconds = time.perf_counter() - start
     model.eval()
-    ckpt = None
-    if out is not None:
-        ckpt = out / f"{name}.safetensors"
-        save_file(_state(model), ckpt)
-        with open(out / "train_log.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(log[0]))
-            w.writeheader()
-            w.writerows(log)
-        meta = {"model": name, "config": asdict(cfg), "task": task.as_dict(), "seconds": seconds, "steps": cfg.steps}
-        (out / "train.json").write_text(json.dumps(meta, indent=2))
+    ckpt = None if out is None else _write_training(model, cfg, task, log, seconds, out, name)
     return TrainResult(model, log, seconds, ckpt, snaps)
+
+
+def _optimizer(model: torch.nn.Module, cfg: ProbeTrainSettings):
+    """AdamW (weight decay on matrices and kernels, not on the ``z`` positional embeddings)
+    and its warm-up/cosine schedule."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "z" not in n.split(".")[-1]]
+    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "z" not in n.split(".")[-1])]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+
+
+def _write_training(model, cfg: ProbeTrainSettings, task: ProbeTask, log: list, seconds: float, out: Path, name: str):
+    """The checkpoint, ``train_log.csv`` and ``train.json``; returns the checkpoint's path."""
+    ckpt = out / f"{name}.safetensors"
+    save_file(_state(model), ckpt)
+    with open(out / "train_log.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(log[0]))
+        w.writeheader()
+        w.writerows(log)
+    from ..models.fast import fast_path_record
+
+    meta = {"model": name, "config": cfg.describe(), "task": task.as_dict(), "seconds": seconds, "steps": cfg.steps}
+    meta["fast_paths"] = fast_path_record()
+    (out / "train.json").write_text(json.dumps(meta, indent=2))
+    return ckpt
 
 
 def _state(model: torch.nn.Module) -> dict:

@@ -6,23 +6,16 @@ from .build import build_report, random_init_models
 from .comparison import ARRAY_ATOL_REL, ATOL, RTOL, TIMING_COLUMNS, VOLATILE_KEYS, compare_reports
 from .manifest import write_manifest
 from .markdown import markdown_table, weights_by_model, write_report_md
-from .settings import (
-    FIGURES,
-    FULL,
-    QUICK,
-    SECTION_MODELS,
-    SECTIONS,
-    TITLES,
-    ReportSettings,
-    UnusedModelWeightsError,
-    weights_chooser,
-)
+from .sections import FIGURES, SECTION_MODELS, SECTION_TABLE, SECTIONS, TITLES, Section
+from .settings import FULL, QUICK, ReportSettings, UnusedModelWeightsError, weights_chooser
 
 __all__ = [
     "UnusedModelWeightsError",
     "ReportSettings",
     "QUICK",
     "FULL",
+    "SECTION_TABLE",
+    "Section",
     "SECTIONS",
     "SECTION_MODELS",
     "FIGURES",

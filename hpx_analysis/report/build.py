@@ -17,142 +17,75 @@ from pathlib import Path
 
 import torch
 
+from ..settings import Hooks, RunContext
 from .manifest import write_manifest
 from .markdown import write_report_md
-from .settings import FIGURES, SECTION_MODELS, SECTIONS, ReportSettings, weights_chooser
+from .sections import SECTION_TABLE
+from .settings import ReportSettings, weights_chooser
 
-__all__ = ["build_report", "random_init_models", "run_section"]
+__all__ = ["build_report", "random_init_models", "run_section", "section_specs"]
 
 _STAGING, _OLD = ".report-new-", ".report-old-"
 
 
-def random_init_models(results: dict) -> list[str]:
-    """Canonical names of the models whose weights are a random init, over every section."""
+def random_init_models(results: dict, table: dict | None = None) -> list[str]:
+    """Canonical names of the models whose weights are a random init, over every section.
+
+    Args:
+        results: section -> its result.
+        table: the sections (default :data:`~hpx_analysis.report.sections.SECTION_TABLE`).
+
+    Returns:
+        list[str]: the names, sorted.
+    """
+    table = SECTION_TABLE if table is None else table
     weights: dict[str, str] = {}
     for section, result in results.items():
-        if section == "kernels":
-            weights.update({r.model: r.weights for r in result})
-        elif section in ("erf", "coverage", "truncation"):
-            frame = result.to_frame()
-            pairs = frame[["model", "weights"]].drop_duplicates().itertuples(index=False)
-            weights.update({str(m): str(w) for m, w in pairs})
+        if table[section].weights is not None:
+            weights.update(table[section].weights(result))
     return sorted(m for m, w in weights.items() if w.startswith("random init"))
 
 
-def _loaded(specs: list[str], device: torch.device, seed: int):
-    from ..io.weights import load_model
+def run_section(section: str, specs: list[str], settings: ReportSettings, run: RunContext, images: Path | None):
+    """Compute one section's result (its files and figures written into ``run.out_dir``).
 
-    for spec in specs:
-        torch.manual_seed(seed)
-        yield load_model(spec, device=device, seed=seed)
+    Args:
+        section: a name in :data:`~hpx_analysis.report.sections.SECTION_TABLE`.
+        specs: the section's model specs.
+        settings: the report's settings (the section's own are made from them).
+        run: device, seed, command and the section's folder.
+        images: the image folder (None: the bundled photographs).
+
+    Returns:
+        The section job's result.
+
+    Raises:
+        ValueError: an unknown section.
+    """
+    if section not in SECTION_TABLE:
+        raise ValueError(f"unknown report section {section!r}; the sections are {', '.join(SECTION_TABLE)}")
+    entry = SECTION_TABLE[section]
+    return entry.job(specs, images, entry.settings(settings), run, Hooks())
 
 
-def run_section(
-    section: str,
-    specs: list[str],
-    settings: ReportSettings,
-    *,
-    out_dir: Path,
-    device: torch.device,
-    seed: int = 0,
-    images: Path | None = None,
-    command: str = "",
-):
-    """Compute one section's result (saved into ``out_dir`` with its figures) and return it."""
-    from ..plotting import files
+def section_specs(settings: ReportSettings, model_weights: list[str] | None) -> dict[str, list[str]]:
+    """Each section's model specs (``NAME=WEIGHTS``).
 
-    s = settings
-    if section == "kernels":
-        from ..kernels import kernel_maps
+    Args:
+        settings: the report's settings (their default weights).
+        model_weights: the ``--model-weights`` values.
 
-        results = [kernel_maps(m.model, name=m.name, weights=m.weights) for m in _loaded(specs, device, seed)]
-        for r in results:
-            r.save(out_dir)
-            files.save_kernel_figure(r, out_dir)
-        return results
-    if section == "coverage":
-        from ..coverage import CoverageResult, model_coverage
-
-        result = CoverageResult.concat(
-            [model_coverage(m.model, name=m.name, weights=m.weights) for m in _loaded(specs, device, seed)]
-        )
-        result.save(out_dir)
-        files.save_coverage_figure(result, out_dir)
-        return result
-    if section == "erf":
-        from ..erf import ErfComparison
-        from ..erf.analysis import erf_for_model, finish_state
-        from ..io.images import list_images
-
-        items = list_images(images, s.erf_num_images)
-        comparison = ErfComparison()
-        for m in _loaded(specs, device, seed):
-            result = erf_for_model(
-                m, items, size=s.erf_size, seed=seed, images=images, device=device, state_dir=out_dir, command=command
-            )
-            result.save(out_dir)
-            finish_state(out_dir, result)
-            comparison.results.append(result)
-        comparison.save_table(out_dir)
-        files.save_erf_figure(comparison, out_dir)
-        return comparison
-    if section == "truncation":
-        from ..erf.analysis import images_label
-        from ..io.images import labels_available, list_images
-        from ..truncation import TruncationComparison, truncation_for_model, truncation_settings
-
-        items = list_images(images, s.truncation_num_images)
-        labelled, why = labels_available(items)
-        results = [
-            truncation_for_model(
-                m,
-                items,
-                labelled=labelled,
-                device=device,
-                batch_size=s.truncation_batch_size,
-                rel_sizes=s.truncation_rel_sizes,
-            )
-            for m in _loaded(specs, device, seed)
-        ]
-        comparison = TruncationComparison(
-            results,
-            truncation_settings(
-                rel_sizes=s.truncation_rel_sizes,
-                shape="square",
-                stages=None,
-                batch_size=s.truncation_batch_size,
-                crop_pct=None,
-                size=None,
-                seed=seed,
-                world_size=1,
-                images=images_label(images),
-                num_images=len(items),
-                labels=labelled,
-                no_labels_reason=why,
-            ),
-        )
-        comparison.save(out_dir)
-        files.save_truncation_figure(comparison, out_dir)
-        return comparison
-    if section == "runtime":
-        from ..runtime import MODE_CHOICES, runtime_sweep
-
-        result = runtime_sweep(
-            resolutions=s.runtime_resolutions,
-            mode=MODE_CHOICES[s.runtime_mode],
-            device=device,
-            repeats=s.runtime_repeats,
-            warmup=s.runtime_warmup,
-            seed=seed,
-        )
-        result.save(out_dir)
-        files.save_runtime_figure(result, out_dir)
-        return result
-    if section == "probe":
-        from .probe_section import run_probe_section
-
-        return run_probe_section(specs, out_dir, device, seed)
-    raise ValueError(f"unknown report section {section!r}; the sections are {', '.join(SECTIONS)}")
+    Returns:
+        dict[str, list[str]]: section -> its specs.
+    """
+    choose = weights_chooser(settings.weights, model_weights)
+    # a section with weights of its own takes only the per-model --model-weights
+    per_model = [w for w in model_weights or () if "=" in w]
+    specs = {}
+    for name, entry in SECTION_TABLE.items():
+        pick = choose if entry.own_weights is None else weights_chooser(entry.own_weights, per_model)
+        specs[name] = [pick(alias) for alias in entry.models]
+    return specs
 
 
 def build_report(
@@ -169,10 +102,24 @@ def build_report(
     """Regenerate the report into ``out`` (its section folders and report files are replaced
     once the new report is complete; other files in ``out`` are left alone).
 
-    Returns ``(manifest, results)``: the manifest written to ``report.json`` and each
-    section's result object. Bad input (unknown model, missing weights file, missing or
-    empty image folder, unavailable device) raises before anything is written; a folder
-    another run is writing into raises :class:`~hpx_analysis.io.output.OutputBusyError`."""
+    Args:
+        out: the report folder.
+        settings: :data:`~hpx_analysis.report.QUICK`, :data:`~hpx_analysis.report.FULL` or others.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a device.
+        seed: the seed of random inits and sampling.
+        images: an image folder (None: the bundled photographs).
+        model_weights: ``--model-weights`` values (``WEIGHTS`` or ``NAME=WEIGHTS``).
+        command: the command line recorded (default ``hpx-analyze report``).
+        log: called with a line as each section starts (default ``print``).
+
+    Returns:
+        tuple[dict, dict]: the manifest written to ``report.json`` and each section's result.
+
+    Raises:
+        WeightsError, ImageInputError: bad input (unknown model, missing weights file,
+            missing or empty image folder), before anything is written.
+        OutputBusyError: another run is writing into ``out``.
+    """
     from ..io.devices import resolve_device
     from ..io.images import ImageInputError, list_images
     from ..io.output import check_output_dir, output_lock
@@ -180,11 +127,7 @@ def build_report(
 
     log = log or print
     command = command or "hpx-analyze report"
-    choose = weights_chooser(settings.weights, model_weights)
-    specs = {section: [choose(alias) for alias in SECTION_MODELS[section]] for section in SECTIONS}
-    # the probe section runs on the bundled trained weights unless a model's weights are given
-    choose_probe = weights_chooser("auto", [w for w in model_weights or () if "=" in w])
-    specs["probe"] = [choose_probe(alias) for alias in SECTION_MODELS["probe"]]
+    specs = section_specs(settings, model_weights)
     for spec in {spec for section_specs in specs.values() for spec in section_specs}:
         parse_model_spec(spec)  # unknown models, unknown weights modes, missing checkpoint files
     dev = resolve_device(device)
@@ -238,30 +181,23 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 def _build(out: Path, settings, specs, dev, seed, images, command, log) -> tuple[dict, dict]:
     from ..io.devices import device_description
+    from ..models.fast import fast_path_record
     from ..versions import versions
 
     results: dict = {}
     seconds: dict[str, float] = {}
     start_all = time.perf_counter()
-    for section in SECTIONS:
-        log(f"report: {section} (Fig. {FIGURES[section] or 'probe'})")
+    for section, entry in SECTION_TABLE.items():
+        log(f"report: {section} (Fig. {entry.figure or section})")
         start = time.perf_counter()
-        results[section] = run_section(
-            section,
-            specs[section],
-            settings,
-            out_dir=out / section,
-            device=dev,
-            seed=seed,
-            images=images,
-            command=command,
-        )
+        run = RunContext(device=dev, out_dir=out / section, seed=seed, command=command)
+        results[section] = run_section(section, specs[section], settings, run, images)
         seconds[section] = round(time.perf_counter() - start, 2)
     manifest = {
         "settings": settings.as_dict(),
         "command": command,
-        "sections": list(SECTIONS),
-        "models": {sec: specs[sec] for sec in SECTIONS if SECTION_MODELS[sec]},
+        "sections": list(SECTION_TABLE),
+        "models": {sec: specs[sec] for sec, entry in SECTION_TABLE.items() if entry.models},
         "random_init_models": random_init_models(results),
         "images": str(images) if images is not None else "bundled scikit-image photographs",
         "seed": seed,
@@ -271,6 +207,7 @@ def _build(out: Path, settings, specs, dev, seed, images, command, log) -> tuple
         "versions": versions(),
         "seconds": seconds,
         "total_seconds": round(time.perf_counter() - start_all, 2),
+        "fast_paths": fast_path_record(),
     }
     write_manifest(out, manifest)
     write_report_md(out, manifest, results)

@@ -34,6 +34,7 @@ VOLATILE_KEYS = frozenset(
         "images_source",
         "images",
         "created",
+        "fast_paths",  # which fast paths ran depends on the machine (CPU features, CUDA)
     }
 )
 # runtime.csv columns that hold timings: compared for presence only.

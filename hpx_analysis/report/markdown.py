@@ -8,13 +8,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .probe_section import PROBE_FIGURE_FILES, probe_markdown
-from .settings import FIGURES, TITLES
+from ..erf.metrics import ANISOTROPY, DEAD_FRACTION, R50_PX, R90_PX, square_key
 
-__all__ = ["weights_by_model", "markdown_table", "write_report_md"]
+# The ERF metrics (columns of erf_metrics.csv) that report.md shows, in this order.
+ERF_TABLE_METRICS = (
+    *(square_key(t, kind) for t in (0.2, 0.5) for kind in ("side", "area")),
+    R50_PX,
+    R90_PX,
+    ANISOTROPY,
+    DEAD_FRACTION,
+)
+
+__all__ = [
+    "weights_by_model",
+    "markdown_table",
+    "write_report_md",
+    "runtime_markdown",
+    "kernels_markdown",
+    "erf_markdown",
+    "coverage_markdown",
+    "truncation_markdown",
+]
 
 
 def weights_by_model(table: pd.DataFrame) -> dict[str, str]:
+    """The weights of each model of a result table.
+
+    Args:
+        table: a frame with ``model`` and ``weights`` columns.
+
+    Returns:
+        dict[str, str]: model -> weights, in the table's order.
+    """
     return {str(m): str(w) for m, w in table[["model", "weights"]].drop_duplicates().itertuples(index=False)}
 
 
@@ -33,7 +58,14 @@ def _fmt(value) -> str:
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A plain GitHub markdown table (index dropped)."""
+    """A plain GitHub markdown table (index dropped).
+
+    Args:
+        df: the table.
+
+    Returns:
+        str: its markdown lines.
+    """
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
     for row in df.itertuples(index=False):
@@ -45,7 +77,15 @@ def _models_line(weights: dict[str, str]) -> str:
     return "; ".join(f"`{m}`: {w}" for m, w in weights.items())
 
 
-def _runtime_section(result) -> tuple[str, str]:
+def runtime_markdown(result) -> tuple[str, str]:
+    """The section's text in ``report.md``.
+
+    Args:
+        result: a :class:`~hpx_analysis.runtime.RuntimeResult`.
+
+    Returns:
+        tuple[str, str]: how it was made, and its markdown tables.
+    """
     df, info = result.to_frame(), result.settings
     ok = df.assign(value=[f"{v:.3g}" if s == "ok" else s.split(" (")[0] for v, s in zip(df["median_ms"], df["status"])])
     table = ok.pivot_table(index=["mixer", "mode"], columns="resolution", values="value", aggfunc="first", sort=False)
@@ -59,7 +99,15 @@ def _runtime_section(result) -> tuple[str, str]:
     return how, markdown_table(table.reset_index())
 
 
-def _kernels_section(results) -> tuple[str, str]:
+def kernels_markdown(results) -> tuple[str, str]:
+    """The section's text in ``report.md``.
+
+    Args:
+        results: a list of :class:`~hpx_analysis.kernels.KernelResult`.
+
+    Returns:
+        tuple[str, str]: how it was made, and its markdown tables.
+    """
     rows, weights = [], {}
     for result in sorted(results, key=lambda r: r.model):  # as listed in the folder
         weights[result.model] = result.weights
@@ -83,21 +131,17 @@ def _kernels_section(results) -> tuple[str, str]:
     return how, markdown_table(pd.DataFrame(rows))
 
 
-def _erf_section(comparison) -> tuple[str, str]:
+def erf_markdown(comparison) -> tuple[str, str]:
+    """The section's text in ``report.md``.
+
+    Args:
+        comparison: an :class:`~hpx_analysis.erf.ErfComparison`.
+
+    Returns:
+        tuple[str, str]: how it was made, and its markdown tables.
+    """
     df = comparison.to_frame()
-    keep = [
-        "model",
-        "num_images",
-        "size",
-        "square_side_t0.2",
-        "square_area_t0.2",
-        "square_side_t0.5",
-        "square_area_t0.5",
-        "r50_px",
-        "r90_px",
-        "anisotropy",
-        "dead_fraction",
-    ]
+    keep = ["model", "num_images", "size", *ERF_TABLE_METRICS]
     table = df[[c for c in keep if c in df.columns]]
     first = min(comparison.results, key=lambda r: r.label)  # as listed in the folder
     how = (
@@ -109,7 +153,15 @@ def _erf_section(comparison) -> tuple[str, str]:
     return how, markdown_table(table)
 
 
-def _coverage_section(result) -> tuple[str, str]:
+def coverage_markdown(result) -> tuple[str, str]:
+    """The section's text in ``report.md``.
+
+    Args:
+        result: a :class:`~hpx_analysis.coverage.CoverageResult`.
+
+    Returns:
+        tuple[str, str]: how it was made, and its markdown tables.
+    """
     df = result.to_frame()
     table = df.pivot_table(index="model", columns="stage", values="coverage", aggfunc="mean", sort=False)
     table.columns = [f"S{int(c) + 1} mean" for c in table.columns]
@@ -124,7 +176,15 @@ def _coverage_section(result) -> tuple[str, str]:
     return how, markdown_table(table.reset_index())
 
 
-def _truncation_section(comparison) -> tuple[str, str]:
+def truncation_markdown(comparison) -> tuple[str, str]:
+    """The section's text in ``report.md``.
+
+    Args:
+        comparison: a :class:`~hpx_analysis.truncation.TruncationComparison`.
+
+    Returns:
+        tuple[str, str]: how it was made, and its markdown tables.
+    """
     df = comparison.to_frame()
     info = comparison.settings
     metric = "top1" if (df["metric"] == "top1").any() else "agreement"
@@ -154,26 +214,21 @@ def _truncation_section(comparison) -> tuple[str, str]:
     return how, "\n\n".join(parts)
 
 
-_SECTION_WRITERS = {
-    "runtime": _runtime_section,
-    "kernels": _kernels_section,
-    "erf": _erf_section,
-    "coverage": _coverage_section,
-    "truncation": _truncation_section,
-    "probe": probe_markdown,
-}
-_FIGURE_FILES = {
-    "runtime": ["runtime.png"],
-    "erf": ["erf.png"],
-    "coverage": ["coverage.png"],
-    "truncation": ["truncation.png"],
-    "probe": PROBE_FIGURE_FILES,
-}
+def write_report_md(out: Path, manifest: dict, results: dict, table: dict | None = None) -> Path:
+    """``report.md``: how the report was made, then each section with its figures and key numbers.
 
+    Args:
+        out: the report folder.
+        manifest: what ``report.json`` holds.
+        results: section -> its result, in memory.
+        table: the sections (default :data:`~hpx_analysis.report.sections.SECTION_TABLE`).
 
-def write_report_md(out: Path, manifest: dict, results: dict) -> Path:
-    """``report.md``: how the report was made, then each figure with its key numbers.
-    ``results``: section -> its result (kernels: a list of :class:`KernelResult`), in memory."""
+    Returns:
+        Path: the file written.
+    """
+    from .sections import SECTION_TABLE
+
+    table = SECTION_TABLE if table is None else table
     out = Path(out)
     s = manifest["settings"]
     lines = [f"# HyenaPixel analysis report ({s['name']} settings)", ""]
@@ -204,14 +259,14 @@ def write_report_md(out: Path, manifest: dict, results: dict) -> Path:
         "",
     ]
     lines += ["Settings: " + "; ".join(s["notes"]), ""]
-    for section in sorted(manifest["sections"], key=lambda k: FIGURES[k] or 99):
-        how, table = _SECTION_WRITERS[section](results[section])
+    for section in sorted(manifest["sections"], key=lambda k: table[k].figure or 99):
+        entry, result = table[section], results[section]
+        how, tables = entry.markdown(result)
         secs = manifest["seconds"][section]
-        fig = f"Fig. {FIGURES[section]}" if FIGURES[section] else "Probe"
-        lines += [f"## {fig}: {TITLES[section]}", ""]
-        files = _FIGURE_FILES.get(section) or sorted(f"kernels_{r.model}.png" for r in results[section])
-        lines += [f"![{section} {f}]({section}/{f})" for f in files] + [""]
-        lines += [f"{how} Time: {secs:.1f} s. Data: `{section}/`.", "", table, ""]
+        fig = f"Fig. {entry.figure}" if entry.figure else section.capitalize()
+        lines += [f"## {fig}: {entry.title}", ""]
+        lines += [f"![{section} {f}]({section}/{f})" for f in entry.figure_files(result)] + [""]
+        lines += [f"{how} Time: {secs:.1f} s. Data: `{section}/`.", "", tables, ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

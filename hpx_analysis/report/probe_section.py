@@ -12,19 +12,43 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-__all__ = ["PROBE_MODELS", "ProbeSectionResult", "run_probe_section", "probe_markdown", "PROBE_FIGURE_FILES"]
+from ..settings import Hooks, RunContext, Settings
 
-PROBE_MODELS = ("hpx_probe", "hb_probe", "conv_probe", "attn_probe")
+__all__ = [
+    "ProbeSectionSettings",
+    "ProbeSectionResult",
+    "run_probe_section",
+    "probe_markdown",
+    "PROBE_FIGURE_FILES",
+]
+
 PROBE_ERF_IMAGES = 16
 PROBE_REL_SIZES = (0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 2.0)
-PROBE_TRUNCATION_MODELS = ("hpx_probe", "hb_probe")
 PROBE_FIGURE_FILES = ["probe_eval.png", "erf.png", "kernels_hpx_probe.png", "coverage.png", "truncation.png"]
+
+
+@dataclass(frozen=True)
+class ProbeSectionSettings(Settings):
+    """The probe section's settings (the same in the quick and the full report).
+
+    Args:
+        erf_num_images: probe test images the ERFs average over.
+        rel_sizes: the truncation's relative sizes.
+        batch_size: images per forward pass of the truncation.
+    """
+
+    erf_num_images: int = PROBE_ERF_IMAGES
+    rel_sizes: tuple[float, ...] = PROBE_REL_SIZES
+    batch_size: int = 64
 
 
 @dataclass
 class ProbeSectionResult:
+    """Every analysis of the probe section: accuracy against distance (``eval_table``, per
+    bin ``bins``), ERFs, kernels, coverage, truncation and its per-distance table, and the
+    weights of each model."""
+
     eval_table: pd.DataFrame
     bins: dict  # model -> {bin: accuracy}
     erf: object
@@ -35,80 +59,64 @@ class ProbeSectionResult:
     weights: dict  # model -> weights description
 
     def to_frame(self) -> pd.DataFrame:
+        """The accuracy-against-distance table."""
         return self.eval_table
 
 
-def run_probe_section(specs: list[str], out_dir: Path, device: torch.device, seed: int = 0) -> ProbeSectionResult:
-    from ..coverage import CoverageResult, model_coverage
-    from ..erf import ErfComparison
-    from ..erf.analysis import erf_for_model, finish_state
-    from ..io.weights import load_model
-    from ..kernels import kernel_maps
+def run_probe_section(
+    specs: list[str],
+    images: Path | None = None,
+    settings: ProbeSectionSettings | None = None,
+    run: RunContext | None = None,
+    hooks: Hooks | None = None,
+) -> ProbeSectionResult:
+    """The probe section: each analysis's job run on the probe models, written into ``run.out_dir``.
+
+    Args:
+        specs: the probe models' specs.
+        images: not used (the probe test split is the section's images).
+        settings: the section's settings (default :class:`ProbeSectionSettings`).
+        run: device, seed, command and output folder.
+        hooks: passed to the jobs.
+
+    Returns:
+        ProbeSectionResult: every analysis's result.
+    """
+    from ..coverage import CoverageSettings, coverage_job
+    from ..erf.job import erf_job
+    from ..erf.settings import ErfSettings
+    from ..jobs import loaded_models
+    from ..kernels import KernelSettings, kernels_job
     from ..models.metaformer import PROBE_IMG_SIZE
-    from ..plotting import files
-    from ..probe.analysis import PROBE_IMAGES_LABEL, probe_image_tensors, probe_truncation
-    from ..probe.evaluate import accuracy_by_distance, bin_accuracy, distance_bins, fixed_test_split
-    from ..probe.task import ProbeTask
-    from ..truncation import TruncationComparison, truncation_settings
+    from ..probe.analysis import PROBE_IMAGES_LABEL, PROBE_SOURCE, probe_image_tensors
+    from ..probe.jobs import ProbeEvalSettings, probe_eval_job
+    from ..truncation import TruncationSettings, truncation_job
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    task = ProbeTask()
-    batch = fixed_test_split(task)
-    loaded = []
-    for spec in specs:
-        torch.manual_seed(seed)
-        loaded.append(load_model(spec, device=device, seed=seed))
-    tables = [accuracy_by_distance(m.model, batch, name=m.name, weights=m.weights) for m in loaded]
-    table = pd.concat(tables, ignore_index=True)
-    table.to_csv(out_dir / "probe_eval.csv", index=False)
-    files.save_probe_figure(table, out_dir, rf_px={"conv_probe": 15 + task.square // 2})
-    bins = {t.model.iloc[0]: bin_accuracy(t, distance_bins(task)) for t in tables}
-
-    items = probe_image_tensors(PROBE_ERF_IMAGES)
-    erf = ErfComparison()
-    for m in loaded:
-        r = erf_for_model(m, items, size=PROBE_IMG_SIZE, seed=seed, images=PROBE_IMAGES_LABEL, device=device,
-                          state_dir=out_dir)  # fmt: skip
-        r.save(out_dir)
-        finish_state(out_dir, r)
-        erf.results.append(r)
-    erf.save_table(out_dir)
-    files.save_erf_figure(erf, out_dir)
-
-    long = [m for m in loaded if m.name in PROBE_TRUNCATION_MODELS]
-    kernels = [kernel_maps(m.model, name=m.name, weights=m.weights) for m in long]
-    for r in kernels:
-        r.save(out_dir)
-        files.save_kernel_figure(r, out_dir)
-    coverage = CoverageResult.concat([model_coverage(m.model, name=m.name, weights=m.weights) for m in loaded])
-    coverage.save(out_dir)
-    files.save_coverage_figure(coverage, out_dir)
-
-    results, by_distance = [], []
-    for m in long:
-        r, d = probe_truncation(m, rel_sizes=PROBE_REL_SIZES, device=device)
-        results.append(r)
-        by_distance.append(d)
-    trunc = TruncationComparison(
-        results,
-        truncation_settings(
-            rel_sizes=PROBE_REL_SIZES, shape="square", stages=None, batch_size=64, crop_pct=None, size=None,
-            seed=seed, world_size=1, images=PROBE_IMAGES_LABEL, num_images=len(batch), labels=True,
-            no_labels_reason=None,
-        ),
-    )  # fmt: skip
-    trunc.save(out_dir)
-    files.save_truncation_figure(trunc, out_dir)
-    by_d = pd.concat(by_distance, ignore_index=True)
-    by_d.to_csv(out_dir / "truncation_probe.csv", index=False)
-    weights = {m.name: m.weights for m in loaded}
-    return ProbeSectionResult(table, bins, erf, kernels, coverage, trunc, by_d, weights)
+    settings, run, hooks = settings or ProbeSectionSettings(), run or RunContext(), hooks or Hooks()
+    loaded = list(loaded_models(specs, run))
+    evaluated = probe_eval_job(loaded, None, ProbeEvalSettings(mark_conv_reach=True), run, hooks)
+    items = probe_image_tensors(settings.erf_num_images)
+    erf = erf_job(loaded, items, ErfSettings(size=PROBE_IMG_SIZE, images=PROBE_IMAGES_LABEL), run, hooks)
+    kernels = kernels_job(loaded, KernelSettings(), run, hooks)
+    coverage = coverage_job(loaded, CoverageSettings(), run, hooks)
+    sweep = TruncationSettings(rel_sizes=settings.rel_sizes, batch_size=settings.batch_size)
+    trunc = truncation_job(loaded, PROBE_SOURCE, sweep, run, hooks)
+    return ProbeSectionResult(
+        evaluated.table, evaluated.bins, erf, kernels, coverage, trunc, trunc.by_distance, evaluated.weights
+    )
 
 
 def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
     """Per model and relative size: untruncated and truncated accuracy in the far bin, the
-    drop in points, and the predicted reach of the truncated kernel against the far bin."""
+    drop in points, and the predicted reach of the truncated kernel against the far bin.
+
+    Args:
+        by_d: the truncation's per-distance table (``truncation_probe.csv``).
+        task: the probe task (default :class:`~hpx_analysis.probe.task.ProbeTask`).
+
+    Returns:
+        DataFrame: one row per model, stage and relative size.
+    """
     from ..probe.evaluate import distance_bins
     from ..probe.task import ProbeTask
 
@@ -143,8 +151,15 @@ def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
 
 
 def measured_reach_px(table: pd.DataFrame, level: float = 0.9) -> int:
-    """The largest ``d`` up to which accuracy stays at least ``level`` at every distance
-    (``d_min - 1`` when it is below at the first)."""
+    """The largest ``d`` up to which accuracy stays at least ``level`` at every distance.
+
+    Args:
+        table: accuracy per ``distance_px`` of one setting.
+        level: the accuracy to stay at.
+
+    Returns:
+        int: that distance (``d_min - 1`` when the accuracy is below at the first).
+    """
     t = table.sort_values("distance_px")
     below = t[t.accuracy < level]
     if below.empty:
@@ -153,8 +168,16 @@ def measured_reach_px(table: pd.DataFrame, level: float = 0.9) -> int:
 
 
 def probe_markdown(result: ProbeSectionResult) -> tuple[str, str]:
-    """(explanation, tables) for report.md."""
+    """The section's text in ``report.md``.
+
+    Args:
+        result: the probe section's result.
+
+    Returns:
+        tuple[str, str]: how it was made, and its markdown tables.
+    """
     from ..probe.evaluate import distance_bins
+    from ..probe.jobs import conv_probe_reach_px
     from ..probe.task import ProbeTask
 
     task = ProbeTask()
@@ -171,7 +194,7 @@ def probe_markdown(result: ProbeSectionResult) -> tuple[str, str]:
         f"{task.square}x{task.square} square in grey noise at Chebyshev distance d = {task.d_min}-{task.d_max} px "
         f"from the readout centre of a {task.size} px image, its colour the label ({task.num_classes} classes, "
         f"chance 25 %); every model is read out at the centre unit of its last feature map. `conv_probe` "
-        f"(SepConv 7x7) sees d <= {15 + task.square // 2} px only (dashed line). Accuracy on the fixed test "
+        f"(SepConv 7x7) sees d <= {conv_probe_reach_px(task)} px only (dashed line). Accuracy on the fixed test "
         f"split ({int(result.eval_table.groupby('model').n.sum().iloc[0])} images); ERFs over "
         f"{PROBE_ERF_IMAGES} probe test images at {task.size} px; truncation per relative size with probe "
         f"labels (top-1 = probe accuracy). Predicted reach: the largest d the truncated kernel can "

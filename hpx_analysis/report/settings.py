@@ -1,4 +1,5 @@
-"""What the report runs: its sections, their models and figures, and two presets of settings.
+"""The report's two presets of settings and the choice of each model's weights (the sections
+themselves are :data:`~hpx_analysis.report.sections.SECTION_TABLE`).
 
 :data:`QUICK` (minutes on a 2-core CPU; seeded random init by default so the numbers are
 reproducible anywhere) and :data:`FULL` (the paper's settings, published weights when
@@ -15,32 +16,8 @@ __all__ = [
     "ReportSettings",
     "QUICK",
     "FULL",
-    "SECTIONS",
-    "SECTION_MODELS",
-    "FIGURES",
-    "TITLES",
     "weights_chooser",
 ]
-
-# Execution order; report.md lists them by figure number.
-SECTIONS = ("kernels", "coverage", "erf", "truncation", "runtime", "probe")
-SECTION_MODELS = {
-    "kernels": ("hpx_s18", "hb_s18"),  # Fig. 4
-    "erf": ("conv_s18", "hpx_s18", "hb_s18"),  # Fig. 5
-    "coverage": ("hpx_s18", "c_hpx_s18", "hpx_a_s18"),  # Fig. 6
-    "truncation": ("hpx_s18",),  # Fig. 7
-    "runtime": (),  # Fig. 2: single mixer layers, no model
-    "probe": ("hpx_probe", "hb_probe", "conv_probe", "attn_probe"),  # trained probes (bundled weights)
-}
-FIGURES = {"runtime": 2, "kernels": 4, "erf": 5, "coverage": 6, "truncation": 7, "probe": None}
-TITLES = {
-    "runtime": "Runtime of one token-mixer layer against input resolution",
-    "kernels": "Learned long-convolution kernels per stage",
-    "erf": "Effective receptive fields",
-    "coverage": "Relative feature-map coverage of the learned windows",
-    "truncation": "Kernel truncation per stage",
-    "probe": "Trained probe models on the global-context probe task",
-}
 
 
 @dataclass(frozen=True)
@@ -61,6 +38,11 @@ class ReportSettings:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict:
+        """The settings as ``report.json`` records them.
+
+        Returns:
+            dict: field -> value, tuples as lists.
+        """
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -118,10 +100,20 @@ class UnusedModelWeightsError(ValueError):
 def weights_chooser(default: str, overrides: Sequence[str] | None = None):
     """A function ``alias -> "alias=WEIGHTS"``.
 
-    ``overrides``: ``WEIGHTS`` (for every model) or ``NAME=WEIGHTS`` (one model; NAME is a
-    name or alias), later ones winning. Raises ``WeightsError`` for unknown names.
+    Args:
+        default: the weights of every model no override names.
+        overrides: ``WEIGHTS`` (for every model) or ``NAME=WEIGHTS`` (one model; NAME is a
+            name or alias), later ones winning.
+
+    Returns:
+        Callable[[str], str]: alias -> model spec.
+
+    Raises:
+        WeightsError: an unknown model name or weights mode.
+        UnusedModelWeightsError: weights for a model no section runs.
     """
     from ..io.weights import parse_model_spec
+    from .sections import SECTION_TABLE
 
     every = default
     per_model: dict[str, str] = {}
@@ -133,7 +125,7 @@ def weights_chooser(default: str, overrides: Sequence[str] | None = None):
             per_model[parse_model_spec(name).name] = value.strip()
         else:
             every = name.strip()
-    known = {parse_model_spec(a).name for models in SECTION_MODELS.values() for a in models}
+    known = {parse_model_spec(a).name for section in SECTION_TABLE.values() for a in section.models}
     unused = sorted(set(per_model) - known)
     if unused:
         raise UnusedModelWeightsError(unused, known)

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hpx_analysis.erf import ErfSettings, erf_result
 from hpx_analysis.erf.run import run_erf
 from hpx_analysis.execution.distributed import dist_context
+from hpx_analysis.settings import RunContext
 
 
 def worker_model() -> nn.Module:
@@ -39,14 +41,15 @@ def worker_images() -> list[torch.Tensor]:
 def main(out_dir: str) -> None:
     ctx = dist_context("cpu")
     out = Path(out_dir)
-    res = run_erf(
+    state, info = run_erf(
         worker_model(),
         worker_images(),
-        settings={"model": "worker"},
-        ctx=ctx,
-        state_stem=out / "erf_worker.partial",
-        batch_size=2,
+        ErfSettings(batch_size=2),
+        {"model": "worker"},
+        out / "erf_worker.partial",
+        RunContext(dist=ctx),
     )
+    res = erf_result(state, info)
     if ctx.is_main:
         np.save(out / "matrix.npy", res.matrix)
         (out / "meta.json").write_text(json.dumps({"world_size": ctx.world_size, "used": res.used}))
