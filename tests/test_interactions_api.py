@@ -167,3 +167,17 @@ def test_unusable_or_busy_output_folder_fails_before_the_work(tmp_path):
     result = runner.invoke(app, ["interactions", "-m", "hpx_s4=random", "-o", str(busy)])
     assert result.exit_code == 2 and "in use" in result.output
     assert not (busy / "interactions.csv").exists()
+
+
+def test_job_takes_specs_and_labels_repeated_models(tmp_path):
+    from hpx_analysis.interactions import run_interactions
+    from hpx_analysis.settings import RunContext
+
+    images = probe_image_tensors(1)
+    settings = InteractionSettings(size=64, queries_sampled=4, maps=("centre",))
+    results = run_interactions(["hpx_probe", "hpx_probe=random"], images, settings, RunContext(out_dir=tmp_path))
+    assert [r.label for r in results] == ["hpx_probe-auto", "hpx_probe-random"]
+    assert (tmp_path / "interactions_hpx_probe-random.npz").exists()
+    record = json.loads((tmp_path / "interactions.json").read_text())
+    assert record["settings"] == settings.describe() and set(record["fast_paths"]) >= {"enabled", "ran"}
+    assert [m["label"] for m in record["models"]] == ["hpx_probe-auto", "hpx_probe-random"]

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from ..models.fast import fast_path_record
+from ..jobs import loaded_models, record_header
 from ..settings import Hooks, RunContext, json_ready
 from .maps import interaction_maps
 from .result import InteractionResult, atomic_write, interactions_frame
@@ -30,23 +30,34 @@ DISTANCE_FIGURE, MAPS_FIGURE, ROLLOUT_FIGURE = (
 )
 
 
-def run_labels(loaded) -> list[str]:
+def _identity(model) -> tuple[str, str]:
+    """``(name, short weights tag)`` of a loaded model or a spec, before any loading."""
+    from ..io.weights import LoadedModel, parse_model_spec
+    from ..plotting.labels import weights_tag
+
+    if isinstance(model, LoadedModel):
+        return model.name, weights_tag(model.weights)
+    spec = parse_model_spec(model if isinstance(model, str) else f"{model.name}={model.weights}")
+    return spec.name, weights_tag(spec.weights)
+
+
+def run_labels(models) -> list[str]:
     """File-name labels: the model's name, with a short weights tag when a name repeats.
 
     Args:
-        loaded: :class:`~hpx_analysis.io.weights.LoadedModel` objects.
+        models: loaded models (:class:`~hpx_analysis.io.weights.LoadedModel`) or specs
+            (``"NAME[=WEIGHTS]"``, :class:`~hpx_analysis.io.weights.ModelSpec`).
 
     Returns:
         list[str]: one unique label per model.
     """
-    from ..plotting.labels import weights_tag
-
-    counts = Counter(m.name for m in loaded)
+    identities = [_identity(m) for m in models]
+    counts = Counter(name for name, _ in identities)
     labels, taken = [], set()
-    for m in loaded:
-        label = m.name
-        if counts[m.name] > 1:
-            label += "-" + re.sub(r"[^A-Za-z0-9_.]+", "-", weights_tag(m.weights)).strip("-")
+    for name, tag in identities:
+        label = name
+        if counts[name] > 1:
+            label += "-" + re.sub(r"[^A-Za-z0-9_.]+", "-", tag).strip("-")
         base, k = label, 2
         while label in taken:
             label, k = f"{base}-{k}", k + 1
@@ -85,12 +96,7 @@ def write_interactions(results: list[InteractionResult], settings, run: RunConte
     paths.append(_save_figure(plot_interaction_maps(results), out / MAPS_FIGURE, dpi=120))
     if settings.rollout:
         paths.append(_save_figure(plot_interactions(results), out / ROLLOUT_FIGURE, dpi=120))
-    record = {
-        "settings": settings.describe(),
-        "run": run.describe(),
-        "fast_paths": fast_path_record(),
-        "models": [r.record() for r in results],
-    }
+    record = {**record_header(settings), "run": run.describe(), "models": [r.record() for r in results]}
     text = json.dumps(json_ready(record), indent=2)
     paths.append(atomic_write(out / RECORD_FILE, lambda fh: fh.write(text.encode())))
     return paths
@@ -102,7 +108,8 @@ def run_interactions(
     """The interaction analysis of each model on the same images, and its files.
 
     Args:
-        models: :class:`~hpx_analysis.io.weights.LoadedModel` objects (name, model, weights).
+        models: loaded models or specs (:func:`~hpx_analysis.jobs.loaded_models`: specs are
+            loaded one at a time on ``run.device`` with ``run.seed``).
         images: tensors or image files (see :func:`~.maps.image_tensors`).
         settings: the settings (default: the defaults).
         run: the run context; with ``out_dir`` None nothing is written.
@@ -115,7 +122,8 @@ def run_interactions(
     settings = settings or InteractionSettings()
     run, hooks = run or RunContext(), hooks or Hooks()
     results = []
-    for loaded, label in zip(models, run_labels(models)):
+    models = list(models)
+    for loaded, label in zip(loaded_models(models, run), run_labels(models)):
         hooks.task(label)
         hooks.on_start(0, len(images))
         result = interaction_maps(
