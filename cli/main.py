@@ -32,6 +32,7 @@ def main() -> None:
 # ---- command registration: one import and one line per command -------------------------
 from . import coverage as coverage_cmd  # noqa: E402
 from . import erf as erf_cmd  # noqa: E402
+from . import interactions as interactions_cmd  # noqa: E402
 from . import kernels as kernels_cmd  # noqa: E402
 from . import models as models_cmd  # noqa: E402
 from . import probe as probe_cmd  # noqa: E402
@@ -45,6 +46,7 @@ app.command("kernels")(kernels_cmd.kernels)
 app.command("coverage")(coverage_cmd.coverage)
 app.command("truncation")(truncation_cmd.truncation)
 app.command("runtime")(runtime_cmd.runtime)
+app.command("interactions")(interactions_cmd.interactions)
 app.command("report")(report_cmd.report)
 app.add_typer(probe_cmd.app, name="probe")
 # ---- end of command registration ---------------------------------------------------------

@@ -517,6 +517,99 @@ plt.close(fig)  # shown once, as the cell's value
 fig""",
         ),
     ],
+    "interactions.ipynb": [
+        (
+            "md",
+            """\
+# What each layer reads: interaction maps and mean interaction distance
+
+For one block, the tokens `X` entering its token mixer give `Y = mixer(X)`. The published mixers
+are linear in their mixed signal once their input-dependent gates are fixed, so
+`Y(i) = sum_j c(i, j) + e(i)`, where `c(i, j)` is the vector carried from token `j` to token `i`
+(for H_px: `v(i) * K(i - j) * u(j)` through the output norm with fixed statistics and the
+output projection) and `e(i)` the biases. The interaction map is `r(i, j) = ||c(i, j)||`, and
+the mean interaction distance of a block is `sum r(i, j) ||p(i) - p(j)|| / sum r(i, j)` with
+`p` the token centres in input pixels.
+
+First: S4 models (one block per stage) with a **seeded random init, not trained weights**, on
+one bundled photograph at 128 px. Then the bundled probe models, which *are* trained (on the
+synthetic global-context task).""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
+
+from hpx_analysis.interactions import interaction_maps
+from hpx_analysis.io.images import list_images
+from hpx_analysis.plotting.interactions import plot_interaction_distance, plot_interaction_maps
+
+images = list_images(None, 1)""",
+        ),
+        (
+            "md",
+            """\
+`interaction_maps` returns an `InteractionResult`; `to_frame()` has one row per block.
+`queries_sampled` query tokens per block (a seeded sample; 0 = all) enter the distance; the
+map queries (`centre`, `edge`, `corner` or `"ROW:COL"` in pixels) are kept as maps.""",
+        ),
+        (
+            "code",
+            """\
+results = []
+for spec in ("hpx_s4=random", "hb_s4=random"):
+    loaded = load_model(spec, device="cpu", seed=SEED)
+    results.append(interaction_maps(loaded.model, images, size=128, queries_sampled=64, name=loaded.name))
+results[0].to_frame()[["model", "stage", "block", "mixer", "mean_distance_px", "queries"]]""",
+        ),
+        (
+            "md",
+            """\
+The maps of three query points (rows: blocks; each map scaled to its own maximum; the cross
+marks the query). H_b's maps live on the raster-flattened order, so what it reads wraps around
+row ends.""",
+        ),
+        (
+            "code",
+            """\
+fig = plot_interaction_maps(results)
+plt.close(fig)
+fig""",
+        ),
+        (
+            "md",
+            """\
+The trained probes on their own test images: the SepConv probe can only read 3 tokens (12 px)
+each way, the H_px probe the whole 16 x 16 grid. `rollout=True` also combines the block maps
+into an input-pixel map per query (`0.5 A + 0.5 I`, a heuristic).""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.probe.analysis import probe_image_tensors
+
+probe_images = probe_image_tensors(8)
+probes = []
+for spec in ("hpx_probe", "conv_probe"):
+    loaded = load_model(spec, device="cpu", seed=SEED)
+    probes.append(interaction_maps(loaded.model, probe_images, size=64, queries_sampled=0, rollout=True, name=spec))
+fig, ax = plt.subplots(figsize=(5, 3))
+plot_interaction_distance(probes, ax)
+plt.close(fig)
+fig""",
+        ),
+        (
+            "code",
+            """\
+fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+for ax, res in zip(axes, probes):
+    ax.imshow(res.rollout["centre"], cmap="magma")
+    ax.set_title(f"{res.label}: rollout of the centre", fontsize=9)
+    ax.set_axis_off()
+plt.close(fig)
+fig""",
+        ),
+    ],
 }
 
 

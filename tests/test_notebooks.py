@@ -17,6 +17,7 @@ NOTEBOOKS = (
     "coverage.ipynb",
     "truncation_sweep.ipynb",
     "global_context_probe.ipynb",
+    "interactions.ipynb",
 )
 CELL_TIMEOUT_S = 600  # generous: a cell takes seconds, but CI machines may be busy
 
