@@ -85,7 +85,7 @@ ImagesOption = Annotated[
     typer.Option(
         "--images",
         help="ImageFolder tree (e.g. IN-1k val/) or flat folder, read recursively in "
-        "sorted order, or 'probe' (the probe task's labelled test split; erf, truncation). "
+        "sorted order, or 'probe' (the probe task's labelled test split; erf, truncation, interactions). "
         "Default: real photographs bundled with scikit-image.",
     ),
 ]
