@@ -10,6 +10,7 @@ distance bin). ``--bundle`` also copies them into the package's bundled weights.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from typing import Annotated, Optional
@@ -29,7 +30,7 @@ from hpx_analysis.probe.evaluate import (
     fixed_test_split,
     probe_record,
 )
-from hpx_analysis.probe.task import ProbeTask
+from hpx_analysis.probe.task import ProbeTask, probe_task_for
 from hpx_analysis.probe.train import TrainConfig, train_probe
 
 from .common import (
@@ -92,6 +93,7 @@ def train(
     )
     with user_errors():
         loaded = load_model(f"{spec.name}=random", device="cpu", seed=seed)
+        cfg = dataclasses.replace(cfg, task={"size": probe_task_for(loaded.model).size})
         with progress() as bar:
             task = bar.add_task(f"train {spec.name}", total=steps)
 
@@ -101,7 +103,7 @@ def train(
                 bar.update(task, advance=1, description=desc)
 
             result = train_probe(loaded.model, cfg, out=out_dir, name=spec.name, progress=show)
-        record = probe_record(result.model, ProbeTask(seed=0))
+        record = probe_record(result.model, probe_task_for(result.model))
     meta = json.loads((out_dir / "train.json").read_text())
     entry = {
         "steps": steps,

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-__all__ = ["ProbeTask", "ProbeBatch", "COLOURS", "MEAN", "STD", "SPLITS"]
+__all__ = ["ProbeTask", "ProbeBatch", "COLOURS", "MEAN", "STD", "SPLITS", "probe_task_for"]
 
 # red, green, blue, yellow (RGB in [0, 1])
 COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0))
@@ -131,3 +131,22 @@ class ProbeTask:
         return ProbeBatch(
             *(torch.cat([getattr(b, f) for b in blocks]) for f in ("images", "labels", "distances", "centres"))
         )
+
+
+def probe_task_for(model: torch.nn.Module, seed: int = 0) -> ProbeTask:
+    """The probe task a model is trained and tested on: its image size is the model's training
+    resolution (``img_size`` of the MetaFormer models, else the timm ``pretrained_cfg`` input size,
+    else 64 px).
+
+    Args:
+        model: a probe model (or any model read out at its centre unit).
+        seed: the task's seed (0 for the bundled checkpoints' train and test splits).
+
+    Returns:
+        The :class:`ProbeTask` of that size, other fields at their defaults.
+    """
+    size = getattr(model, "img_size", None)
+    if size is None:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        size = cfg.get("input_size", (3, ProbeTask.size))[-1]
+    return ProbeTask(size=int(size), seed=seed)
