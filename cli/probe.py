@@ -4,7 +4,8 @@
 ``train_log.csv`` (step, loss, train_acc, val_acc, lr, seconds), snapshots
 ``<model>_step<k>.safetensors``, ``train.json`` and ``record.json`` (test accuracies per
 distance bin). ``--bundle`` also copies them into the package's bundled weights.
-``eval`` writes ``probe_eval.csv`` (model, distance_px, accuracy, n, weights) and
+``eval`` writes ``probe_eval.csv`` (model, distance_px, accuracy, n, ci_low, ci_high (95 % Wilson),
+weights) and
 ``probe_eval.png`` for every model given.
 """
 
@@ -27,10 +28,10 @@ from hpx_analysis.probe.evaluate import (
     accuracy_by_distance,
     bin_accuracy,
     distance_bins,
-    fixed_test_split,
+    iter_test_split,
     probe_record,
 )
-from hpx_analysis.probe.task import ProbeTask, probe_task_for
+from hpx_analysis.probe.task import probe_task_for
 from hpx_analysis.probe.train import TrainConfig, train_probe
 
 from .common import (
@@ -146,13 +147,13 @@ def evaluate(
     """Accuracy against distance on the fixed test split for every model given: probe_eval.csv and probe_eval.png."""
     specs = model_specs(model)
     out_dir = default_out("probe", out)
-    task = ProbeTask()
-    batch = fixed_test_split(task, num_images)
     tables = []
     with user_errors():
         for spec in specs:
             loaded = load_model(spec, device=device.value, seed=seed)
-            table = accuracy_by_distance(loaded.model, batch, name=loaded.name, weights=loaded.weights)
+            task = probe_task_for(loaded.model)
+            batches = iter_test_split(task, num_images=num_images)
+            table = accuracy_by_distance(loaded.model, batches, name=loaded.name, weights=loaded.weights)
             tables.append(table)
             bins = bin_accuracy(table, distance_bins(task))
             stderr_console.print(

@@ -41,6 +41,16 @@ class ProbeBatch:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def head(self, n: int) -> ProbeBatch:
+        """The first ``n`` samples."""
+        return ProbeBatch(self.images[:n], self.labels[:n], self.distances[:n], self.centres[:n])
+
+    @staticmethod
+    def concat(batches: list[ProbeBatch]) -> ProbeBatch:
+        """The batches one after the other."""
+        fields = ("images", "labels", "distances", "centres")
+        return ProbeBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in fields))
+
 
 @dataclass(frozen=True)
 class ProbeTask:
@@ -120,17 +130,19 @@ class ProbeTask:
         dist = rng.integers(self.d_min, self.d_max + 1, n)
         return self._render(rng, labels, dist)
 
+    def test_block(self, index: int) -> ProbeBatch:
+        """Block ``index`` of the fixed test split: every distance x every class once, at
+        positions drawn from the block's own seed stream (the same block for any split length)."""
+        d = self.distances
+        labels = np.tile(np.arange(self.num_classes), len(d))
+        dist = np.repeat(d, self.num_classes)
+        return self._render(self._rng("test", index), labels, dist)
+
     def test_set(self, reps: int = 4) -> ProbeBatch:
         """The fixed test split: every distance x every class, in ``reps`` blocks of random
         positions (block ``r`` is the same for any ``reps > r``, so ``test_set(1)`` is the first
         quarter of ``test_set(4)``)."""
-        d = self.distances
-        labels = np.tile(np.arange(self.num_classes), len(d))
-        dist = np.repeat(d, self.num_classes)
-        blocks = [self._render(self._rng("test", r), labels, dist) for r in range(reps)]
-        return ProbeBatch(
-            *(torch.cat([getattr(b, f) for b in blocks]) for f in ("images", "labels", "distances", "centres"))
-        )
+        return ProbeBatch.concat([self.test_block(r) for r in range(reps)])
 
 
 def probe_task_for(model: torch.nn.Module, seed: int = 0) -> ProbeTask:
