@@ -159,7 +159,7 @@ def test_truncation_on_probe_images(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bundled weights
-@pytest.mark.parametrize("name", PROBES)
+@pytest.mark.parametrize("name", ONE_STAGE)
 def test_bundled_checkpoint_matches_recorded_accuracy(name):
     assert name in bundled_models(), f"no bundled checkpoint for {name}"
     record = bundled_record(name)

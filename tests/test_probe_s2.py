@@ -220,6 +220,7 @@ def test_two_stage_smoke_training(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bundled weights
+@pytest.mark.slow
 @pytest.mark.parametrize("name", S2)
 def test_bundled_s2_checkpoint_matches_its_record(name):
     """Recompute the first test block (and its far quarter under the smallest truncation) and
