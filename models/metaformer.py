@@ -155,6 +155,30 @@ PROBE_CFGS = {
     "attn_probe": dict(**PROBE_COMMON, dims=(56,), mixers=(MixerSpec(Attention, dict(head_dim=14)),)),
 }
 
+# Two-stage probes: one block per stage at 128 px (32 x 32, then 16 x 16 maps, read out at the
+# centre unit of the last). Each stage's mixer is chosen on its own, so which stage must carry the
+# far square is known by construction: the SepConv 7x7 pair sees +-43 px around the readout
+# (stem 3 + stage 0 3 x 4 + merge 1 x 4 + stage 1 3 x 8), the task places squares up to 60 px away.
+PROBE_S2_IMG_SIZE = 128
+PROBE_S2_COMMON = dict(
+    depths=(1, 1),
+    dims=(32, 64),
+    img_size=PROBE_S2_IMG_SIZE,
+    num_classes=PROBE_NUM_CLASSES,
+    global_pool="centre",
+    res_scale_stages=(),
+)
+PROBE_S2_HPX = (
+    MixerSpec(HyenaPixel, dict(kernel_size=63, emb_dim=8, filter_order=32)),
+    MixerSpec(HyenaPixel, dict(kernel_size=31, emb_dim=8, filter_order=32)),
+)
+PROBE_S2_CFGS = {
+    "hpx_probe_s2": dict(**PROBE_S2_COMMON, mixers=(PROBE_S2_HPX[0], PROBE_S2_HPX[1])),
+    "conv_probe_s2": dict(**PROBE_S2_COMMON, mixers=(SEPCONV, SEPCONV)),
+    "c_hpx_probe_s2": dict(**PROBE_S2_COMMON, mixers=(SEPCONV, PROBE_S2_HPX[1])),
+    "hpx_c_probe_s2": dict(**PROBE_S2_COMMON, mixers=(PROBE_S2_HPX[0], SEPCONV)),
+}
+
 
 # ----------------------------------------------------------------------------- model
 class HyenaMetaFormer(nn.Module):
@@ -424,6 +448,7 @@ MODEL_CFGS = {
     "hpx_sep_former_s18": dict(**S18, mixers=hpx_stages(HyenaPixelSeparable)),
     "hyena_causal_former_s18": dict(**S18, mixers=hb_stages(CausalHyena)),
     **PROBE_CFGS,
+    **PROBE_S2_CFGS,
 }
 
 
@@ -467,6 +492,16 @@ default_cfgs = generate_default_cfgs(
                 std=(0.25, 0.25, 0.25),
             )
             for name in PROBE_CFGS
+        },
+        **{
+            f"{name}.probe": _cfg(
+                input_size=(3, PROBE_S2_IMG_SIZE, PROBE_S2_IMG_SIZE),
+                num_classes=PROBE_NUM_CLASSES,
+                pool_size=(1, 1),
+                mean=(0.5, 0.5, 0.5),
+                std=(0.25, 0.25, 0.25),
+            )
+            for name in PROBE_S2_CFGS
         },
     }
 )
@@ -592,3 +627,23 @@ def conv_probe(pretrained=False, **kwargs) -> HyenaMetaFormer:
 @register_model
 def attn_probe(pretrained=False, **kwargs) -> HyenaMetaFormer:
     return _create("attn_probe", pretrained, **kwargs)
+
+
+@register_model
+def hpx_probe_s2(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("hpx_probe_s2", pretrained, **kwargs)
+
+
+@register_model
+def conv_probe_s2(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("conv_probe_s2", pretrained, **kwargs)
+
+
+@register_model
+def c_hpx_probe_s2(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("c_hpx_probe_s2", pretrained, **kwargs)
+
+
+@register_model
+def hpx_c_probe_s2(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("hpx_c_probe_s2", pretrained, **kwargs)

@@ -27,7 +27,16 @@ EXTRA = (
     "hyena_causal_former_s18",
 )
 # small members trained on the global-context probe task; their weights ship with the package
-PROBES = ("hpx_probe", "hb_probe", "conv_probe", "attn_probe")
+PROBES = (
+    "hpx_probe",
+    "hb_probe",
+    "conv_probe",
+    "attn_probe",
+    "hpx_probe_s2",
+    "conv_probe_s2",
+    "c_hpx_probe_s2",
+    "hpx_c_probe_s2",
+)
 
 ALIASES = {
     "hpx_s18": "hpx_former_s18",

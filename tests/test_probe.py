@@ -17,11 +17,12 @@ from hpx_analysis.io.weights import WeightsError, load_model
 from hpx_analysis.models import PROBES, resolve_name
 from hpx_analysis.probe.bundled import bundled_models, bundled_record, snapshot_paths
 from hpx_analysis.probe.evaluate import SMALL_REPS, distance_bins, fixed_test_split
-from hpx_analysis.probe.task import COLOURS, MEAN, STD, ProbeTask
+from hpx_analysis.probe.task import COLOURS, MEAN, STD, ProbeTask, probe_task_for
 from hpx_analysis.probe.train import TrainConfig, accuracy, train_probe
 from hpx_analysis.settings import RunContext
 
 runner = CliRunner()
+ONE_STAGE = tuple(n for n in PROBES if not n.endswith("_s2"))  # the 64 px probes (two-stage: test_probe_s2.py)
 
 
 def invoke(*args):
@@ -72,7 +73,7 @@ def test_test_split_is_fixed_grid_and_nested():
 # ----------------------------------------------------------------------------- models
 def test_probe_models_registered_matched_and_read_at_the_centre():
     counts = {}
-    for name in PROBES:
+    for name in ONE_STAGE:
         assert resolve_name(name) == name
         torch.manual_seed(0)
         m = timm.create_model(name).eval()
@@ -134,7 +135,7 @@ def test_probe_train_and_eval_commands(tmp_path):
     )
     assert r.exit_code == 0, r.output
     table = pd.read_csv(tmp_path / "e" / "probe_eval.csv")
-    assert list(table.columns) == ["model", "distance_px", "accuracy", "n", "weights"]
+    assert list(table.columns) == ["model", "distance_px", "accuracy", "n", "ci_low", "ci_high", "weights"]
     assert set(table.model) == {"attn_probe", "conv_probe"} and table.accuracy.between(0, 1).all()
     assert (tmp_path / "e" / "probe_eval.png").stat().st_size > 0
     r = invoke("probe", "train", "-m", "hpx_s4", "--steps", "1", "--out", tmp_path / "x")
@@ -160,13 +161,13 @@ def test_truncation_on_probe_images(tmp_path):
 
 
 # ----------------------------------------------------------------------------- bundled weights
-@pytest.mark.parametrize("name", PROBES)
+@pytest.mark.parametrize("name", ONE_STAGE)
 def test_bundled_checkpoint_matches_recorded_accuracy(name):
     assert name in bundled_models(), f"no bundled checkpoint for {name}"
     record = bundled_record(name)
     loaded = load_model(name, seed=0)  # auto -> bundled
     assert loaded.weights_kind == "bundled" and name in loaded.weights
-    small = fixed_test_split(ProbeTask(), reps=SMALL_REPS)
+    small = fixed_test_split(probe_task_for(loaded.model), reps=SMALL_REPS)
     correct = int(accuracy(loaded.model, small.images, small.labels).sum())
     assert len(small) == record["small_test_images"]
     assert abs(correct - record["small_test_correct"]) <= 1, (correct, record["small_test_correct"])
@@ -177,7 +178,7 @@ def test_bundled_weights_are_small():
     from hpx_analysis.probe.bundled import WEIGHTS_DIR
 
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*") if p.is_file())
-    assert total <= 10 * 2**20, total
+    assert total <= 15 * 2**20, total
     assert np.isfinite(total)
 
 

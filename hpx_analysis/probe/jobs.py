@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from ..settings import Hooks, RunContext, Settings
-from .task import ProbeBatch
+from .task import ProbeBatch, ProbeTask
 from .train import ProbeTrainSettings, TrainResult, train_probe
 
 __all__ = ["ProbeEvalSettings", "ProbeEval", "probe_eval_job", "probe_train_job", "conv_probe_reach_px"]
@@ -82,15 +82,15 @@ def probe_eval_job(
         ProbeEval: the table, the accuracy per bin and the weights of every model.
     """
     from ..jobs import loaded_models
-    from .evaluate import accuracy_by_distance, bin_accuracy, distance_bins, fixed_test_split
-    from .task import ProbeTask
+    from .evaluate import accuracy_by_distance, bin_accuracy, distance_bins, iter_test_split
+    from .task import probe_task_for
 
     settings, run, hooks = settings or ProbeEvalSettings(), run or RunContext(), hooks or Hooks()
-    task = ProbeTask()
-    batch = images if images is not None else fixed_test_split(task, settings.num_images)
     tables, bins, weights = [], {}, {}
     for loaded in loaded_models(models, run):
-        table = accuracy_by_distance(loaded.model, batch, name=loaded.name, weights=loaded.weights)
+        task = probe_task_for(loaded.model)  # the model's image size
+        batches = images if images is not None else iter_test_split(task, num_images=settings.num_images)
+        table = accuracy_by_distance(loaded.model, batches, name=loaded.name, weights=loaded.weights)
         tables.append(table)
         bins[loaded.name] = bin_accuracy(table, distance_bins(task))
         weights[loaded.name] = loaded.weights
@@ -103,7 +103,7 @@ def probe_eval_job(
 
         run.out_dir.mkdir(parents=True, exist_ok=True)
         result.table.to_csv(run.out_dir / EVAL_TABLE_FILE, index=False)
-        rf_px = {"conv_probe": conv_probe_reach_px(task)} if settings.mark_conv_reach else None
+        rf_px = {"conv_probe": conv_probe_reach_px(ProbeTask())} if settings.mark_conv_reach else None
         save_probe_figure(result.table, run.out_dir, rf_px=rf_px)
     return result
 
@@ -131,12 +131,14 @@ def probe_train_job(
     from ..io.weights import load_model
     from ..models.fast import fast_path_record
     from .evaluate import probe_record
-    from .task import ProbeTask
+    from .task import probe_task_for
 
     settings, run = settings or ProbeTrainSettings(), run or RunContext()
     loaded = load_model(f"{model}=random", device="cpu", seed=settings.seed)
+    # the task is rendered at the model's own image size (64 px, or 128 px for two-stage probes)
+    settings = settings.replace(task={**settings.task, "size": probe_task_for(loaded.model).size})
     result = train_probe(loaded.model, settings, run, hooks, name=loaded.name)
-    record = probe_record(result.model, ProbeTask(seed=0))
+    record = probe_record(result.model, probe_task_for(result.model))
     entry = {
         "steps": settings.steps,
         "seconds": round(result.seconds, 1),

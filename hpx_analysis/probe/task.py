@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-__all__ = ["ProbeTask", "ProbeBatch", "COLOURS", "MEAN", "STD", "SPLITS"]
+__all__ = ["ProbeTask", "ProbeBatch", "COLOURS", "MEAN", "STD", "SPLITS", "probe_task_for"]
 
 # red, green, blue, yellow (RGB in [0, 1])
 COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0))
@@ -40,6 +40,16 @@ class ProbeBatch:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def head(self, n: int) -> ProbeBatch:
+        """The first ``n`` samples."""
+        return ProbeBatch(self.images[:n], self.labels[:n], self.distances[:n], self.centres[:n])
+
+    @staticmethod
+    def concat(batches: list[ProbeBatch]) -> ProbeBatch:
+        """The batches one after the other."""
+        fields = ("images", "labels", "distances", "centres")
+        return ProbeBatch(*(torch.cat([getattr(b, f) for b in batches]) for f in fields))
 
 
 @dataclass(frozen=True)
@@ -120,14 +130,35 @@ class ProbeTask:
         dist = rng.integers(self.d_min, self.d_max + 1, n)
         return self._render(rng, labels, dist)
 
+    def test_block(self, index: int) -> ProbeBatch:
+        """Block ``index`` of the fixed test split: every distance x every class once, at
+        positions drawn from the block's own seed stream (the same block for any split length)."""
+        d = self.distances
+        labels = np.tile(np.arange(self.num_classes), len(d))
+        dist = np.repeat(d, self.num_classes)
+        return self._render(self._rng("test", index), labels, dist)
+
     def test_set(self, reps: int = 4) -> ProbeBatch:
         """The fixed test split: every distance x every class, in ``reps`` blocks of random
         positions (block ``r`` is the same for any ``reps > r``, so ``test_set(1)`` is the first
         quarter of ``test_set(4)``)."""
-        d = self.distances
-        labels = np.tile(np.arange(self.num_classes), len(d))
-        dist = np.repeat(d, self.num_classes)
-        blocks = [self._render(self._rng("test", r), labels, dist) for r in range(reps)]
-        return ProbeBatch(
-            *(torch.cat([getattr(b, f) for b in blocks]) for f in ("images", "labels", "distances", "centres"))
-        )
+        return ProbeBatch.concat([self.test_block(r) for r in range(reps)])
+
+
+def probe_task_for(model: torch.nn.Module, seed: int = 0) -> ProbeTask:
+    """The probe task a model is trained and tested on: its image size is the model's training
+    resolution (``img_size`` of the MetaFormer models, else the timm ``pretrained_cfg`` input size,
+    else 64 px).
+
+    Args:
+        model: a probe model (or any model read out at its centre unit).
+        seed: the task's seed (0 for the bundled checkpoints' train and test splits).
+
+    Returns:
+        The :class:`ProbeTask` of that size, other fields at their defaults.
+    """
+    size = getattr(model, "img_size", None)
+    if size is None:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        size = cfg.get("input_size", (3, ProbeTask.size))[-1]
+    return ProbeTask(size=int(size), seed=seed)
