@@ -40,6 +40,7 @@ from hpx_analysis.probe.evaluate import (
 from hpx_analysis.probe.intervals import measured_reach, reach_level, wilson_interval
 from hpx_analysis.probe.task import ProbeBatch, ProbeTask, probe_task_for
 from hpx_analysis.probe.train import TrainConfig, accuracy, train_probe
+from hpx_analysis.settings import RunContext
 
 S2 = ("hpx_probe_s2", "conv_probe_s2", "c_hpx_probe_s2", "hpx_c_probe_s2")
 MIXERS = {
@@ -215,7 +216,7 @@ def test_probe_eval_command_on_a_two_stage_probe(tmp_path):
 def test_two_stage_smoke_training(tmp_path):
     m = _model("c_hpx_probe_s2").train()
     cfg = TrainConfig(steps=2, batch_size=4, warmup=1, eval_every=2, val_size=8, task={"size": 128})
-    res = train_probe(m, cfg, out=tmp_path, name="c_hpx_probe_s2")
+    res = train_probe(m, cfg, RunContext(out_dir=tmp_path), name="c_hpx_probe_s2")
     assert len(res.log) == 2 and (tmp_path / "c_hpx_probe_s2.safetensors").is_file()
 
 
