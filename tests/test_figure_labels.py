@@ -5,6 +5,8 @@ legend off the curves."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -20,7 +22,7 @@ from hpx_analysis.kernels import kernel_maps
 from hpx_analysis.plotting.coverage import plot_coverage
 from hpx_analysis.plotting.erf import plot_erf_grid
 from hpx_analysis.plotting.kernels import plot_kernels
-from hpx_analysis.plotting.labels import stage_label, weights_tag
+from hpx_analysis.plotting.labels import short_weights, stage_label, weights_tag
 from hpx_analysis.plotting.probe import plot_probe_accuracy
 from hpx_analysis.plotting.truncation import plot_truncation
 from hpx_analysis.report import markdown
@@ -190,3 +192,20 @@ def test_probe_eval_legend_beside_the_curves_with_short_tags():
     assert len({line.get_marker() for line in curves}) == len(curves)
     assert len({line.get_linestyle() for line in curves[:3]}) == 3
     assert curves[0].get_markersize() > curves[1].get_markersize() > curves[2].get_markersize()
+
+
+def test_short_weights_for_csv_rows():
+    frame = pd.DataFrame(
+        {"model": ["a", "b", "c"], "weights": [OFFLINE, "file /x/y/run3.pth", None], "value": [1.0, 2.0, 3.0]}
+    )
+    short = short_weights(frame)
+    assert short["weights"].tolist()[:2] == ["random init (seed 0)", "run3.pth"]
+    assert pd.isna(short["weights"].iloc[2]) and short["value"].tolist() == [1.0, 2.0, 3.0]
+    assert frame["weights"].iloc[0] == OFFLINE  # the caller's table is left as it was
+    assert short_weights(frame.drop(columns="weights")).columns.tolist() == ["model", "value"]
+
+
+def test_labels_import_without_matplotlib():
+    code = "import sys, hpx_analysis.plotting.labels; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

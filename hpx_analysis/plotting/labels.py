@@ -14,7 +14,7 @@ from pathlib import PurePath
 
 import pandas as pd
 
-__all__ = ["weights_tag", "with_weights", "result_weights_tag", "stage_label"]
+__all__ = ["weights_tag", "with_weights", "result_weights_tag", "stage_label", "short_weights"]
 
 _SEED = re.compile(r"random init \(seed (-?\d+)")
 _MAX_TAG = 32
@@ -75,6 +75,21 @@ def result_weights_tag(result) -> str:
     """
     weights = getattr(result, "weights", "") or (getattr(result, "settings", None) or {}).get("weights")
     return weights_tag(weights)
+
+
+def short_weights(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its ``weights`` column as short tags, for CSV rows (the full description,
+    e.g. why the published weights could not be downloaded, belongs once in the JSON record).
+
+    Args:
+        table: a result table (unchanged; one without a ``weights`` column is returned as is).
+
+    Returns:
+        pd.DataFrame: a copy with ``weights`` replaced by :func:`weights_tag` of each value.
+    """
+    if "weights" not in table.columns:
+        return table
+    return table.assign(weights=[weights_tag(w) if isinstance(w, str) else w for w in table["weights"]])
 
 
 def stage_label(stage: int, short: bool = False) -> str:
