@@ -120,20 +120,10 @@ def test_coverage_stage_marks_and_a_one_block_axis():
 
 
 def erf_result(stage: int, weights: str) -> ErfResult:
-    return ErfResult(
-        matrix=np.outer(np.hanning(9), np.hanning(9)),
-        used=["a.png"],
-        skipped=[],
-        nonfinite_values=0,
-        seconds=0.0,
-        method="grad",
-        precision="fp32",
-        input_size=(9, 9),
-        device="cpu",
-        model="hpx_former_s4",
-        weights=weights,
-        unit={"stage": stage},
-    )
+    run = {"used": ["a.png"], "skipped": [], "nonfinite_values": 0, "seconds": 0.0, "device": "cpu"}
+    matrix = np.outer(np.hanning(9), np.hanning(9))
+    how = {"method": "grad", "precision": "fp32", "input_size": matrix.shape}
+    return ErfResult(matrix, **run, **how, model="hpx_former_s4", weights=weights, unit={"stage": stage})
 
 
 def test_erf_grid_names_the_stages_and_tags_random_init():
