@@ -189,7 +189,8 @@ table[["model", "stage", "r50_px", "r90_px", "gauss_sigma_x_px", "erf90_area_px"
         (
             "md",
             """\
-What the table says, written from its numbers (the 128 px image reaches 64 px from its centre):""",
+What the table says, written from its numbers (the image is 128 px wide, 64 px each side of
+its centre):""",
         ),
         (
             "code",
@@ -198,8 +199,8 @@ for model, part in table.groupby("model", sort=False):
     r90 = part.set_index("stage")["r90_px"]
     steps = ", ".join(f"stage {s}: {v:g} px" for s, v in r90.items())
     trend = "grows with every stage" if r90.is_monotonic_increasing else "does not grow with every stage"
-    print(f"{model} (random init): r90 {steps}; it {trend} and reaches "
-          f"{r90.max() / 64:.0%} of the half-image at stage {r90.idxmax()}.")""",
+    print(f"{model} (random init): r90 {steps}; it {trend}, and its largest r90 (stage {r90.idxmax()}) "
+          f"is {r90.max() / 64:.2f} times the 64 px half-width of the image.")""",
         ),
     ],
     "kernel_gallery.ipynb": [
