@@ -111,10 +111,11 @@ table[["model", "square_side_t0.2", "square_side_t0.5", "r50_px", "r90_px", "ani
 # ERFs per stage: how context grows with depth
 
 The ERF of the centre unit of each stage's feature map (timm's `forward_intermediates`),
-not only of the last one. The paper's point: H_px sees the whole image from the first stage
-on, while a local mixer's ERF grows stage by stage.
+not only of the last one; stages are numbered from 0, as `--stage` takes them. The paper
+compares how far trained H_px and H_b see at each stage.
 
-Models: S4 (one block per stage) with a **seeded random init, not trained weights**, one
+Models: S4 (one block per stage) with a **seeded random init, not trained weights**, so the
+maps show the initialisation, not what training learns; one
 bundled photograph at 128 px. The command line does the same with
 `hpx-analyze erf -m hpx_s18 -m hb_s18 --stage 0,1,2,3`.""",
         ),
@@ -149,7 +150,7 @@ for spec in ("hpx_s4=random", "hb_s4=random"):
     for stage in range(4):
         unit = ErfUnit(stage=stage)
         result = compute_erf(loaded.model, images, size=128, unit=unit)
-        result.model, result.unit = loaded.name, unit.describe()
+        result.model, result.weights, result.unit = loaded.name, loaded.weights, unit.describe()
         result.position = unit_position(loaded.model, 128, unit)
         results.append(result)
 print([(r.model, r.unit["stage"], r.position["centre_px"]) for r in results[:4]])""",
@@ -157,7 +158,8 @@ print([(r.model, r.unit["stage"], r.position["centre_px"]) for r in results[:4]]
         (
             "md",
             """\
-A row per model, a column per stage, each map scaled on its own (RepLKNet's `log10(x + 1)`).""",
+A row per model (with its weights tag), a column per stage, each map scaled on its own
+(RepLKNet's `log10(x + 1)`).""",
         ),
         (
             "code",
@@ -184,6 +186,22 @@ for r in results:
 table = pd.DataFrame(rows)
 table[["model", "stage", "r50_px", "r90_px", "gauss_sigma_x_px", "erf90_area_px", "dead_fraction"]]""",
         ),
+        (
+            "md",
+            """\
+What the table says, written from its numbers (the image is 128 px wide, 64 px each side of
+its centre):""",
+        ),
+        (
+            "code",
+            """\
+for model, part in table.groupby("model", sort=False):
+    r90 = part.set_index("stage")["r90_px"]
+    steps = ", ".join(f"stage {s}: {v:g} px" for s, v in r90.items())
+    trend = "grows with every stage" if r90.is_monotonic_increasing else "does not grow with every stage"
+    print(f"{model} (random init): r90 {steps}; it {trend}, and its largest r90 (stage {r90.idxmax()}) "
+          f"is {r90.max() / 64:.2f} times the 64 px half-width of the image.")""",
+        ),
     ],
     "kernel_gallery.ipynb": [
         (
@@ -209,9 +227,9 @@ from hpx_analysis.kernels import kernel_maps
 from hpx_analysis.plotting import plot_kernels
 
 hpx = load_model("hpx_s4=random", device="cpu", seed=SEED)
-hpx_kernels = kernel_maps(hpx.model, name=hpx.name)
+hpx_kernels = kernel_maps(hpx.model, name=hpx.name, weights=hpx.weights)
 for sk in hpx_kernels.stages:
-    print(f"stage {sk.stage + 1}: {sk.mixer}, kernel {sk.mean.shape} for a {sk.feature_size} feature map, "
+    print(f"stage {sk.stage}: {sk.mixer}, kernel {sk.mean.shape} for a {sk.feature_size} feature map, "
           f"top-energy channel {sk.channel}")""",
         ),
         (
@@ -224,7 +242,7 @@ maps are point-mirrored with respect to the pixels they weight.""",
         (
             "code",
             """\
-fig = plot_kernels(hpx_kernels)
+fig = plot_kernels(hpx_kernels, weights=hpx.weights)  # the title says "random init"
 plt.close(fig)  # shown once, as the cell's value
 fig""",
         ),
@@ -240,8 +258,8 @@ neighbourhood.""",
             "code",
             """\
 hb = load_model("hb_s4=random", device="cpu", seed=SEED)
-hb_kernels = kernel_maps(hb.model, name=hb.name, at=(0, -1))
-fig = plot_kernels(hb_kernels)
+hb_kernels = kernel_maps(hb.model, name=hb.name, weights=hb.weights, at=(0, -1))
+fig = plot_kernels(hb_kernels, weights=hb.weights)
 plt.close(fig)  # shown once, as the cell's value
 fig""",
         ),
@@ -292,7 +310,7 @@ from hpx_analysis.plotting import plot_coverage
 tables = []
 for spec in ("hpx_s4=random", "hb_s4=random"):
     loaded = load_model(spec, device="cpu", seed=SEED)
-    result = model_coverage(loaded.model, name=loaded.name)
+    result = model_coverage(loaded.model, name=loaded.name, weights=loaded.weights)
     tables.append(result.blocks)
     for note in result.notes:
         print(note)
@@ -303,7 +321,8 @@ blocks[["model", "stage", "block", "mixer", "coverage", "diameter", "feature_siz
             "md",
             """\
 H_b windows live on the 1D token axis (coverage = extent in tokens / number of tokens), an extra
-the paper does not plot. The plot puts block depth on the x axis, stage boundaries dashed.""",
+the paper does not plot. The plot puts block depth on the x axis, stage boundaries dashed
+(`s0` ... `s3`, the `stage` column above), and tags each model with its weights.""",
         ),
         (
             "code",
@@ -328,7 +347,7 @@ for threshold in (0.01, 0.05, 0.2):
     for reading in ("axis", "area"):
         b = model_coverage(hpx.model, name=hpx.name, threshold=threshold, reading=reading).blocks
         rows.append({"threshold": threshold, "reading": reading,
-                     **{f"S{s + 1}": round(v, 3) for s, v in b.groupby("stage")["coverage"].mean().items()}})
+                     **{f"stage {s}": round(v, 3) for s, v in b.groupby("stage")["coverage"].mean().items()}})
 pd.DataFrame(rows)""",
         ),
     ],
@@ -386,9 +405,23 @@ fig""",
         (
             "md",
             """\
-The local probe is perfect while the square lies inside its 31x31 px receptive field and falls to
-chance beyond it (dashed line); the global mixers read the square at every distance. The ERFs of
-the same centre unit, over probe test images, show the same difference:""",
+The dashed line marks `conv_probe`'s reach (17 px: its 31x31 px receptive field plus half the
+square). The mean accuracy inside and beyond it, per model, from the table above:""",
+        ),
+        (
+            "code",
+            """\
+reach = 17
+near_far = table.assign(beyond=table.distance_px > reach).groupby(["model", "beyond"], sort=False).accuracy.mean()
+for name in models:
+    near, far = 100 * near_far[name, False], 100 * near_far[name, True]
+    print(f"{name}: {near:.0f} % within {reach} px, {far:.0f} % beyond (chance 25 %)")""",
+        ),
+        (
+            "md",
+            """\
+The ERFs of the same centre unit, over probe test images, titled with each model's weights; the
+sentence under them compares their 90 % radii:""",
         ),
         (
             "code",
@@ -401,9 +434,13 @@ images = list(test.images[::54])  # 8 test images across the distances
 erfs = []
 for name in ("conv_probe", "hpx_probe"):
     erf = compute_erf(models[name].model, images, size=64)
-    erf.model = name
+    erf.model, erf.weights = name, models[name].weights
+    erf.settings = {"model": name, "weights": models[name].weights}  # the panel titles
     erfs.append(erf)
-    print(name, {k: round(v, 2) for k, v in erf_metrics(erf.matrix).items() if k in ("r50_px", "r90_px")})
+r90 = {e.model: erf_metrics(e.matrix)["r90_px"] for e in erfs}
+wider = max(r90, key=r90.get)
+print(f"r90: {', '.join(f'{k} {v:g} px' for k, v in r90.items())}; the wider ERF is {wider}'s "
+      f"({r90[wider] / min(r90.values()):.1f}x the other's radius).")
 fig = plot_erf(erfs)
 plt.close(fig)
 fig""",
@@ -436,7 +473,7 @@ from hpx_analysis.kernels import kernel_maps
 from hpx_analysis.plotting.kernels import plot_kernels
 
 print(model_coverage(models["hpx_probe"].model, name="hpx_probe").to_frame()[["model", "stage", "mixer", "coverage"]])
-fig = plot_kernels(kernel_maps(models["hpx_probe"].model, name="hpx_probe"))
+fig = plot_kernels(kernel_maps(models["hpx_probe"].model, name="hpx_probe"), weights=models["hpx_probe"].weights)
 plt.close(fig)
 fig""",
         ),
@@ -506,13 +543,26 @@ result.table.pivot_table(index=["metric", "stage"], columns="rel_size", values="
         (
             "md",
             """\
-At r = 2 the whole kernel is kept (zero KL); small windows change the output most in the stages
-whose kernels carry the most weight far from the centre.""",
+The KL divergence per stage and size, read off the table: which window sizes leave the output
+unchanged, and which stage's truncation changes it most at the smallest window.""",
         ),
         (
             "code",
             """\
-fig = plot_truncation(result.table, metric="kl")
+kl = result.table.query("metric == 'kl' and stage >= 0").pivot_table(index="stage", columns="rel_size", values="value")
+smallest = kl.columns.min()
+print("sizes with zero KL in every stage:", [r for r in kl.columns if (kl[r] < 1e-9).all()])
+print(f"largest KL at r = {smallest:g}: stage {kl[smallest].idxmax()} ({kl[smallest].max():.3g} nats)")""",
+        ),
+        (
+            "md",
+            """\
+The figure (the x label tags the model's weights: a random init here):""",
+        ),
+        (
+            "code",
+            """\
+fig = plot_truncation(result.table.assign(weights=loaded.weights), metric="kl")
 plt.close(fig)  # shown once, as the cell's value
 fig""",
         ),

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .labels import with_weights
+from .labels import stage_label, with_weights
 
 __all__ = ["plot_coverage"]
 
@@ -14,8 +14,9 @@ __all__ = ["plot_coverage"]
 def plot_coverage(df: pd.DataFrame, ax=None):
     """Coverage against block depth (1-based), one line per model with its own marker and
     dash (labelled with a short weights tag when ``df`` has a ``weights`` column; the legend
-    sits right of the axes); the stage boundaries (dashed) are those of
-    the deepest model."""
+    sits right of the axes); the stage boundaries (dashed, labelled ``s0``, ``s1``, ... as
+    ``--stage`` counts) are those of the deepest model; the x axis spans the blocks with half
+    a block of margin."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4))
     fig = ax.figure
@@ -44,10 +45,20 @@ def plot_coverage(df: pd.DataFrame, ax=None):
         for s, d in starts.items():
             if d > 0:
                 ax.axvline(d + 0.5, color="grey", ls="--", lw=0.8)
-            ax.text(d + 1, 0.98, f"S{s + 1}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+            top = ax.get_xaxis_transform()
+            ax.text(d + 0.55, 0.98, stage_label(s, short=True), transform=top, va="top", fontsize=8)
+        _block_axis(ax, int(df["depth"].max()) + 1)
     ax.set_xlabel("block depth")
     ax.set_ylabel("relative feature-map coverage")
     if len(df):  # beside the axes, where it covers neither lines nor axis labels
         ax.legend(fontsize=8, title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
+
+
+def _block_axis(ax, blocks: int) -> None:
+    """Block depths 1..``blocks`` with half a block of margin; every depth ticked when few."""
+    ax.set_xlim(0.5, blocks + 0.5)
+    if blocks <= 20:
+        ax.set_xticks(range(1, blocks + 1))
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)

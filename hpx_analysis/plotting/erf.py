@@ -29,7 +29,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..erf.metrics import DEAD_FRACTION, R50_PX, R90_PX, SQUARE_SIDE_T02, replknet_scale  # noqa: E402
-from .labels import weights_tag  # noqa: E402
+from .labels import result_weights_tag, weights_tag  # noqa: E402
 
 __all__ = ["plot_erf", "erf_panel_title", "plot_erf_grid", "plot_erf_series", "scaled_map", "parse_scale"]
 
@@ -161,8 +161,8 @@ def plot_erf_grid(
     floor: float = 1e-4,
     cmap: str = "RdYlGn",
 ) -> Figure:
-    """A row per model (run label without the map's suffix) and a column per value of
-    ``column`` (``"stage"``, ``"layer"`` or ``"size"``) of
+    """A row per model (run label without the map's suffix, and its short weights tag) and a
+    column per value of ``column`` (``"stage"``, ``"layer"`` or ``"size"``) of
     :class:`~hpx_analysis.erf.ErfResult` objects; every map scaled on its own."""
     rows: dict[str, dict] = {}
     columns: list = []
@@ -171,7 +171,9 @@ def plot_erf_grid(
         key = _column_value(r, column)
         if key not in columns:
             columns.append(key)
-        name = _row_name(r) + (f"\n{_column_value(r, 'size')} px" if several_sizes else "")
+        tag = result_weights_tag(r)  # e.g. "random init (seed 0)": an untrained model says so
+        name = _row_name(r) + (f"\n[{tag}]" if tag else "")
+        name += f"\n{_column_value(r, 'size')} px" if several_sizes else ""
         rows.setdefault(name, {})[key] = r
     if not rows:
         raise ValueError("nothing to plot: no ERF results given")

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..kernels import ORIENTATION_2D, ORIENTATION_WRAPPED, KernelResult
-from .labels import weights_tag
+from .labels import stage_label, weights_tag
 
 __all__ = ["plot_kernels"]
 
@@ -37,7 +37,7 @@ def plot_kernels(
         for i, (title, arr) in enumerate(maps):
             ax = axes[i, j]
             im = ax.imshow(arr, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-            ax.set_title(f"stage {sk.stage + 1}, block {sk.block}\n{title}", fontsize=8)
+            ax.set_title(f"{stage_label(sk.stage)}, block {sk.block}\n{title}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
             if sk.kernel_ndim == 2:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..erf.metrics import ANISOTROPY, DEAD_FRACTION, R50_PX, R90_PX, square_key
+from ..plotting.labels import stage_label
 
 # The ERF metrics (columns of erf_metrics.csv) that report.md shows, in this order.
 ERF_TABLE_METRICS = (
@@ -115,7 +116,7 @@ def kernels_markdown(results) -> tuple[str, str]:
             rows.append(
                 {
                     "model": r.model,
-                    "stage": f"S{r.stage + 1}",
+                    "stage": stage_label(r.stage),
                     "block": r.block,
                     "channel shown": r.channel,
                     "feature map": r.feature_size,
@@ -164,7 +165,7 @@ def coverage_markdown(result) -> tuple[str, str]:
     """
     df = result.to_frame()
     table = df.pivot_table(index="model", columns="stage", values="coverage", aggfunc="mean", sort=False)
-    table.columns = [f"S{int(c) + 1} mean" for c in table.columns]
+    table.columns = [f"{stage_label(c)} mean" for c in table.columns]
     mixers = df.groupby("model", sort=False)["mixer"].agg(lambda s: "/".join(dict.fromkeys(s)))
     table.insert(0, "mixers", mixers)
     threshold = 0.05 if result.threshold is None else result.threshold
@@ -189,7 +190,7 @@ def truncation_markdown(comparison) -> tuple[str, str]:
     info = comparison.settings
     metric = "top1" if (df["metric"] == "top1").any() else "agreement"
     sub = df[df["metric"].isin([metric, "kl"])].copy()
-    sub["row"] = ["untruncated" if s == -1 else f"S{int(s) + 1}" for s in sub["stage"]]
+    sub["row"] = [stage_label(s) for s in sub["stage"]]
     sub["col"] = ["" if s == -1 else f"r={r:g}" for s, r in zip(sub["stage"], sub["rel_size"])]
     parts = []
     for m in (metric, "kl"):
