@@ -70,7 +70,8 @@ def test_border_against_inner_queries():
     out = border_inner_distance(block)
     assert out == {"border_px": 1.0, "inner_px": 10.0, "border_queries": 8, "inner_queries": 1}
     # a sample of two queries, one on each side of a 5 x 5 grid's border (ring of width 2)
-    block = BlockInteractions(0, 0, "M", (5, 5), [1.0], 2, sample=np.array([6, 12]), query_distance_px=np.array([3.0, 5.0]))
+    sample, dist = np.array([6, 12]), np.array([3.0, 5.0])
+    block = BlockInteractions(0, 0, "M", (5, 5), [1.0], 2, sample=sample, query_distance_px=dist)
     out = border_inner_distance(block, ring=1)
     assert np.isnan(out["border_px"]) and (out["inner_px"], out["inner_queries"]) == (4.0, 2)
     out = border_inner_distance(block, ring=2)
