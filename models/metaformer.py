@@ -443,6 +443,7 @@ MODEL_CFGS = {
     "hpx_former_s12": dict(**S12, mixers=hpx_stages()),
     "hb_former_s4": dict(**S4, mixers=hb_stages()),
     "hb_former_s12": dict(**S12, mixers=hb_stages()),
+    "convformer_s4": dict(**S4, mixers=(SEPCONV,) * 4),  # the paper's ConvFormer-S4 (Section 3)
     # ablations (no published weights)
     "hpx_explicit_former_s18": dict(**S18, mixers=hpx_stages(HyenaPixelExplicit)),
     "hpx_sep_former_s18": dict(**S18, mixers=hpx_stages(HyenaPixelSeparable)),
@@ -592,6 +593,11 @@ def hb_former_s4(pretrained=False, **kwargs) -> HyenaMetaFormer:
 @register_model
 def hb_former_s12(pretrained=False, **kwargs) -> HyenaMetaFormer:
     return _create("hb_former_s12", pretrained, **kwargs)
+
+
+@register_model
+def convformer_s4(pretrained=False, **kwargs) -> HyenaMetaFormer:
+    return _create("convformer_s4", pretrained, **kwargs)
 
 
 @register_model

@@ -663,6 +663,58 @@ fig""",
 }
 
 
+# The interaction cells of the probe notebook: a separate, self-contained block at its end.
+PROBE_INTERACTION_CELLS: list[tuple[str, str]] = [
+    (
+        "md",
+        """\
+## What the block reads: interaction distance and the readout unit's map
+
+The interaction analysis (`hpx_analysis.interactions`) splits each block's token-mixer output
+into what it carries from every token `j` to every token `i`, `c(i, j)` (gates fixed by the
+input); `r(i, j) = ||c(i, j)||` is the interaction map and the mean interaction distance is
+`sum r(i, j) ||p(i) - p(j)|| / sum r(i, j)` in input pixels. Below: the distance of each probe's
+block at a seeded random init (step 0), at the bundled snapshots and trained (the last step), and
+the trained readout unit's map (its block's map for the centre token): the share of its mass on
+the square's pixels against the share a uniform map gets, per distance bin.""",
+    ),
+    (
+        "code",
+        """\
+from hpx_analysis.plotting.probe_interactions import plot_probe_interactions
+from hpx_analysis.report.probe_interactions import probe_interactions
+from hpx_analysis.settings import RunContext
+
+trained = [load_model(name, seed=SEED) for name in ("hpx_probe", "hb_probe", "conv_probe", "attn_probe")]
+inter = probe_interactions(trained, num_images=2, readout_images=16, run=RunContext(seed=SEED))
+print(inter.distances.pivot_table(index="model", columns="step", values="mean_distance_px", sort=False).round(1))
+print(inter.shares.pivot_table(index="model", columns="bin", values="ratio", sort=False).round(1))
+fig = plot_probe_interactions(inter.distances, inter.shares)
+plt.close(fig)
+fig""",
+    ),
+    ("md", "What these numbers say, computed from them:"),
+    (
+        "code",
+        """\
+last = inter.distances.groupby("model", sort=False).tail(1).set_index("model").mean_distance_px
+first = inter.distances.groupby("model", sort=False).head(1).set_index("model").mean_distance_px
+for name in last.index:
+    change = "grew" if last[name] > first[name] else "did not grow"
+    print(f"{name}: {first[name]:.1f} px at random init, {last[name]:.1f} px trained ({change})")
+hpx, conv = last["hpx_probe"], last["conv_probe"]
+verdict = "further" if hpx > conv else "no further"
+print(f"trained H_px probe reads {verdict} than the conv probe ({hpx:.1f} vs {conv:.1f} px)")
+far = inter.shares[inter.shares.bin == inter.shares.bin.iloc[-1]].set_index("model")
+for name, row in far.iterrows():
+    where = "above" if row.ratio > 1 else ("exactly zero" if row.share == 0 else "at or below")
+    share = f"{100 * row.share:.2f} % ({row.ratio:.1f}x chance, {where})"
+    print(f"{name}: far bin {row.bin} px, mass share on the square {share}")""",
+    ),
+]
+NOTEBOOKS["global_context_probe.ipynb"] += PROBE_INTERACTION_CELLS
+
+
 def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -25,7 +25,14 @@ __all__ = [
 
 PROBE_ERF_IMAGES = 16
 PROBE_REL_SIZES = (0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 2.0)
-PROBE_FIGURE_FILES = ["probe_eval.png", "erf.png", "kernels_hpx_probe.png", "coverage.png", "truncation.png"]
+PROBE_FIGURE_FILES = [
+    "probe_eval.png",
+    "erf.png",
+    "kernels_hpx_probe.png",
+    "coverage.png",
+    "truncation.png",
+    "probe_interactions.png",
+]
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,15 @@ class ProbeSectionSettings(Settings):
         erf_num_images: probe test images the ERFs average over.
         rel_sizes: the truncation's relative sizes.
         batch_size: images per forward pass of the truncation.
+        interaction_num_images: probe test images the interaction distances average over.
+        readout_num_images: probe test images of the readout unit's mass share on the square.
     """
 
     erf_num_images: int = PROBE_ERF_IMAGES
     rel_sizes: tuple[float, ...] = PROBE_REL_SIZES
     batch_size: int = 64
+    interaction_num_images: int = 2
+    readout_num_images: int = 24
 
 
 @dataclass
@@ -57,6 +68,7 @@ class ProbeSectionResult:
     truncation: object
     truncation_by_distance: pd.DataFrame
     weights: dict  # model -> weights description
+    interactions: object = None  # ProbeInteractions (report/probe_interactions.py)
 
     def to_frame(self) -> pd.DataFrame:
         """The accuracy-against-distance table."""
@@ -102,8 +114,25 @@ def run_probe_section(
     sweep = TruncationSettings(rel_sizes=settings.rel_sizes, batch_size=settings.batch_size)
     trunc = truncation_job(loaded, PROBE_SOURCE, sweep, run, hooks)
     return ProbeSectionResult(
-        evaluated.table, evaluated.bins, erf, kernels, coverage, trunc, trunc.by_distance, evaluated.weights
+        evaluated.table,
+        evaluated.bins,
+        erf,
+        kernels,
+        coverage,
+        trunc,
+        trunc.by_distance,
+        evaluated.weights,
+        _probe_interactions(loaded, settings, run, hooks),
     )
+
+
+def _probe_interactions(loaded, settings: ProbeSectionSettings, run: RunContext, hooks: Hooks):
+    from .probe_interactions import probe_interactions, write_probe_interactions
+
+    result = probe_interactions(loaded, settings.interaction_num_images, settings.readout_num_images, run, hooks)
+    if run.out_dir is not None and run.is_main:
+        write_probe_interactions(result, run.out_dir)
+    return result
 
 
 def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
@@ -208,6 +237,10 @@ def probe_markdown(result: ProbeSectionResult) -> tuple[str, str]:
         + "\n\nTruncation (stage 0) with probe labels: accuracy (%) over all distances and in the far bin, "
         "and the drop in points from the untruncated model:\n\n" + _md(drops)
     )
+    if result.interactions is not None:
+        from .probe_interactions import probe_interactions_markdown
+
+        table += "\n\n" + probe_interactions_markdown(result.interactions)
     return how, table
 
 

@@ -15,6 +15,12 @@ from typing import Any
 
 from ..settings import Hooks, RunContext, Settings
 from . import markdown as md
+from .interactions_section import (
+    INTERACTION_SECTION_FILES,
+    interaction_section_settings,
+    interactions_markdown,
+    run_interaction_section,
+)
 from .probe_section import PROBE_FIGURE_FILES, ProbeSectionSettings, probe_markdown, run_probe_section
 
 __all__ = ["Section", "SECTION_TABLE", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES"]
@@ -196,6 +202,16 @@ SECTION_TABLE: dict[str, Section] = {
         ("hpx_probe", "hb_probe", "conv_probe", "attn_probe"),
         _files(*PROBE_FIGURE_FILES),
         own_weights="auto",  # the bundled trained weights
+    ),
+    "interactions": Section(
+        run_interaction_section,
+        interaction_section_settings,
+        interactions_markdown,
+        None,
+        "What each layer reads: interaction maps and mean interaction distance per block",
+        ("hpx_s4", "hb_s4", "conv_s4"),  # one block per stage (the paper's depth comparison)
+        _files(*INTERACTION_SECTION_FILES),
+        lambda result: {r.model: r.weights for r in result.results},
     ),
 }
 

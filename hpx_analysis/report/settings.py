@@ -35,6 +35,9 @@ class ReportSettings:
     runtime_repeats: int | None
     runtime_warmup: int | None
     runtime_mode: str = "both"
+    interactions_size: int = 224
+    interactions_num_images: int = 1
+    interactions_queries: int = 32
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict:
@@ -63,6 +66,7 @@ QUICK = ReportSettings(
         "every machine (CI checks the committed figures/ against a fresh run)",
         "ERF: 3 images at 256 px; truncation: 4 images at the model's 224 px evaluation size, "
         "relative sizes 0.25, 0.5, 1, 2; runtime: 112 and 224 px, 1 warm-up and 3 timed calls",
+        "interactions: 1 image at 224 px, 32 sampled query tokens per block",
     ),
 )
 FULL = ReportSettings(
@@ -76,10 +80,13 @@ FULL = ReportSettings(
     runtime_resolutions=None,
     runtime_repeats=None,
     runtime_warmup=None,
+    interactions_num_images=10,
+    interactions_queries=256,
     notes=(
         "the paper's settings: ERF over 50 images at 1024 px (Fig. 5), truncation over every image "
         "given (the paper: the 50,000 IN-1k validation images, Fig. 7), runtime at the command's "
-        "default resolutions (224..896 px on CPU, 224..2240 px on CUDA)",
+        "default resolutions (224..896 px on CPU, 224..2240 px on CUDA); interactions over 10 images at "
+        "224 px, 256 sampled query tokens per block",
     ),
 )
 
