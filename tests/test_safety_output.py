@@ -15,19 +15,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import hpx_analysis.cli.coverage as coverage_cmd
-import hpx_analysis.cli.kernels as kernels_cmd
-import hpx_analysis.cli.truncation as truncation_cmd
 import hpx_analysis.erf.job as erf_job_module
+import hpx_analysis.io.weights as weights_module
 from hpx_analysis.cli.main import app
+from hpx_analysis.coverage import CoverageResult
 from hpx_analysis.io.output import LOCK_NAME, OutputBusyError, OutputError, check_output_dir, output_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["--model", "hpx_s4=random", "--device", "cpu"]
 COMMANDS = {
-    "coverage": (coverage_cmd, ["coverage", *MODEL]),
-    "truncation": (truncation_cmd, ["truncation", *MODEL, "--num-images", "1", "--size", "64", "--rel-sizes", "1"]),
-    "kernels": (kernels_cmd, ["kernels", *MODEL]),
+    # the module whose load_model the command's job calls (the jobs load through hpx_analysis.jobs)
+    "coverage": (weights_module, ["coverage", *MODEL]),
+    "truncation": (weights_module, ["truncation", *MODEL, "--num-images", "1", "--size", "64", "--rel-sizes", "1"]),
+    "kernels": (weights_module, ["kernels", *MODEL]),
     "erf": (erf_job_module, ["erf", *MODEL, "--num-images", "1", "--size", "64"]),
 }
 
@@ -107,7 +107,7 @@ def test_a_write_error_after_the_work_is_one_line(tmp_path, monkeypatch):
     def disk_full(self, out_dir):
         raise OSError(errno.ENOSPC, "No space left on device", str(Path(out_dir) / "coverage.csv"))
 
-    monkeypatch.setattr(coverage_cmd.CoverageResult, "save", disk_full)
+    monkeypatch.setattr(CoverageResult, "save", disk_full)
     out = tmp_path / "out"
     result, text = invoke(["coverage", *MODEL, "--out", out])
     assert result.exit_code == 2, text
