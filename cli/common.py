@@ -24,6 +24,7 @@ from rich.progress import (
 from hpx_analysis.io.images import ImageInputError, ImageLoadError
 from hpx_analysis.io.output import OutputError, check_output_dir, output_lock
 from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
+from hpx_analysis.probe.analysis import images_source
 from hpx_analysis.settings import Hooks
 
 __all__ = [
@@ -84,9 +85,11 @@ ImagesOption = Annotated[
     Optional[Path],
     typer.Option(
         "--images",
+        parser=images_source,
+        metavar="PATH|probe",
         help="ImageFolder tree (e.g. IN-1k val/) or flat folder, read recursively in "
-        "sorted order, or 'probe' (the probe task's labelled test split; erf, truncation). "
-        "Default: real photographs bundled with scikit-image.",
+        "sorted order, or the word 'probe' (the probe task's labelled test split; erf, truncation; "
+        "a folder named probe: ./probe). Default: real photographs bundled with scikit-image.",
     ),
 ]
 NumImagesOption = Annotated[

@@ -9,8 +9,10 @@ still carry the square to the readout unit (``predicted_reach_px``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -32,6 +34,7 @@ __all__ = [
     "PROBE_SOURCE",
     "PROBE_IMAGES_LABEL",
     "is_probe_source",
+    "images_source",
     "probe_image_tensors",
     "probe_truncation",
     "predicted_reach_px",
@@ -42,9 +45,44 @@ PROBE_IMAGES_LABEL = "probe test split (synthetic global-context task, labelled)
 STEM_REACH_PX = 3  # the 7x7 stride-4 stem reads +-3 px around its centre pixel
 
 
+def images_source(value: str | os.PathLike | None) -> str | Path | None:
+    """An ``--images`` value as the jobs take it: the exact word ``probe`` stays the string
+    that names the probe test split, any other spelling (``./probe``, ``probe/``, a full
+    path) is a folder path.
+
+    Args:
+        value: the value as typed (or None).
+
+    Returns:
+        str | Path | None: :data:`PROBE_SOURCE`, a path, or None.
+    """
+    if value is None or isinstance(value, Path):
+        return value
+    return PROBE_SOURCE if str(value) == PROBE_SOURCE else Path(value)
+
+
 def is_probe_source(images) -> bool:
-    """Whether an ``--images`` value names the probe test split."""
-    return images is not None and str(images) == PROBE_SOURCE
+    """Whether an image source names the probe test split: only the string ``"probe"`` does
+    (a :class:`~pathlib.Path` is always a folder, whatever its name).
+
+    Args:
+        images: the image source given to a job (str, path or None).
+
+    Returns:
+        bool: True for the probe test split.
+
+    Raises:
+        ValueError: ``"probe"`` is given while a file or folder named ``probe`` exists in
+            the working directory (the message says how to name either).
+    """
+    if not (isinstance(images, str) and images == PROBE_SOURCE):
+        return False
+    if Path(PROBE_SOURCE).exists():
+        raise ValueError(
+            f"'{PROBE_SOURCE}' names the probe task's test split, but {Path.cwd() / PROBE_SOURCE} exists too: "
+            f"for that folder write ./{PROBE_SOURCE}, for the test split run where no '{PROBE_SOURCE}' exists"
+        )
+    return True
 
 
 def probe_image_tensors(num_images: int | None = None) -> list[torch.Tensor]:
