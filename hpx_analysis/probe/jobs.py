@@ -214,6 +214,7 @@ def probe_train_job(
     if run.out_dir is None or not run.is_main:
         return _train_and_record(loaded, settings, dataclasses.replace(run, out_dir=None), hooks)
     out = Path(run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     with staged_output(out, is_probe_train_file, TRAIN_RECORD_FILE) as staging:
         result, entry = _train_and_record(loaded, settings, dataclasses.replace(run, out_dir=staging), hooks)
     result.checkpoint = out / result.checkpoint.name
