@@ -32,6 +32,8 @@ from hpx_analysis.probe.analysis import PROBE_IMAGES_LABEL, PROBE_SOURCE, images
 from hpx_analysis.probe.jobs import is_probe_train_file, probe_train_job
 from hpx_analysis.probe.train import ProbeTrainSettings, TrainingDivergedError
 from hpx_analysis.settings import RunContext
+from tests.test_safety_state import Killed
+from tests.test_safety_state import _write_steps as state_write_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--steps", "2", "--batch-size", "8", "--warmup", "1"]
@@ -78,16 +80,21 @@ def test_probe_commands_check_the_output_folder_first(tmp_path, monkeypatch, com
     assert blocker.read_text() == "keep me"
 
 
+def _read_only_folder(tmp_path) -> Path:
+    """A folder in which no file can be created: read-only for a user, ``/sys`` for root (root
+    writes through permission bits)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir(mode=0o555)
+        return folder
+    if os.access("/sys", os.W_OK) and not Path("/sys").is_mount():
+        pytest.skip("no read-only location to test with")
+    return Path("/sys/hpx-analysis-test")
+
+
 @pytest.mark.parametrize("command", sorted(PROBE_COMMANDS))
 def test_probe_commands_in_a_read_only_folder(tmp_path, monkeypatch, command):
-    if os.geteuid() == 0:  # root writes through permission bits: use a read-only file system
-        parent = Path("/sys/hpx-analysis-test")
-        if os.access("/sys", os.W_OK) and not Path("/sys").is_mount():
-            pytest.skip("no read-only location to test with")
-    else:
-        parent = tmp_path / "ro"
-        parent.mkdir()
-        parent.chmod(0o555)
+    parent = _read_only_folder(tmp_path)
     no_work(monkeypatch)
     result, text = invoke([*PROBE_COMMANDS[command], "--out", parent / "out"])
     one_error_line(result, text)
@@ -119,29 +126,19 @@ def test_atomic_file_keeps_the_old_file_when_the_write_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
 
 
-class Killed(BaseException):
-    """Stands for kill -9: not an Exception, so nothing on the way catches it."""
-
-
 def _write_steps(monkeypatch, kill_at: int | None) -> list[str]:
-    """Count every file-system step that changes the folder (flushes, renames, removals) and
-    raise Killed just before step ``kill_at``; returns the steps seen."""
-    steps: list[str] = []
+    """The write steps of :mod:`tests.test_safety_state` (renames, flushes, whole-file writes)
+    and removals of files, each a point where ``Killed`` is raised when it is step ``kill_at``."""
+    steps = state_write_steps(monkeypatch, kill_at)
+    remove = pathlib.Path.unlink
 
-    def wrap(owner, name):
-        real = getattr(owner, name)
+    def unlink(path, *args, **kwargs):
+        if len(steps) == kill_at:
+            raise Killed
+        steps.append("unlink")
+        return remove(path, *args, **kwargs)
 
-        def step(*args, **kwargs):
-            if kill_at is not None and len(steps) == kill_at:
-                raise Killed
-            steps.append(name)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(owner, name, step)
-
-    wrap(os, "replace")
-    wrap(os, "fsync")
-    wrap(pathlib.Path, "unlink")
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
     return steps
 
 
