@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import hpx_analysis.io.output as output_module
 import hpx_analysis.io.weights as weights_module
+import hpx_analysis.probe.evaluate as evaluate_module
 import hpx_analysis.probe.train as train_module
 from hpx_analysis.cli.main import app
 from hpx_analysis.io.output import COMMIT_NAME, LOCK_NAME, STAGING_PREFIX, atomic_file, staged_output
@@ -384,15 +385,11 @@ def test_a_killed_rerun_never_mixes_runs_nor_damages_the_checkpoint(tmp_path, mo
     out = tmp_path / "out"
     first = _finished_run(out, seed=0, snapshots=(1,))
     kills = {
-        "after train.json": (
-            os,
-            "replace",
-            lambda src, dst, *a: Path(dst).name == "record.json" and Path(dst).parent.name.startswith(STAGING_PREFIX),
-        ),
+        "after train.json": (evaluate_module, "probe_record", lambda *a: True),
         "in the final checkpoint": (
             train_module,
             "save_file",
-            lambda state, path, *a: Path(path).name.startswith(".conv_probe.safetensors"),
+            lambda state, path, *a: "conv_probe.safetensors" in Path(path).name,
         ),
         "after the first move into the folder": (
             os,
