@@ -47,20 +47,22 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+TrainModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="NAME[=WEIGHTS]",
+        help=f"Probe model to train ({', '.join(PROBES)}). NAME (or NAME=random) starts from its random "
+        "init seeded by --seed; NAME=WEIGHTS (bundled[:STEP] or a .safetensors file) continues from those "
+        "weights, recorded as init in train.json and record.json.",
+    ),
+]
+
 
 @app.command("train")
 def train(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="NAME[=WEIGHTS]",
-            help=f"Probe model to train ({', '.join(PROBES)}). NAME (or NAME=random) starts from its random "
-            "init seeded by --seed; NAME=WEIGHTS (bundled[:STEP] or a .safetensors file) continues from those "
-            "weights, recorded as init in train.json and record.json.",
-        ),
-    ],
+    model: TrainModelOption,
     out: OutOption = None,
     seed: SeedOption = 0,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 400,
@@ -87,16 +89,8 @@ def train(
     snaps = tuple(split_list(snapshots, "--snapshots", int, "integers") or ())
     with user_errors():
         require_probe_models([spec])
-        settings = ProbeTrainSettings(
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            warmup=min(warmup, steps),
-            eval_every=eval_every,
-            snapshots=snaps,
-            seed=seed,
-            threads=threads,
-        )
+        options = dict(steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every, seed=seed, threads=threads)
+        settings = ProbeTrainSettings(**options, warmup=min(warmup, steps), snapshots=snaps)
     with user_errors(), output_folder(default_out(f"probe/{spec.name}", out)) as out_dir, progress() as bar:
         task = bar.add_task(f"train {spec.name}", total=steps)
 

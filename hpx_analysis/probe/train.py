@@ -163,25 +163,11 @@ def train_probe(
     start = time.perf_counter()
     loss_avg = acc_avg = None
     for step in range(1, cfg.steps + 1):
-        b = task.batch("train", step, cfg.batch_size)
-        logits = model(b.images)
-        loss = F.cross_entropy(logits, b.labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        sched.step()
+        loss, acc = _step(model, task.batch("train", step, cfg.batch_size), opt, sched, cfg)
         _check_finite(model, loss, step, cfg)
-        acc = (logits.argmax(1) == b.labels).float().mean().item()
-        loss_avg = loss.item() if loss_avg is None else 0.9 * loss_avg + 0.1 * loss.item()
+        loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
         acc_avg = acc if acc_avg is None else 0.9 * acc_avg + 0.1 * acc
-        row = {
-            "step": step,
-            "loss": loss.item(),
-            "train_acc": acc,
-            "val_acc": float("nan"),
-            "lr": sched.get_last_lr()[0],
-        }
+        row = {"step": step, "loss": loss, "train_acc": acc, "val_acc": float("nan"), "lr": sched.get_last_lr()[0]}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row["val_acc"] = accuracy(model, val.images, val.labels).float().mean().item()
         row["seconds"] = time.perf_counter() - start
@@ -208,9 +194,21 @@ def _optimizer(model: torch.nn.Module, cfg: ProbeTrainSettings):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
 
 
-def _check_finite(model: torch.nn.Module, loss: torch.Tensor, step: int, cfg: ProbeTrainSettings) -> None:
+def _step(model: torch.nn.Module, batch, opt, sched, cfg: ProbeTrainSettings) -> tuple[float, float]:
+    """One optimiser step on ``batch``; returns its loss and accuracy."""
+    logits = model(batch.images)
+    loss = F.cross_entropy(logits, batch.labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    opt.step()
+    sched.step()
+    return loss.item(), (logits.argmax(1) == batch.labels).float().mean().item()
+
+
+def _check_finite(model: torch.nn.Module, loss: float, step: int, cfg: ProbeTrainSettings) -> None:
     """Stop when the loss or a parameter is NaN or infinite."""
-    bad = None if torch.isfinite(loss) else f"the loss is {loss.item()}"
+    bad = None if math.isfinite(loss) else f"the loss is {loss}"
     if bad is None:
         nonfinite = (n for n, p in model.named_parameters() if not p.isfinite().all())
         bad = next((f"parameter {n} is not finite" for n in nonfinite), None)
