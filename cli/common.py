@@ -81,11 +81,22 @@ DeviceOption = Annotated[
     Device, typer.Option("--device", case_sensitive=False, help="auto (CUDA if available), cpu or cuda.")
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for random initialisation and any sampling.")]
+
+
+def _images_value(text: str) -> str | Path:
+    """``--images`` as the jobs take it (:func:`~hpx_analysis.probe.analysis.images_source`);
+    the word ``probe`` while ``./probe`` exists fails with one line."""
+    try:
+        return images_source(text)
+    except ValueError as err:
+        fail(str(err))
+
+
 ImagesOption = Annotated[
     Optional[Path],
     typer.Option(
         "--images",
-        parser=images_source,
+        parser=_images_value,
         metavar="PATH|probe",
         help="ImageFolder tree (e.g. IN-1k val/) or flat folder, read recursively in "
         "sorted order, or the word 'probe' (the probe task's labelled test split; erf, truncation; "

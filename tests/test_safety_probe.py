@@ -278,8 +278,9 @@ def test_only_the_word_probe_names_the_probe_split(tmp_path, monkeypatch):
     assert not is_probe_source(Path("probe")) and not is_probe_source(None)
     (tmp_path / "probe").mkdir()
     with pytest.raises(ValueError, match=r"write \./probe"):
-        is_probe_source("probe")
-    assert not is_probe_source(Path("probe"))
+        images_source("probe")
+    assert isinstance(images_source("./probe"), Path) and not is_probe_source(Path("probe"))
+    assert is_probe_source(PROBE_SOURCE)  # in Python the string is the split, a Path the folder
 
 
 def _photo_folder(folder: Path, n: int = 2) -> None:

@@ -46,43 +46,45 @@ STEM_REACH_PX = 3  # the 7x7 stride-4 stem reads +-3 px around its centre pixel
 
 
 def images_source(value: str | os.PathLike | None) -> str | Path | None:
-    """An ``--images`` value as the jobs take it: the exact word ``probe`` stays the string
-    that names the probe test split, any other spelling (``./probe``, ``probe/``, a full
-    path) is a folder path.
+    """An ``--images`` value as typed, as the jobs take it: the exact word ``probe`` becomes
+    the string that names the probe test split, any other spelling (``./probe``, ``probe/``,
+    a full path) a folder path.
 
     Args:
         value: the value as typed (or None).
 
     Returns:
         str | Path | None: :data:`PROBE_SOURCE`, a path, or None.
+
+    Raises:
+        ValueError: ``probe`` is typed while a file or folder named ``probe`` exists in the
+            working directory (the message says how to name either).
     """
     if value is None or isinstance(value, Path):
         return value
-    return PROBE_SOURCE if str(value) == PROBE_SOURCE else Path(value)
+    if str(value) != PROBE_SOURCE:
+        return Path(value)
+    if Path(PROBE_SOURCE).exists():
+        raise ValueError(
+            f"--images {PROBE_SOURCE} names the probe task's test split, but {Path.cwd() / PROBE_SOURCE} "
+            f"exists too: for that folder write ./{PROBE_SOURCE}, for the test split run where no "
+            f"'{PROBE_SOURCE}' exists"
+        )
+    return PROBE_SOURCE
 
 
 def is_probe_source(images) -> bool:
     """Whether an image source names the probe test split: only the string ``"probe"`` does
-    (a :class:`~pathlib.Path` is always a folder, whatever its name).
+    (a :class:`~pathlib.Path` is always a folder, whatever its name; the command line turns
+    what is typed into one or the other with :func:`images_source`).
 
     Args:
         images: the image source given to a job (str, path or None).
 
     Returns:
         bool: True for the probe test split.
-
-    Raises:
-        ValueError: ``"probe"`` is given while a file or folder named ``probe`` exists in
-            the working directory (the message says how to name either).
     """
-    if not (isinstance(images, str) and images == PROBE_SOURCE):
-        return False
-    if Path(PROBE_SOURCE).exists():
-        raise ValueError(
-            f"'{PROBE_SOURCE}' names the probe task's test split, but {Path.cwd() / PROBE_SOURCE} exists too: "
-            f"for that folder write ./{PROBE_SOURCE}, for the test split run where no '{PROBE_SOURCE}' exists"
-        )
-    return True
+    return isinstance(images, str) and images == PROBE_SOURCE
 
 
 def probe_image_tensors(num_images: int | None = None) -> list[torch.Tensor]:
