@@ -24,6 +24,7 @@ from rich.progress import (
 from hpx_analysis.io.images import ImageInputError, ImageLoadError
 from hpx_analysis.io.output import OutputError, check_output_dir, output_lock
 from hpx_analysis.io.weights import ModelSpec, WeightsError, parse_model_spec
+from hpx_analysis.probe.analysis import images_source
 from hpx_analysis.settings import Hooks
 
 __all__ = [
@@ -80,13 +81,26 @@ DeviceOption = Annotated[
     Device, typer.Option("--device", case_sensitive=False, help="auto (CUDA if available), cpu or cuda.")
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for random initialisation and any sampling.")]
+
+
+def _images_value(text: str) -> str | Path:
+    """``--images`` as the jobs take it (:func:`~hpx_analysis.probe.analysis.images_source`);
+    the word ``probe`` while ``./probe`` exists fails with one line."""
+    try:
+        return images_source(text)
+    except ValueError as err:
+        fail(str(err))
+
+
 ImagesOption = Annotated[
     Optional[Path],
     typer.Option(
         "--images",
+        parser=_images_value,
+        metavar="PATH|probe",
         help="ImageFolder tree (e.g. IN-1k val/) or flat folder, read recursively in "
-        "sorted order, or 'probe' (the probe task's labelled test split; erf, truncation, interactions). "
-        "Default: real photographs bundled with scikit-image.",
+        "sorted order, or the word 'probe' (the probe task's labelled test split; erf, truncation, interactions; "
+        "a folder named probe: ./probe). Default: real photographs bundled with scikit-image.",
     ),
 ]
 NumImagesOption = Annotated[

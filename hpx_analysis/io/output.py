@@ -6,22 +6,40 @@ a full disk fails at once, not after hours of computation. :func:`output_lock` h
 file (``.hpx-analyze.lock``, with the owner's pid, host and command) for as long as a run
 writes into the folder: a second run into the same folder is refused with a message naming
 the owner; a lock left by a process that no longer runs (on this host) is taken over.
+
+:func:`atomic_file` writes one file so that it is either the old one or the complete new
+one (temporary file, fsync, rename). :func:`staged_output` makes a whole run's set of files
+replace the previous run's at once: the run writes into a staging folder inside the output
+folder, and only a complete run is moved in, its completion marker last; a folder without
+the marker holds no finished run, and a move cut short is finished by the next run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OutputError", "OutputBusyError", "LOCK_NAME", "check_output_dir", "output_lock"]
+__all__ = [
+    "OutputError",
+    "OutputBusyError",
+    "LOCK_NAME",
+    "check_output_dir",
+    "output_lock",
+    "atomic_file",
+    "staged_output",
+]
 
 LOCK_NAME = ".hpx-analyze.lock"
+STAGING_PREFIX = ".hpx-staging."  # a run's files while it runs
+COMMIT_NAME = ".hpx-commit"  # a complete run's files while they move into the folder
+MANIFEST_NAME = ".hpx-manifest.json"  # the names of a complete run's files
 _PROBE_BYTES = 64 * 1024
 
 
@@ -166,3 +184,102 @@ def output_lock(path: str | os.PathLike, command: str = "") -> Iterator[Path]:
     finally:
         if _read_owner(lock) == me:
             lock.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` all at once: the block writes the yielded temporary path (same folder),
+    which is then flushed to disk and renamed onto ``path``; if the block fails, the
+    temporary file is removed and ``path`` keeps its previous content.
+
+    Args:
+        path: the file to write.
+
+    Returns:
+        Iterator[Path]: the temporary path to write (it ends in ``path``'s suffix).
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _sync_folder(target.parent)
+
+
+def _finish_commit(out: Path, replaces: Callable[[str], bool], marker: str) -> None:
+    """Move a complete run's files from ``out/.hpx-commit`` into ``out``: first the old
+    marker goes, then the previous run's other files (``replaces(name)``) that the new run
+    does not write, then the new files, the marker last. Safe to repeat after a kill."""
+    commit = out / COMMIT_NAME
+    if not commit.is_dir():
+        return
+    names = json.loads((commit / MANIFEST_NAME).read_text())
+    waiting = [name for name in names if (commit / name).exists()]
+    if waiting:
+        (out / marker).unlink(missing_ok=True)
+        for old in out.iterdir():
+            if old.is_file() and replaces(old.name) and old.name not in names:
+                old.unlink()
+        for name in sorted(waiting, key=lambda n: n == marker):
+            os.replace(commit / name, out / name)
+        _sync_folder(out)
+    shutil.rmtree(commit)
+
+
+@contextmanager
+def staged_output(out: str | os.PathLike, replaces: Callable[[str], bool], marker: str) -> Iterator[Path]:
+    """A run whose files replace the previous run's in ``out`` only once they are complete.
+
+    The caller holds ``out``'s lock (:func:`output_lock`). Staging folders of killed runs are
+    removed and a move cut short is finished first. The block writes its files into the
+    yielded staging folder (inside ``out``); when it ends without error they move into
+    ``out``, replacing the previous run's files, with ``marker`` last. When it fails
+    (including Ctrl-C) the staging folder is removed and ``out`` is left as it was.
+
+    Args:
+        out: the output folder (it exists).
+        replaces: whether a file name in ``out`` belongs to a run of this kind (removed
+            when a new run moves in, so that no folder mixes two runs).
+        marker: the file a complete run writes last (e.g. its record).
+
+    Returns:
+        Iterator[Path]: the staging folder to write into.
+    """
+    folder = Path(out)
+    _finish_commit(folder, replaces, marker)
+    for entry in folder.iterdir():
+        if entry.is_dir() and entry.name.startswith(STAGING_PREFIX):
+            shutil.rmtree(entry, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    try:
+        yield staging
+        if not (staging / marker).is_file():
+            raise OutputError(f"the run wrote no {marker}; {folder} keeps the previous files")
+        names = sorted(p.name for p in staging.iterdir() if p.is_file())
+        with atomic_file(staging / MANIFEST_NAME) as tmp:
+            tmp.write_text(json.dumps(names))
+        os.replace(staging, folder / COMMIT_NAME)  # complete: from here on a later run finishes the move
+        _sync_folder(folder)
+        _finish_commit(folder, replaces, marker)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

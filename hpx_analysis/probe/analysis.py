@@ -14,9 +14,11 @@ truncation figure of the two-stage probes, whose known answers :data:`FAR_STAGE`
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -39,6 +41,7 @@ __all__ = [
     "FAR_STAGE",
     "TRUNCATION_PROBE_COLUMNS",
     "is_probe_source",
+    "images_source",
     "probe_image_tensors",
     "receptive_radius_px",
     "predicted_reach_px",
@@ -58,9 +61,46 @@ TRUNCATION_PROBE_COLUMNS = [
 ]  # fmt: skip
 
 
+def images_source(value: str | os.PathLike | None) -> str | Path | None:
+    """An ``--images`` value as typed, as the jobs take it: the exact word ``probe`` becomes
+    the string that names the probe test split, any other spelling (``./probe``, ``probe/``,
+    a full path) a folder path.
+
+    Args:
+        value: the value as typed (or None).
+
+    Returns:
+        str | Path | None: :data:`PROBE_SOURCE`, a path, or None.
+
+    Raises:
+        ValueError: ``probe`` is typed while a file or folder named ``probe`` exists in the
+            working directory (the message says how to name either).
+    """
+    if value is None or isinstance(value, Path):
+        return value
+    if str(value) != PROBE_SOURCE:
+        return Path(value)
+    if Path(PROBE_SOURCE).exists():
+        raise ValueError(
+            f"--images {PROBE_SOURCE} names the probe task's test split, but {Path.cwd() / PROBE_SOURCE} "
+            f"exists too: for that folder write ./{PROBE_SOURCE}, for the test split run where no "
+            f"'{PROBE_SOURCE}' exists"
+        )
+    return PROBE_SOURCE
+
+
 def is_probe_source(images) -> bool:
-    """Whether an ``--images`` value names the probe test split."""
-    return images is not None and str(images) == PROBE_SOURCE
+    """Whether an image source names the probe test split: only the string ``"probe"`` does
+    (a :class:`~pathlib.Path` is always a folder, whatever its name; the command line turns
+    what is typed into one or the other with :func:`images_source`).
+
+    Args:
+        images: the image source given to a job (str, path or None).
+
+    Returns:
+        bool: True for the probe test split.
+    """
+    return isinstance(images, str) and images == PROBE_SOURCE
 
 
 def probe_image_tensors(num_images: int | None = None, task: ProbeTask | None = None) -> list[torch.Tensor]:

@@ -88,12 +88,17 @@ def bundle_probe(name: str, checkpoints: Iterable[Path], train_log: Path, entry:
     Returns:
         Path: the bundled weights folder.
     """
+    from ..io.output import atomic_file
+
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    for path in checkpoints:
-        shutil.copy2(path, WEIGHTS_DIR / Path(path).name)
-    shutil.copy2(train_log, WEIGHTS_DIR / f"{name}_train_log.csv")
+    copies = {Path(path): WEIGHTS_DIR / Path(path).name for path in checkpoints}
+    copies[Path(train_log)] = WEIGHTS_DIR / f"{name}_train_log.csv"
+    for source, target in copies.items():
+        with atomic_file(target) as tmp:
+            shutil.copyfile(source, tmp)
     records = json.loads(RECORD.read_text()) if RECORD.is_file() else {}
     records[name] = entry
-    RECORD.write_text(json.dumps(dict(sorted(records.items())), indent=1) + "\n")
+    with atomic_file(RECORD) as tmp:
+        tmp.write_text(json.dumps(dict(sorted(records.items())), indent=1) + "\n")
     _records.cache_clear()
     return WEIGHTS_DIR

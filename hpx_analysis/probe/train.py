@@ -17,7 +17,11 @@ from safetensors.torch import save_file
 from ..settings import Hooks, RunContext, Settings
 from .task import ProbeTask
 
-__all__ = ["ProbeTrainSettings", "TrainConfig", "TrainResult", "train_probe", "accuracy"]
+__all__ = ["ProbeTrainSettings", "TrainConfig", "TrainResult", "TrainingDivergedError", "train_probe", "accuracy"]
+
+
+class TrainingDivergedError(ValueError):
+    """The loss or a parameter stopped being finite; training stops (the message says where)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class ProbeTrainSettings(Settings):
         clip: gradient-norm clipping.
         eval_every: validation every N steps (and after the last).
         val_size: validation images.
-        snapshots: steps after which the weights are saved (besides the last).
+        snapshots: steps after which the weights are saved (besides the last), each in
+            ``1..steps``.
         seed: seed of the initial torch state and of the task's samples.
         threads: torch CPU threads (0: leave as is).
         task: :class:`~hpx_analysis.probe.task.ProbeTask` fields other than the seed.
@@ -54,6 +59,16 @@ class ProbeTrainSettings(Settings):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "snapshots", tuple(int(s) for s in self.snapshots))
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"the learning rate must be a finite number above 0, got {self.lr}")
+        outside = sorted({s for s in self.snapshots if not 1 <= s <= self.steps})
+        if outside:
+            raise ValueError(
+                f"snapshot step(s) {', '.join(map(str, outside))} outside 1..{self.steps} "
+                f"(the steps of this run); give steps between 1 and {self.steps}"
+            )
 
 
 TrainConfig = ProbeTrainSettings  # the name notebooks and older scripts use
@@ -105,6 +120,7 @@ def train_probe(
     hooks: Hooks | None = None,
     *,
     name: str = "model",
+    init: str = "random init",
     **overrides,
 ) -> TrainResult:
     """Train ``model`` in place for ``settings.steps`` steps.
@@ -113,14 +129,21 @@ def train_probe(
         model: a probe model (left in eval mode).
         settings: how it is trained (default :class:`ProbeTrainSettings`).
         run: ``run.out_dir`` receives ``train_log.csv``, ``<name>_step<k>.safetensors``
-            snapshots, ``<name>.safetensors`` and ``train.json`` (None: nothing written).
+            snapshots, ``<name>.safetensors`` and ``train.json``, each written atomically
+            (None: nothing written).
         hooks: ``on_batch(row)`` after every step (row: step, loss, train_acc, val_acc on
             evaluation steps, lr, seconds, loss_avg, train_acc_avg) and ``progress(1)``.
         name: the model's name in the file names.
+        init: the weights training starts from, as recorded in ``train.json``.
         **overrides: settings fields replacing those of ``settings`` (e.g. ``steps=4``).
 
     Returns:
         TrainResult: the model, its log and the files written.
+
+    Raises:
+        TrainingDivergedError: the loss or a parameter is not finite after a step (the
+            snapshots written before stay; :func:`~hpx_analysis.probe.jobs.probe_train_job`
+            writes nothing then).
     """
     cfg = ProbeTrainSettings.from_overrides(settings, **overrides)
     out = (run or RunContext()).out_dir
@@ -140,24 +163,11 @@ def train_probe(
     start = time.perf_counter()
     loss_avg = acc_avg = None
     for step in range(1, cfg.steps + 1):
-        b = task.batch("train", step, cfg.batch_size)
-        logits = model(b.images)
-        loss = F.cross_entropy(logits, b.labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        sched.step()
-        acc = (logits.argmax(1) == b.labels).float().mean().item()
-        loss_avg = loss.item() if loss_avg is None else 0.9 * loss_avg + 0.1 * loss.item()
+        loss, acc = _step(model, task.batch("train", step, cfg.batch_size), opt, sched, cfg)
+        _check_finite(model, loss, step, cfg)
+        loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
         acc_avg = acc if acc_avg is None else 0.9 * acc_avg + 0.1 * acc
-        row = {
-            "step": step,
-            "loss": loss.item(),
-            "train_acc": acc,
-            "val_acc": float("nan"),
-            "lr": sched.get_last_lr()[0],
-        }
+        row = {"step": step, "loss": loss, "train_acc": acc, "val_acc": float("nan"), "lr": sched.get_last_lr()[0]}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row["val_acc"] = accuracy(model, val.images, val.labels).float().mean().item()
         row["seconds"] = time.perf_counter() - start
@@ -165,11 +175,11 @@ def train_probe(
         hooks.on_batch({**row, "loss_avg": loss_avg, "train_acc_avg": acc_avg})
         hooks.progress(1)
         if out is not None and step in cfg.snapshots and step != cfg.steps:
-            snaps.append(out / f"{name}_step{step}.safetensors")
-            save_file(_state(model), snaps[-1])
+            snaps.append(_save_state(model, out / f"{name}_step{step}.safetensors"))
     seconds = time.perf_counter() - start
     model.eval()
-    ckpt = None if out is None else _write_training(model, cfg, task, log, seconds, out, name)
+    meta = {"model": name, "init": init, "config": cfg.describe(), "task": task.as_dict(), "seconds": seconds}
+    ckpt = None if out is None else _write_training(model, log, meta, out, name)
     return TrainResult(model, log, seconds, ckpt, snaps)
 
 
@@ -184,21 +194,53 @@ def _optimizer(model: torch.nn.Module, cfg: ProbeTrainSettings):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
 
 
-def _write_training(model, cfg: ProbeTrainSettings, task: ProbeTask, log: list, seconds: float, out: Path, name: str):
-    """The checkpoint, ``train_log.csv`` and ``train.json``; returns the checkpoint's path."""
-    ckpt = out / f"{name}.safetensors"
-    save_file(_state(model), ckpt)
-    with open(out / "train_log.csv", "w", newline="") as f:
+def _step(model: torch.nn.Module, batch, opt, sched, cfg: ProbeTrainSettings) -> tuple[float, float]:
+    """One optimiser step on ``batch``; returns its loss and accuracy."""
+    logits = model(batch.images)
+    loss = F.cross_entropy(logits, batch.labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    opt.step()
+    sched.step()
+    return loss.item(), (logits.argmax(1) == batch.labels).float().mean().item()
+
+
+def _check_finite(model: torch.nn.Module, loss: float, step: int, cfg: ProbeTrainSettings) -> None:
+    """Stop when the loss or a parameter is NaN or infinite."""
+    bad = None if math.isfinite(loss) else f"the loss is {loss}"
+    if bad is None:
+        nonfinite = (n for n, p in model.named_parameters() if not p.isfinite().all())
+        bad = next((f"parameter {n} is not finite" for n in nonfinite), None)
+    if bad is not None:
+        raise TrainingDivergedError(
+            f"training diverged at step {step} of {cfg.steps}: {bad} (learning rate {cfg.lr:g}); "
+            "stopped, no checkpoint written; try a smaller learning rate"
+        )
+
+
+def _write_training(model, log: list, meta: dict, out: Path, name: str) -> Path:
+    """The checkpoint, ``train_log.csv`` and ``train.json`` (each atomically); returns the
+    checkpoint's path."""
+    from ..io.output import atomic_file
+    from ..models.fast import fast_path_record
+
+    ckpt = _save_state(model, out / f"{name}.safetensors")
+    with atomic_file(out / "train_log.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(log[0]))
         w.writeheader()
         w.writerows(log)
-    from ..models.fast import fast_path_record
-
-    meta = {"model": name, "config": cfg.describe(), "task": task.as_dict(), "seconds": seconds, "steps": cfg.steps}
-    meta["fast_paths"] = fast_path_record()
-    (out / "train.json").write_text(json.dumps(meta, indent=2))
+    meta = {**meta, "steps": meta["config"]["steps"], "fast_paths": fast_path_record()}
+    with atomic_file(out / "train.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
     return ckpt
 
 
-def _state(model: torch.nn.Module) -> dict:
-    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+def _save_state(model: torch.nn.Module, path: Path) -> Path:
+    """Write the model's weights as ``path`` (safetensors, atomically); returns ``path``."""
+    from ..io.output import atomic_file
+
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_file(path) as tmp:
+        save_file(state, tmp)
+    return path
