@@ -98,7 +98,9 @@ def plot_stage_truncation(
     known = FAR_STAGE if known is None else known
     models = list(dict.fromkeys(far.model))
     if axes is None:
-        fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.4), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(models), figsize=(3.2 * len(models), 3.8), sharex=True, sharey=True, squeeze=False
+        )
         axes = axes[0]
     fig = axes[0].figure
     for ax, model in zip(axes, models):
@@ -106,6 +108,10 @@ def plot_stage_truncation(
         tag = weights_tag((weights or {}).get(model))
         ax.set_title(f"{model}" + (f"\n[{tag}]" if tag else ""), fontsize=9)
     axes[0].set_ylabel("far-quarter accuracy (%)")
-    axes[-1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    entries: dict = {}  # one legend for every panel's lines
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=len(entries), fontsize=7)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
