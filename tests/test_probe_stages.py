@@ -128,12 +128,8 @@ def test_probe_s2_section_entry_renders_in_report_md(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_truncation_on_128px_probe_images_per_stage(tmp_path):
-    r = invoke(
-        "truncation", "-m", "hpx_c_probe_s2", "--images", "probe", "--num-images", "236", "--rel-sizes", "0.125",
-        "--out", tmp_path,
-    )  # fmt: skip
-    assert r.exit_code == 0, r.output
+    args = ["-m", "hpx_c_probe_s2", "--images", "probe", "--num-images", "236", "--rel-sizes", "0.125"]
+    assert invoke("truncation", *args, "--out", tmp_path).exit_code == 0
     by_d = pd.read_csv(tmp_path / "truncation_probe.csv")
-    for col in ("stage", "rel_size", "distance_px", "accuracy", "n", "ci_low", "ci_high"):
-        assert col in by_d.columns
+    assert {"stage", "rel_size", "distance_px", "accuracy", "n", "ci_low", "ci_high"} <= set(by_d.columns)
     assert set(by_d.stage) == {-1, 0} and by_d.distance_px.max() == 60  # the 128 px task (one block)

@@ -16,8 +16,9 @@ STAGE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 
 
 def plot_accuracy_with_reach(table: pd.DataFrame, reach: dict | None = None, ax=None, chance: float = 0.25):
-    """One line per model of accuracy against distance with its 95 % Wilson band, and where
-    ``reach`` has the model, its measured reach as a dashed line with its interval shaded.
+    """:func:`~hpx_analysis.plotting.probe.plot_probe_accuracy` with each model's 95 % Wilson
+    band and, where ``reach`` has the model, its measured reach (dashed) with its interval shaded;
+    the weights tags go into the title.
 
     Args:
         table: per-distance rows (``model, distance_px, accuracy, ci_low, ci_high, weights``).
@@ -28,23 +29,21 @@ def plot_accuracy_with_reach(table: pd.DataFrame, reach: dict | None = None, ax=
     Returns:
         The figure.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.8))
+    from .probe import plot_probe_accuracy
+
+    reach = {m: r for m, r in (reach or {}).items() if not math.isnan(r["reach_px"])}
+    fig = plot_probe_accuracy(table, ax, chance, rf_px={m: r["reach_px"] for m, r in reach.items()})
+    ax = ax if ax is not None else fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
     for model, sub in table.groupby("model", sort=False):
-        sub = sub.sort_values("distance_px")
-        tag = weights_tag(sub.weights.iloc[0]) if "weights" in sub else ""
-        (line,) = ax.plot(sub.distance_px, 100 * sub.accuracy, lw=1.2, label=f"{model} [{tag}]" if tag else model)
-        ax.fill_between(sub.distance_px, 100 * sub.ci_low, 100 * sub.ci_high, color=line.get_color(), alpha=0.2)
-        r = (reach or {}).get(model)
-        if r and not math.isnan(r["reach_px"]):
-            ax.axvline(r["reach_px"], color=line.get_color(), ls="--", lw=0.8)
-            low, high = r["reach_low_px"], r["reach_high_px"]
-            if not (math.isnan(low) or math.isnan(high)) and high > low:
-                ax.axvspan(low, high, color=line.get_color(), alpha=0.1)
-    ax.axhline(100 * chance, color="grey", ls=":", lw=1, label="chance")
-    ax.set_xlabel("distance d of the square from the readout centre (px, Chebyshev)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 102)
-    ax.legend(fontsize=7)
+        sub, colour = sub.sort_values("distance_px"), lines[model].get_color()
+        ax.fill_between(sub.distance_px, 100 * sub.ci_low, 100 * sub.ci_high, color=colour, alpha=0.15, lw=0)
+        r = reach.get(model)
+        if r and r["reach_high_px"] > r["reach_low_px"]:  # NaN bounds compare False
+            ax.axvspan(r["reach_low_px"], r["reach_high_px"], color=colour, alpha=0.1)
+    if "weights" in table:
+        tags = sorted({weights_tag(w) for w in table.weights})
+        ax.set_title(f"weights: {', '.join(tags)}; dashed: measured reach", fontsize=9)
     fig.tight_layout()
     return fig
 
