@@ -40,8 +40,7 @@ from hpx_analysis.erf.unit import ErfUnit
 from hpx_analysis.execution.distributed import dist_context
 from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.images import list_images
-from hpx_analysis.models.metaformer import PROBE_IMG_SIZE
-from hpx_analysis.probe.analysis import PROBE_IMAGES_LABEL, is_probe_source, probe_image_tensors
+from hpx_analysis.probe.analysis import PROBE_IMAGES_LABEL, ProbeImages, is_probe_source
 from hpx_analysis.settings import Hooks, RunContext
 
 from .common import (
@@ -406,11 +405,11 @@ def _run_context(device: Device, seed: int, resume: bool, precision: str) -> Run
 
 
 def _inputs(images, num_images: int | None, sizes: list, run: RunContext) -> tuple[list, str, list]:
-    """The inputs, how they are named, and the sizes: the probe test split is read as its
-    normalised 64 px tensors, at that size."""
+    """The inputs, how they are named, and the sizes: the probe test split is rendered per
+    model, at the model's own size (``--size`` does not apply)."""
     wanted = num_images if num_images is not None else DEFAULT_NUM_IMAGES
     if is_probe_source(images):
-        items, label, sizes = probe_image_tensors(wanted), PROBE_IMAGES_LABEL, [PROBE_IMG_SIZE]
+        items, label, sizes = ProbeImages(wanted), PROBE_IMAGES_LABEL, [None]
     else:
         items, label = list_images(images, wanted), images_label(images)
     if run.is_main and len(items) < wanted:

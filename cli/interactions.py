@@ -21,8 +21,7 @@ from hpx_analysis.interactions.job import run_interactions
 from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.images import list_images
 from hpx_analysis.io.weights import load_model
-from hpx_analysis.models.metaformer import PROBE_IMG_SIZE
-from hpx_analysis.probe.analysis import is_probe_source, probe_image_tensors
+from hpx_analysis.probe.analysis import ProbeImages, is_probe_source
 from hpx_analysis.settings import Hooks, RunContext
 
 from .common import (
@@ -63,7 +62,7 @@ def _settings(size, maps, blocks, queries_sampled, rollout) -> InteractionSettin
 
 def _images(images: Optional[Path], num_images: Optional[int]):
     if is_probe_source(images):
-        return probe_image_tensors(num_images or DEFAULT_IMAGES)
+        return ProbeImages(num_images or DEFAULT_IMAGES)  # each model's own size
     return list_images(images, num_images or DEFAULT_IMAGES)
 
 
@@ -74,7 +73,9 @@ def interactions(
     seed: SeedOption = 0,
     images: ImagesOption = None,
     num_images: NumImagesOption = None,
-    size: Annotated[int, typer.Option("--size", min=8, help="Input side in px (probe images stay 64 px).")] = 224,
+    size: Annotated[
+        int, typer.Option("--size", min=8, help="Input side in px (probe images: the model's own size).")
+    ] = 224,
     maps: Annotated[
         str,
         typer.Option(
@@ -98,7 +99,6 @@ def interactions(
     from token j to token i for these images, and the mean interaction distance sum r d / sum r in
     input pixels (default: 4 images, 256 sampled queries per block)."""
     specs = model_specs(model)
-    size = PROBE_IMG_SIZE if is_probe_source(images) else size
     settings = _settings(size, maps, blocks, queries_sampled, rollout)
     with user_errors(), output_folder(default_out("interactions", out)) as out_dir:
         try:

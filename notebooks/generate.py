@@ -660,6 +660,117 @@ plt.close(fig)
 fig""",
         ),
     ],
+    "two_stage_probes.ipynb": [
+        (
+            "md",
+            """\
+# Two-stage probes: which stage carries the far square
+
+Four small two-stage probes trained on the 128 px global-context task (a coloured square up to
+60 px from the readout centre; its colour is the label, chance 25 %), with **trained weights
+bundled with the package**: `hpx_probe_s2` (H_px in both stages), `conv_probe_s2` (SepConv in
+both; it cannot see beyond about 45 px), `c_hpx_probe_s2` (SepConv, then H_px) and
+`hpx_c_probe_s2` (H_px, then SepConv). The hybrids have known answers: only their H_px stage can
+carry the far square. The accuracies are the bundled records (full test split, 96 images per
+distance, 95 % Wilson intervals); the report's `probe_s2` section recomputes a block of them.""",
+        ),
+        (
+            "code",
+            SETUP
+            + """
+
+import pandas as pd
+from IPython.display import Markdown
+
+from hpx_analysis.probe.intervals import measured_reach, reach_level
+from hpx_analysis.report.probe_s2_section import S2_PROBES, carrying_stage, recorded_tables
+
+loaded = {name: load_model(name, device="cpu", seed=SEED) for name in S2_PROBES}
+tables = [recorded_tables(name, m.weights) for name, m in loaded.items()]
+accuracy = pd.concat([t for t, _ in tables], ignore_index=True)
+far = pd.concat([f for _, f in tables], ignore_index=True)
+reach = {name: measured_reach(accuracy[accuracy.model == name], reach_level(4)) for name in S2_PROBES}
+pd.DataFrame(reach).T""",
+        ),
+        (
+            "md",
+            """\
+Accuracy against distance with its Wilson band; the dashed lines are the measured reach (the
+largest distance up to which accuracy stays above halfway between chance and 100 %).""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.plotting.probe_stages import plot_accuracy_with_reach
+
+fig, ax = plt.subplots(figsize=(6.4, 3.8))
+plot_accuracy_with_reach(accuracy, reach, ax)
+plt.close(fig)
+fig""",
+        ),
+        (
+            "code",
+            """\
+conv = reach["conv_probe_s2"]["reach_px"]
+Markdown(
+    f"`conv_probe_s2` stays above the level up to {conv:.0f} px; the three probes with an H_px stage "
+    + ", ".join(f"`{m}` {reach[m]['reach_px']:.0f} px" for m in S2_PROBES if m != "conv_probe_s2")
+    + " (60 px is the largest distance tested)."
+)""",
+        ),
+        (
+            "md",
+            """\
+The per-stage truncation: each stage's long kernels cut to a centred window of the relative
+size, the accuracy in the far quarter of distances (a panel per model, a line per stage, the
+untruncated level dashed, chance dotted, the known answers starred).""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.plotting.probe_stages import plot_stage_truncation
+
+fig = plot_stage_truncation(far, {name: m.weights for name, m in loaded.items()})
+plt.close(fig)
+fig""",
+        ),
+        (
+            "code",
+            """\
+Markdown(" ".join(carrying_stage(far, name) for name in ("hpx_probe_s2", "c_hpx_probe_s2", "hpx_c_probe_s2")))""",
+        ),
+        (
+            "md",
+            """\
+Per-stage ERFs on 128 px probe test images (`ProbeImages` renders each model's own split): the
+centre unit of each stage's feature map, each map scaled on its own.""",
+        ),
+        (
+            "code",
+            """\
+from hpx_analysis.erf.job import erf_job
+from hpx_analysis.erf.settings import ErfSettings, map_grid
+from hpx_analysis.erf.unit import ErfUnit
+from hpx_analysis.plotting.erf import plot_erf_grid
+from hpx_analysis.probe.analysis import ProbeImages
+
+maps = map_grid(ErfSettings(images="probe test split"), [None], [ErfUnit(stage=0), ErfUnit(stage=1)])
+erfs = erf_job(list(loaded.values()), ProbeImages(2), maps).results
+fig = plot_erf_grid(erfs, column="stage")
+plt.close(fig)
+fig""",
+        ),
+        (
+            "code",
+            """\
+r90 = {(r.model_name, r.unit["stage"]): r.metrics()["r90_px"] for r in erfs}
+Markdown(
+    "Radius holding 90 % of the ERF mass (px), stage 0 / stage 1: "
+    + "; ".join(f"`{m}` {r90[(m, 0)]:.0f} / {r90[(m, 1)]:.0f}" for m in S2_PROBES)
+    + "."
+)""",
+        ),
+    ],
 }
 
 

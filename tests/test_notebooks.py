@@ -18,6 +18,7 @@ NOTEBOOKS = (
     "truncation_sweep.ipynb",
     "global_context_probe.ipynb",
     "interactions.ipynb",
+    "two_stage_probes.ipynb",
 )
 CELL_TIMEOUT_S = 600  # generous: a cell takes seconds, but CI machines may be busy
 

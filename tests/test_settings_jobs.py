@@ -198,7 +198,7 @@ def test_the_table_drives_every_section(tmp_path, only_a_tiny_section):
 def test_the_report_sections_are_the_table():
     from hpx_analysis import report as rp
 
-    assert rp.SECTIONS == ("kernels", "coverage", "erf", "truncation", "runtime", "probe", "interactions")
+    assert rp.SECTIONS == ("kernels", "coverage", "erf", "truncation", "runtime", "probe", "probe_s2", "interactions")
     assert rp.FIGURES == {name: s.figure for name, s in sections.SECTION_TABLE.items()}
     assert rp.FIGURES["runtime"] == 2 and rp.SECTION_MODELS["truncation"] == ("hpx_s18",)
     assert sections.SECTION_TABLE["truncation"].settings(QUICK) == TruncationSettings(

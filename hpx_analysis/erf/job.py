@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..io.weights import LoadedModel, ModelSpec, load_model, parse_model_spec
+from ..probe.analysis import images_for_model
 from ..settings import Hooks, RunContext
 from .compute import ErfError, ErfModelError, GradCheckpointingError, erf_result
 from .extras import MapExtras
@@ -264,7 +265,9 @@ def erf_job(
             specs, labelled runs or :class:`ErfModel` entries; specs are loaded on
             ``run.device`` with ``run.seed``.
         items: the inputs: image paths or items (e.g. :func:`~hpx_analysis.io.images.list_images`),
-            or normalized ``(3, H, W)`` tensors; ``settings.images`` names them in the records.
+            normalized ``(3, H, W)`` tensors, or a per-model source
+            (:class:`~hpx_analysis.probe.analysis.ProbeImages`: each model's own probe images,
+            at its size); ``settings.images`` names them in the records.
         settings: one map's settings, or one per map (:func:`~hpx_analysis.erf.settings.map_grid`).
         run: device, process group, seed, command line, ``resume``; ``out_dir`` is where the
             files go (None: nothing is written, no partial state is kept).
@@ -282,9 +285,11 @@ def erf_job(
     for entry in erf_models(models):
         loaded = entry.load(run)
         for map_settings in maps:
+            model_items, size = images_for_model(items, loaded.model, map_settings.size)
+            map_settings = map_settings.replace(size=size)
             label = map_label(entry.label, map_settings, several_sizes)
             run_label = entry.label if len(maps) > 1 or entry.label != loaded.name else None
-            result = erf_map(loaded, items, map_settings, run, hooks, label, entry, run_label)
+            result = erf_map(loaded, model_items, map_settings, run, hooks, label, entry, run_label)
             comparison.results.append(result)
             if run.is_main:
                 _report_map(result, hooks)

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..jobs import loaded_models, record_header
+from ..probe.analysis import images_for_model
 from ..settings import Hooks, RunContext, json_ready
 from .maps import interaction_maps
 from .result import InteractionResult, atomic_write, interactions_frame
@@ -110,7 +111,8 @@ def run_interactions(
     Args:
         models: loaded models or specs (:func:`~hpx_analysis.jobs.loaded_models`: specs are
             loaded one at a time on ``run.device`` with ``run.seed``).
-        images: tensors or image files (see :func:`~.maps.image_tensors`).
+        images: tensors or image files (see :func:`~.maps.image_tensors`), or a per-model source
+            (:class:`~hpx_analysis.probe.analysis.ProbeImages`: each model's probe images at its size).
         settings: the settings (default: the defaults).
         run: the run context; with ``out_dir`` None nothing is written.
         hooks: ``task`` per model, ``on_start(0, images)``, ``progress`` per image, ``log``
@@ -126,8 +128,16 @@ def run_interactions(
     for loaded, label in zip(loaded_models(models, run), run_labels(models)):
         hooks.task(label)
         hooks.on_start(0, len(images))
+        items, size = images_for_model(images, loaded.model, settings.size)
         result = interaction_maps(
-            loaded.model, images, settings, run=run, hooks=hooks, name=loaded.name, weights=loaded.weights, label=label
+            loaded.model,
+            items,
+            settings.replace(size=size),
+            run=run,
+            hooks=hooks,
+            name=loaded.name,
+            weights=loaded.weights,
+            label=label,
         )
         for skip in result.skipped:
             hooks.log(f"{label}: block {skip['stage']}.{skip['block']} skipped: {skip['reason']}")
@@ -135,5 +145,8 @@ def run_interactions(
             hooks.log(f"{label}: {note}")
         results.append(result)
     if run.out_dir is not None and run.is_main:
+        sizes = {r.size[0] for r in results}  # probe images come at each model's size
+        if len(sizes) == 1:
+            settings = settings.replace(size=sizes.pop())
         write_interactions(results, settings, run)
     return results

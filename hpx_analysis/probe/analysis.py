@@ -17,6 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -43,6 +44,8 @@ __all__ = [
     "is_probe_source",
     "images_source",
     "probe_image_tensors",
+    "ProbeImages",
+    "images_for_model",
     "receptive_radius_px",
     "predicted_reach_px",
     "probe_truncation",
@@ -114,6 +117,47 @@ def probe_image_tensors(num_images: int | None = None, task: ProbeTask | None = 
         A list of image tensors of the task's size.
     """
     return [img for block in iter_test_split(task or ProbeTask(), num_images=num_images) for img in block.images]
+
+
+@dataclass(frozen=True)
+class ProbeImages:
+    """The probe test split as an image source resolved per model: each model gets its own
+    task's images (``probe_task_for(model)``: 128 px for the two-stage probes, 64 px for the
+    one-stage ones), rendered when asked for.
+
+    Args:
+        num_images: how many test images each model gets (the first of its split).
+    """
+
+    num_images: int
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def size_for(self, model: torch.nn.Module) -> int:
+        """The side (px) of ``model``'s probe images."""
+        return probe_task_for(model).size
+
+    def items_for(self, model: torch.nn.Module) -> list[torch.Tensor]:
+        """``model``'s probe test images as normalised ``(3, S, S)`` tensors."""
+        return probe_image_tensors(self.num_images, probe_task_for(model))
+
+
+def images_for_model(images, model: torch.nn.Module, size: int | None) -> tuple[Sequence, int | None]:
+    """The inputs and input size of one model: a :class:`ProbeImages` source gives the model's
+    own probe images and size, any other inputs stay as given.
+
+    Args:
+        images: a :class:`ProbeImages` source, or image paths/items/tensors.
+        model: the model the inputs are for.
+        size: the size asked for (kept unless the source is the probe split).
+
+    Returns:
+        The inputs and the size.
+    """
+    if isinstance(images, ProbeImages):
+        return images.items_for(model), images.size_for(model)
+    return images, size
 
 
 def _mixer_reach_units(mixer, rel_size: float | None) -> float:

@@ -21,6 +21,13 @@ from .interactions_section import (
     interactions_markdown,
     run_interaction_section,
 )
+from .probe_s2_section import (
+    PROBE_S2_FIGURE_FILES,
+    S2_PROBES,
+    ProbeS2SectionSettings,
+    probe_s2_markdown,
+    run_probe_s2_section,
+)
 from .probe_section import PROBE_FIGURE_FILES, ProbeSectionSettings, probe_markdown, run_probe_section
 
 __all__ = ["Section", "SECTION_TABLE", "SECTIONS", "SECTION_MODELS", "FIGURES", "TITLES"]
@@ -201,6 +208,17 @@ SECTION_TABLE: dict[str, Section] = {
         "Trained probe models on the global-context probe task",
         ("hpx_probe", "hb_probe", "conv_probe", "attn_probe"),
         _files(*PROBE_FIGURE_FILES),
+        own_weights="auto",  # the bundled trained weights
+    ),
+    "probe_s2": Section(
+        run_probe_s2_section,
+        lambda _report: ProbeS2SectionSettings(),
+        probe_s2_markdown,
+        None,
+        "Two-stage probes: which stage carries the far square",
+        S2_PROBES,
+        _files(*PROBE_S2_FIGURE_FILES),
+        lambda result: dict(result.weights),
         own_weights="auto",  # the bundled trained weights
     ),
     "interactions": Section(
