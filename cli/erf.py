@@ -401,10 +401,9 @@ def _model_runs(model: list[str] | None) -> list[RunSpec]:
         specs = [parse_model_spec(run.text) for run in runs]
     unique: dict[ModelSpec, RunSpec] = {}
     for spec, run in zip(specs, runs):
-        if spec in unique:
-            stderr_console.print(f"note: {spec.name} ({spec.weights}) given more than once; analysed once")
-        else:
-            unique[spec] = run
+        if spec not in unique and specs.count(spec) > 1:
+            stderr_console.print(f"note: {spec.name} ({spec.weights}) given {specs.count(spec)} times; analysed once")
+        unique.setdefault(spec, run)
     runs = assign_labels(list(unique.values()), [spec.name for spec in unique])
     return [RunSpec(str(spec), run.series, run.checkpoint, run.label) for spec, run in zip(unique, runs)]
 

@@ -142,7 +142,7 @@ def test_repeated_spec_keeps_every_label_with_its_run(tmp_path):
     args = ["erf", *models, "--images", PROBE_SOURCE, "--num-images", "1", "--device", "cpu", "--out", out]
     result, text, _ = invoke(args)
     assert result.exit_code == 0, text
-    assert "given more than once; analysed once" in text
+    assert "hpx_probe (random) given 2 times; analysed once" in text
     assert sorted(p.name for p in out.glob("*.npy")) == [f"erf_hpx_probe-{t}.npy" for t in ("ep1", "ep2", "random")]
     image = probe_image_tensors(1)
     for tag in ("ep1", "ep2"):
