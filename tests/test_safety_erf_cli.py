@@ -192,8 +192,9 @@ def test_metrics_help_does_not_claim_full_adds_the_unit_position():
 def test_shortfall_note_only_when_num_images_was_given(tmp_path):
     images = make_folder(tmp_path / "imgs", n=2)
     base = S4 + ["--size", "64", "--images", images]
-    result, text, _ = invoke(base + ["--out", tmp_path / "a"])
-    assert result.exit_code == 0 and "note: only" not in text, text
+    # the note would come while the images are listed, before the stage check refuses the run
+    result, text, _ = invoke(base + ["--stage", "9", "--out", tmp_path / "a"])
+    assert result.exit_code == 2 and "stages 0-3" in text and "note: only" not in text, text
     result, text, _ = invoke(base + ["--num-images", "5", "--out", tmp_path / "b"])
     assert result.exit_code == 0 and "note: only 2 image(s) available, asked for 5" in text, text
 
