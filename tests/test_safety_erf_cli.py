@@ -67,20 +67,23 @@ def test_probe_split_refuses_another_size_before_work(tmp_path):
     assert result.exit_code == 0, text
 
 
-def test_a_failed_map_leaves_no_partial_state(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, kept", [(RuntimeError("simulated failure"), 0), (torch.OutOfMemoryError("x"), 1)])
+def test_a_failed_map_leaves_no_partial_state(tmp_path, monkeypatch, error, kept):
+    """A failure removes the partial state; running out of memory keeps it (a larger device
+    can continue it with --resume)."""
     real, calls = erf_compute.contribution_maps, []
 
     def fails_on_the_second_batch(model, x, settings=None):
         calls.append(1)
         if len(calls) == 2:
-            raise RuntimeError("simulated failure on the second batch")
+            raise error
         return real(model, x, settings)
 
     monkeypatch.setattr(erf_compute, "contribution_maps", fails_on_the_second_batch)
     out = tmp_path / "out"
     result, text, _ = invoke(S4 + ["--size", "64", "--num-images", "3", "--batch-size", "1", "--out", out])
-    assert result.exit_code == 2 and "simulated failure" in text and "Traceback" not in text, text
-    assert len(calls) == 2 and not list(out.glob("*.partial*")) and not list(out.glob("*.npy"))
+    assert result.exit_code == 2 and "failed on 64 px inputs" in text and "Traceback" not in text, text
+    assert len(calls) == 2 and len(list(out.glob("*.partial*"))) == kept and not list(out.glob("*.npy"))
 
 
 # ----------------------------------------------------------------------------- units

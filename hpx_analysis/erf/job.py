@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..execution.out_of_memory import is_out_of_memory
 from ..io.weights import LoadedModel, ModelSpec, load_model, parse_model_spec
 from ..settings import Hooks, RunContext
 from .compute import ErfError, ErfModelError, GradCheckpointingError, erf_result
@@ -210,7 +211,8 @@ def erf_map(
     except ErfStateError:
         raise  # the saved state the user asked to resume stays as it was
     except Exception as err:
-        _discard_after_failure(stem, run)
+        if not is_out_of_memory(err):  # out of memory: a larger device can continue it (--resume)
+            _discard_after_failure(stem, run)
         if isinstance(err, ErfError) or not isinstance(err, (RuntimeError, AssertionError)):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -219,7 +221,7 @@ def erf_map(
 
 def _discard_after_failure(stem: Path | None, run: RunContext) -> None:
     """Remove a failed map's partial state: a run either completes or is clearly partial
-    (interrupted, resumable), never left half-written by an error."""
+    (interrupted or out of memory, resumable), never left half-written by an error."""
     if stem is not None and run.is_main:
         discard_partial(stem)
 
