@@ -45,8 +45,11 @@ __all__ = [
     "fail",
     "user_errors",
     "progress",
+    "stop_progress",
     "job_hooks",
     "stderr_console",
+    "stdout_console",
+    "wide_console",
 ]
 
 ModelOption = Annotated[
@@ -107,7 +110,31 @@ NumImagesOption = Annotated[
     Optional[int], typer.Option("--num-images", min=1, help="Use the first N images (default: the command's own).")
 ]
 
-stderr_console = Console(stderr=True)
+# wide enough that no line is cut where the output is a file or a pipe (rich's default there
+# is 80 columns); a terminal keeps its own width, and a COLUMNS setting is honoured
+NON_TERMINAL_WIDTH = 1000
+
+
+def wide_console(stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr) that wraps at the terminal's width, and not at
+    80 columns when the output is not a terminal (a log file, a pipe, a test runner).
+
+    Args:
+        stderr: write to stderr instead of stdout.
+
+    Returns:
+        Console: the console.
+    """
+    import os
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console = Console(stderr=stderr, width=NON_TERMINAL_WIDTH)
+    return console
+
+
+stderr_console = wide_console(stderr=True)
+stdout_console = wide_console()
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as shells report it
 
 
@@ -224,6 +251,12 @@ def progress(transient: bool = False) -> Progress:
     )
 
 
+def stop_progress(bar: Progress) -> None:
+    """Stop ``bar`` if it was started (rich prints an empty line when stopping one that was not)."""
+    if bar.live.is_started:
+        bar.stop()
+
+
 def print_note(message: str) -> None:
     """One message of a job on stderr, as it was written (no markup)."""
     stderr_console.print(escape(message), highlight=False, soft_wrap=True)
@@ -236,10 +269,12 @@ def job_hooks(show_progress: bool = True) -> Iterator[Hooks]:
     if not show_progress:
         yield Hooks(log=print_note)
         return
-    with progress() as bar:
+    bar = progress()
+    try:
         tasks: list = []
 
         def task(title: str) -> None:
+            bar.start()  # shown from the first task on: a check that fails before leaves no empty bar
             tasks.append(bar.add_task(title, total=None))
 
         def on_start(done: int, todo: int) -> None:
@@ -252,3 +287,5 @@ def job_hooks(show_progress: bool = True) -> Iterator[Hooks]:
                 bar.advance(tasks[-1], n)
 
         yield Hooks(progress=advance, on_start=on_start, log=print_note, task=task)
+    finally:
+        stop_progress(bar)

@@ -40,6 +40,7 @@ from hpx_analysis.erf.unit import ErfUnit
 from hpx_analysis.execution.distributed import dist_context
 from hpx_analysis.io.devices import resolve_device
 from hpx_analysis.io.images import list_images
+from hpx_analysis.io.weights import ModelSpec, parse_model_spec
 from hpx_analysis.probe.analysis import PROBE_IMAGES_LABEL, ProbeImages, is_probe_source
 from hpx_analysis.settings import Hooks, RunContext
 
@@ -55,11 +56,11 @@ from .common import (
     command_line,
     default_out,
     fail,
-    model_specs,
     output_folder,
     progress,
     split_list,
     stderr_console,
+    stop_progress,
     user_errors,
 )
 
@@ -176,9 +177,9 @@ MetricsOpt = Annotated[
     Metrics,
     typer.Option(
         "--metrics",
-        help="full: also the unit's position in input pixels (radial and centre-of-mass metrics "
-        "around it), a 2D Gaussian fit, the theoretical receptive field, the ERF/TRF ratio, the "
-        "standard-deviation map over images (erf_<label>_std.npy) and each metric's spread across images.",
+        help="full: also a 2D Gaussian fit, the theoretical receptive field, the ERF/TRF ratio, the "
+        "standard-deviation map over images (erf_<label>_std.npy) and each metric's spread across images "
+        "(every run records the unit's position in input pixels).",
     ),
 ]
 
@@ -293,14 +294,16 @@ def erf(
     _check_counts(batch_size, ig_steps)
     with user_errors(), ExitStack() as stack:
         run = _run_context(device, seed, resume, precision.value)
-        items, label, sizes = _inputs(images, num_images, sizes, run)
+        items, label, probe_sizes = _inputs(images, num_images, size, run)
         options = (method, precision, ig_steps, preprocess, batch_size, grad_checkpointing, compile_blocks)
         base = _settings(*options, metrics, save_per_image).replace(images=label)
         out_dir = stack.enter_context(output_folder(default_out("erf", out), enabled=run.is_main))
         run = replace(run, out_dir=out_dir)
-        bar = stack.enter_context(progress()) if run.is_main else None
+        bar = progress() if run.is_main else None  # started by the first map (_hooks)
+        if bar is not None:
+            stack.callback(stop_progress, bar)
         try:
-            erf_job(runs, items, map_grid(base, sizes, units), run, _hooks(bar), figures)
+            erf_job(runs, items, map_grid(base, probe_sizes or sizes, units), run, _hooks(bar), figures)
         except ErfInterrupted as stop:
             _interrupted(stop, run.is_main)
         if run.is_main:
@@ -350,6 +353,10 @@ def _units(stage: str | None, layer: list[str] | None, protocol: Protocol, even_
     stages = split_list(stage, "--stage", int, "stage indices")
     if stages is not None and layer:
         fail("give --stage or --layer, not both")
+    for option, values in (("--stage", stages or []), ("--layer", layer or [])):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            fail(f"{option} lists {', '.join(repeated)} more than once; give each once")
     even = even_centre.value if even_centre is not None else None
     with user_errors():
         units = [ErfUnit(stage=k, protocol=protocol.value, even=even) for k in stages or []]
@@ -359,7 +366,13 @@ def _units(stage: str | None, layer: list[str] | None, protocol: Protocol, even_
 
 def _figure_settings(scale: str, cmap: str, overlay: Path | None) -> ErfFigureSettings:
     """``--scale``, ``--cmap`` and ``--overlay``, checked (the overlay image must load)."""
+    from hpx_analysis.plotting.erf import check_cmap
+
     figures = ErfFigureSettings(scale=scale, cmap=cmap, overlay=overlay)
+    try:
+        check_cmap(cmap)
+    except ValueError as err:
+        fail(f"--cmap: {err}")
     if scale != "log":
         from hpx_analysis.plotting.erf import parse_scale
 
@@ -378,12 +391,20 @@ def _figure_settings(scale: str, cmap: str, overlay: Path | None) -> ErfFigureSe
 
 
 def _model_runs(model: list[str] | None) -> list[RunSpec]:
-    """The ``--model`` runs (folders and globs expanded into checkpoint series), labelled."""
+    """The ``--model`` runs (folders and globs expanded into checkpoint series), labelled; a
+    run given twice (the same model and weights) is computed once, with a note."""
+    if not model:
+        fail("no model given (use --model NAME[=WEIGHTS])")
     with user_errors():
-        runs = expand_model_args(list(model or []))
-    specs = model_specs([r.text for r in runs] if runs else None)
-    assign_labels(runs, [spec.name for spec in specs])
-    return [RunSpec(str(spec), run.series, run.checkpoint, run.label) for spec, run in zip(specs, runs)]
+        runs = expand_model_args(list(model))
+        specs = [parse_model_spec(run.text) for run in runs]
+    unique: dict[ModelSpec, RunSpec] = {}
+    for spec, run in zip(specs, runs):
+        if spec not in unique and specs.count(spec) > 1:
+            stderr_console.print(f"note: {spec.name} ({spec.weights}) given {specs.count(spec)} times; analysed once")
+        unique.setdefault(spec, run)
+    runs = assign_labels(list(unique.values()), [spec.name for spec in unique])
+    return [RunSpec(str(spec), run.series, run.checkpoint, run.label) for spec, run in zip(unique, runs)]
 
 
 def _check_counts(batch_size: int | None, ig_steps: int) -> None:
@@ -404,15 +425,21 @@ def _run_context(device: Device, seed: int, resume: bool, precision: str) -> Run
     return RunContext(device=dev, dist=ctx, resume=resume, seed=seed, command=command_line())
 
 
-def _inputs(images, num_images: int | None, sizes: list, run: RunContext) -> tuple[list, str, list]:
-    """The inputs, how they are named, and the sizes: the probe test split is rendered per
-    model, at the model's own size (``--size`` does not apply)."""
+def _inputs(images, num_images: int | None, size: str | None, run: RunContext) -> tuple[list, str, list | None]:
+    """The inputs, how they are named, and for the probe test split its sizes: it is rendered
+    per model at the model's own size (64 px, 128 px for the two-stage probes), so ``--size``
+    is refused there. The shortfall note is printed only when ``--num-images`` asked for more
+    than there are."""
     wanted = num_images if num_images is not None else DEFAULT_NUM_IMAGES
+    sizes = None
     if is_probe_source(images):
+        if size is not None:
+            fail(f"--images {images} is the probe task's test split, rendered at each model's own size; "
+                 f"--size does not apply (got {size}; leave it out)")  # fmt: skip
         items, label, sizes = ProbeImages(wanted), PROBE_IMAGES_LABEL, [None]
     else:
         items, label = list_images(images, wanted), images_label(images)
-    if run.is_main and len(items) < wanted:
+    if run.is_main and num_images is not None and len(items) < wanted:
         stderr_console.print(f"note: only {len(items)} image(s) available, asked for {wanted}")
     return items, label, sizes
 
@@ -424,6 +451,7 @@ def _hooks(bar) -> Hooks:
     current: dict = {}
 
     def task(title: str) -> None:
+        bar.start()  # once the checks have passed: a bad option leaves no empty bar behind
         current["title"], current["task"] = title, bar.add_task(title, total=None)
 
     def on_start(done: int, todo: int) -> None:

@@ -61,9 +61,9 @@ def kernels(
         typer.Option(
             "--at",
             metavar="ROW,COL",
-            help="H_b only: output pixel for which the 1D kernel is wrapped onto the "
-            "feature map (default its centre; negative counts from the bottom/right, "
-            "e.g. 0,0 or -1,-1 for corners).",
+            help="H_b only (H_px's 2D kernels do not depend on it): output pixel for which the 1D kernel "
+            "is wrapped onto each stage's feature map, inside the smallest of them (default each map's "
+            "centre; negative counts from the bottom/right, e.g. 0,0 or -1,-1 for corners).",
         ),
     ] = None,
 ) -> None:

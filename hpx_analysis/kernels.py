@@ -237,15 +237,20 @@ def wrap_1d_kernel(
     return out
 
 
-def _position(at: Sequence[int], feature_size: Sequence[int]) -> tuple[int, int]:
-    """``(row, col)`` with negative values counted from the bottom/right edge."""
-    pos = []
-    for v, n in zip(at, feature_size):
-        v = int(v)
-        pos.append(v + n if v < 0 else v)
-    if len(pos) != 2:
+def _position(at: Sequence[int], feature_size: Sequence[int], stage: int | None = None) -> tuple[int, int]:
+    """``(row, col)`` with negative values counted from the bottom/right edge; a position
+    outside the ``h x w`` map raises ValueError with the valid range."""
+    if len(at) != 2:
         raise ValueError(f"evaluation position needs row,col; got {tuple(at)}")
-    return pos[0], pos[1]
+    h, w = (int(n) for n in feature_size)
+    where = f"stage {stage}'s" if stage is not None else "the"
+    for v, n, axis in zip(at, (h, w), ("row", "column")):
+        if not -n <= int(v) < n:
+            raise ValueError(
+                f"position {tuple(int(a) for a in at)} is outside {where} {h} x {w} feature map: the {axis} must be "
+                f"in {-n}..{n - 1} (negative counts from the bottom/right)"
+            )
+    return tuple(int(v) + n if int(v) < 0 else int(v) for v, n in zip(at, (h, w)))
 
 
 def _per_stage(values: int | Sequence[int] | None, stage_ids: list[int], what: str) -> dict[int, int | None]:
@@ -350,7 +355,7 @@ def _stage_kernels(stage: int, block: int, mixer: nn.Module, channel: int | None
             stage, block, kind, 2, fs, normalize_map(mean_k.numpy()), normalize_map(pick_k.numpy()), ch, auto
         )
     bidir = bool(getattr(mixer, "bidirectional", True))
-    pos = (fs[0] // 2, fs[1] // 2) if at is None else _position(at, fs)
+    pos = (fs[0] // 2, fs[1] // 2) if at is None else _position(at, fs, stage)
     return StageKernels(
         stage,
         block,
@@ -390,12 +395,12 @@ def kernels_job(
 
     settings, run, hooks = settings or KernelSettings(), run or RunContext(), hooks or Hooks()
     results = []
-    for loaded in loaded_models(models, run):
+    for loaded in loaded_models(models, run):  # every model first: a bad pick fails before any file
         try:
-            result = kernel_maps(loaded.model, settings, name=loaded.name, weights=loaded.weights)
+            results.append(kernel_maps(loaded.model, settings, name=loaded.name, weights=loaded.weights))
         except NoLongKernelsError as err:
             hooks.log(f"{loaded.name}: {err}; skipped")
-            continue
+    for result in results:
         if run.out_dir is not None and run.is_main:
             from .plotting.files import save_kernel_figure
 
@@ -405,6 +410,10 @@ def kernels_job(
             f"S{sk.stage + 1}: block {sk.block} channel {sk.channel}{' (top energy)' if sk.channel_auto else ''}"
             for sk in result.stages
         )
-        hooks.log(f"{loaded.name} ({loaded.weights}): {picks}")
-        results.append(result)
+        hooks.log(f"{result.model} ({result.weights}): {picks}")
+        if settings.at is not None and all(sk.kernel_ndim == 2 for sk in result.stages):
+            hooks.log(
+                f"note: {result.model} has 2D kernels (H_px) only; the position {tuple(settings.at)} "
+                "applies to H_b's 1D kernels and was not used"
+            )
     return results

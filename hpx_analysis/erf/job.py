@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..execution.out_of_memory import is_out_of_memory
 from ..io.weights import LoadedModel, ModelSpec, load_model, parse_model_spec
 from ..probe.analysis import images_for_model
 from ..settings import Hooks, RunContext
@@ -28,10 +29,11 @@ from .compute import ErfError, ErfModelError, GradCheckpointingError, erf_result
 from .extras import MapExtras
 from .labels import RunSpec, assign_labels
 from .metrics import degenerate_warning
+from .preflight import check_maps, check_units
 from .result import ErfComparison, ErfResult
 from .run import discard_partial, partial_files, partial_stem, run_erf
 from .settings import ErfFigureSettings, ErfSettings, default_batch_size
-from .state import ErfAccumulator
+from .state import ErfAccumulator, ErfStateError
 
 __all__ = ["erf_job", "erf_map", "ErfModel", "erf_models", "ErfInterrupted", "finish_state", "map_label"]
 
@@ -193,25 +195,36 @@ def erf_map(
         extras = MapExtras.measure(loaded.model, items, settings, seed=run.seed)
         guard = settings.resume_guard(loaded.name, _weights_key(loaded, run.seed))
         state, info = run_erf(loaded.model, items, settings, guard, stem, run, hooks, extras.per_image)
+        # folders and links the image listing could not read (hpx_analysis.io.images.ImageList)
+        listing = [{"key": path, "reason": reason} for path, reason in getattr(items, "skipped", ())]
+        identity = {
+            "skipped": [*state.skipped, *listing],
+            "model": loaded.name,
+            "weights": loaded.weights,
+            "weights_kind": loaded.weights_kind,
+            "name": label if label != loaded.name else "",
+            "run": _run_record(settings, run, entry or ErfModel(loaded), run_label),
+            **extras.fields(),
+        }
+        return erf_result(state, info, settings, identity)
     except KeyboardInterrupt:
         raise ErfInterrupted(label, _saved_images(stem), run.out_dir) from None
-    except ErfError:
-        raise
-    except (RuntimeError, AssertionError) as err:
+    except ErfStateError:
+        raise  # the saved state the user asked to resume stays as it was
+    except Exception as err:
+        if not is_out_of_memory(err):  # out of memory: a larger device can continue it (--resume)
+            _discard_after_failure(stem, run)
+        if isinstance(err, ErfError) or not isinstance(err, (RuntimeError, AssertionError)):
+            raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ErfModelError(f"{loaded.name} failed on {settings.size or 'its own'} px inputs: {first}") from err
-    # folders and links the image listing could not read (hpx_analysis.io.images.ImageList)
-    listing = [{"key": path, "reason": reason} for path, reason in getattr(items, "skipped", ())]
-    identity = {
-        "skipped": [*state.skipped, *listing],
-        "model": loaded.name,
-        "weights": loaded.weights,
-        "weights_kind": loaded.weights_kind,
-        "name": label if label != loaded.name else "",
-        "run": _run_record(settings, run, entry or ErfModel(loaded), run_label),
-        **extras.fields(),
-    }
-    return erf_result(state, info, settings, identity)
+
+
+def _discard_after_failure(stem: Path | None, run: RunContext) -> None:
+    """Remove a failed map's partial state: a run either completes or is clearly partial
+    (interrupted or out of memory, resumable), never left half-written by an error."""
+    if stem is not None and run.is_main:
+        discard_partial(stem)
 
 
 def _saved_images(stem: Path | None) -> int:
@@ -250,6 +263,23 @@ def finish_state(state_dir: str | Path | None, result: ErfResult) -> None:
         discard_partial(partial_stem(state_dir, result.label))
 
 
+def _checked_models(entries: list[ErfModel], maps: list[ErfSettings], items, run: RunContext) -> dict:
+    """Check every map against the first model of each name before any work (stage range,
+    layer names, a layer that depends on the input); returns those models loaded, by index."""
+    if all(s.unit.stage is None and s.unit.layer is None for s in maps):
+        return {}
+    loaded: dict[int, LoadedModel] = {}
+    names: set[str] = set()
+    for i, entry in enumerate(entries):
+        name = entry.source.name if isinstance(entry.source, LoadedModel) else parse_model_spec(str(entry.source)).name
+        if name in names:
+            continue
+        names.add(name)
+        loaded[i] = entry.load(run)
+        check_units(loaded[i].model, maps, loaded[i].name, items)
+    return loaded
+
+
 def erf_job(
     models: Sequence,
     items: Sequence,
@@ -279,11 +309,14 @@ def erf_job(
     """
     run, hooks = run or RunContext(), hooks or Hooks()
     maps = [settings] if isinstance(settings, ErfSettings) else list(settings)
+    check_maps(maps)
     several_sizes = len({s.size for s in maps}) > 1
     comparison = ErfComparison()
     writes = run.is_main and run.out_dir is not None
-    for entry in erf_models(models):
-        loaded = entry.load(run)
+    entries = erf_models(models)
+    checked = _checked_models(entries, maps, items, run)
+    for i, entry in enumerate(entries):
+        loaded = checked.pop(i, None) or entry.load(run)
         for map_settings in maps:
             model_items, size = images_for_model(items, loaded.model, map_settings.size)
             map_settings = map_settings.replace(size=size)

@@ -91,7 +91,12 @@ def assign_labels(runs: list[RunSpec], names: list[str]) -> list[RunSpec]:
 
     Returns:
         list[RunSpec]: ``runs``.
+
+    Raises:
+        ValueError: ``names`` is not one name per run (labels would shift).
     """
+    if len(runs) != len(names):
+        raise ValueError(f"assign_labels needs one name per run: {len(runs)} run(s), {len(names)} name(s)")
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1

@@ -122,7 +122,10 @@ class ErfSettings(Settings):
         if self.ig_steps < 1:
             raise _error(f"ig_steps must be at least 1, got {self.ig_steps}")
         if not isinstance(self.unit, ErfUnit):
-            raise TypeError(f"unit must be an ErfUnit, got {type(self.unit).__name__}")
+            raise TypeError(
+                f"unit must be an ErfUnit (e.g. ErfUnit(stage=0) or ErfUnit(layer='stages.0')), "
+                f"got the {type(self.unit).__name__} {self.unit!r}"
+            )
 
     @property
     def with_full_metrics(self) -> bool:

@@ -137,13 +137,16 @@ class ErfUnit:
             except (IndexError, AssertionError, ValueError) as err:
                 raise ErfError(f"{type(model).__name__} has no stage {self.stage}: {err}") from None
             f = out[-1] if isinstance(out, (list, tuple)) else out
+            _check_depends(f, x, f"stage {self.stage}")
             if f.ndim == 3:
                 return _tokens_to_grid(model, f, x.shape[-2:]), True
             return f, tokens
         modules = dict(model.named_modules())
         if self.layer not in modules:
-            close = [n for n in modules if self.layer in n][:5]
-            hint = f" (names containing it: {', '.join(close)})" if close else ""
+            from .preflight import nearest_modules
+
+            close = nearest_modules(model, self.layer)
+            hint = f"; nearest names: {', '.join(close)}" if close else ""
             raise ErfError(f"{type(model).__name__} has no module named {self.layer!r}{hint}")
         captured: list[torch.Tensor] = []
 
@@ -161,6 +164,9 @@ class ErfUnit:
         if not captured:
             raise ErfError(f"module {self.layer!r} did not run in the forward pass")
         f = captured[0]
+        if not isinstance(f, torch.Tensor):
+            raise ErfError(f"module {self.layer!r} gives a {type(f).__name__}, not a tensor; choose another layer")
+        _check_depends(f, x, f"the output of {self.layer!r}")
         if f.ndim == 3:
             return _tokens_to_grid(model, f, x.shape[-2:]), True
         if f.ndim != 4:
@@ -222,6 +228,18 @@ class ErfUnit:
             total = mean.sum()
             return mean / total if total > 0 else mean
         return mean
+
+
+def _check_depends(f: torch.Tensor, x: torch.Tensor, what: str) -> None:
+    """Refuse a map that does not depend on the input ``x`` (with gradients on, an input that
+    needs them and frozen parameters, such a map needs none): it has no receptive field."""
+    if torch.is_grad_enabled() and x.requires_grad and not f.requires_grad:
+        from .compute import ErfError
+
+        raise ErfError(
+            f"{what} does not depend on the input image (it is computed from the weights or positions "
+            "alone), so it has no receptive field; choose a layer on the path from the image"
+        )
 
 
 def _channels_last(f: torch.Tensor, image_size) -> bool:

@@ -18,7 +18,7 @@ The command line's ``--scale log`` is ``"replknet"`` here. ``overlay``: an RGB i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import matplotlib
 
@@ -31,7 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from ..erf.metrics import DEAD_FRACTION, R50_PX, R90_PX, SQUARE_SIDE_T02, replknet_scale  # noqa: E402
 from .labels import result_weights_tag, weights_tag  # noqa: E402
 
-__all__ = ["plot_erf", "erf_panel_title", "plot_erf_grid", "plot_erf_series", "scaled_map", "parse_scale"]
+__all__ = ["plot_erf", "check_cmap", "erf_panel_title", "plot_erf_grid", "plot_erf_series", "scaled_map", "parse_scale"]
 
 SCALES = ("replknet", "log", "linear", "power:G")
 
@@ -75,10 +75,54 @@ def erf_panel_title(result) -> str:
     return f"{model}\n{weights_tag(weights)}"
 
 
+_RESULTS_KINDS = "a sequence of ErfResult objects (or anything with a .matrix) or a mapping title -> 2D array"
+
+
+def check_cmap(cmap: str) -> str:
+    """``cmap`` if matplotlib knows the colour map; a ValueError naming close ones otherwise.
+
+    Args:
+        cmap: the colour map's name.
+
+    Returns:
+        str: ``cmap``.
+    """
+    import difflib
+
+    if isinstance(cmap, str) and cmap in matplotlib.colormaps:
+        return cmap
+    close = difflib.get_close_matches(str(cmap), list(matplotlib.colormaps), n=4)
+    hint = f" (close: {', '.join(close)})" if close else " (e.g. RdYlGn, viridis, magma)"
+    raise ValueError(f"unknown matplotlib colour map {cmap!r}{hint}")
+
+
+def _as_map(title: str, matrix) -> tuple[str, np.ndarray]:
+    try:
+        arr = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"the ERF {title!r} is not a numeric array ({type(matrix).__name__})") from None
+    if arr.ndim != 2 or min(arr.shape) < 1:
+        raise ValueError(f"the ERF {title!r} must be a non-empty 2D array, got shape {arr.shape}")
+    return title, arr
+
+
 def _panels(results) -> list[tuple[str, np.ndarray]]:
+    """``(title, matrix)`` per map; a TypeError or ValueError saying what is expected otherwise."""
     if isinstance(results, Mapping):
-        return [(str(title), np.asarray(m, dtype=np.float64)) for title, m in results.items()]
-    return [(erf_panel_title(r) + _map_note(r), np.asarray(r.matrix, dtype=np.float64)) for r in results]
+        return [_as_map(str(title), m) for title, m in results.items()]
+    if hasattr(results, "matrix"):  # one result
+        results = [results]
+    if isinstance(results, (str, bytes, np.ndarray)) or not isinstance(results, Iterable):
+        raise TypeError(f"plot_erf takes {_RESULTS_KINDS}; got {type(results).__name__}")
+    panels = []
+    for i, r in enumerate(results):
+        if not hasattr(r, "matrix"):
+            raise TypeError(
+                f"plot_erf takes {_RESULTS_KINDS}; item {i} is a {type(r).__name__} "
+                "(pass raw arrays as a mapping, e.g. {'model': matrix})"
+            )
+        panels.append(_as_map(erf_panel_title(r) + _map_note(r), r.matrix))
+    return panels
 
 
 def _map_note(result) -> str:
@@ -105,6 +149,7 @@ def plot_erf(
     image shown under every heatmap (resized to the map), the heatmap at ``alpha``.
     """
     name, _ = parse_scale(scale)
+    check_cmap(cmap)
     panels = _panels(results)
     if not panels:
         raise ValueError("nothing to plot: no ERF results given")

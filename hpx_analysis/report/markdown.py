@@ -264,8 +264,8 @@ def write_report_md(out: Path, manifest: dict, results: dict, table: dict | None
         entry, result = table[section], results[section]
         how, tables = entry.markdown(result)
         secs = manifest["seconds"][section]
-        fig = f"Fig. {entry.figure}" if entry.figure else section.capitalize()
-        lines += [f"## {fig}: {entry.title}", ""]
+        heading = f"Fig. {entry.figure}: {entry.title}" if entry.figure else entry.title
+        lines += [f"## {heading}", ""]
         lines += [f"![{section} {f}]({section}/{f})" for f in entry.figure_files(result)] + [""]
         lines += [f"{how} Time: {secs:.1f} s. Data: `{section}/`.", "", tables, ""]
     path = out / "report.md"
