@@ -146,9 +146,9 @@ class ProbeTask:
 
 
 def probe_task_for(model: torch.nn.Module, seed: int = 0) -> ProbeTask:
-    """The probe task a model is trained and tested on: its image size is the model's training
-    resolution (``img_size`` of the MetaFormer models, else the timm ``pretrained_cfg`` input size,
-    else 64 px).
+    """The probe task a model is trained and tested on: a registered probe model's task is
+    rendered at its training resolution (64 px, 128 px for the two-stage probes); any other
+    model (a published architecture, a timm model) reads the default 64 px task.
 
     Args:
         model: a probe model (or any model read out at its centre unit).
@@ -157,8 +157,9 @@ def probe_task_for(model: torch.nn.Module, seed: int = 0) -> ProbeTask:
     Returns:
         The :class:`ProbeTask` of that size, other fields at their defaults.
     """
-    size = getattr(model, "img_size", None)
-    if size is None:
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        size = cfg.get("input_size", (3, ProbeTask.size))[-1]
-    return ProbeTask(size=int(size), seed=seed)
+    from ..models import PROBES
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    name = str(cfg.get("architecture", "")).partition(".")[0]
+    size = getattr(model, "img_size", None) if name in PROBES else None
+    return ProbeTask(size=int(size), seed=seed) if size is not None else ProbeTask(seed=seed)
