@@ -9,12 +9,13 @@ from typing import Annotated
 import timm
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from hpx_analysis.io.weights import published_weights_cached
 from hpx_analysis.models import ALIASES, EXTRA, PROBES, PUBLISHED, iter_token_mixers
 from hpx_analysis.probe.bundled import bundled_path
+
+from .common import stdout_console
 
 __all__ = ["models", "model_rows", "mixer_summary", "count_parameters"]
 
@@ -119,4 +120,4 @@ def models(
     if as_json:
         typer.echo(json.dumps({"models": rows, "aliases": dict(ALIASES)}, indent=1))
         return
-    Console().print(_table(rows))
+    stdout_console.print(_table(rows))

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from .models import is_long_conv_mixer, iter_token_mixers
+from .plotting.labels import weights_tag
 from .settings import Hooks, RunContext, Settings
 
 __all__ = [
@@ -368,7 +369,7 @@ def coverage_job(
             )
         results.append(res)
         summary = res.blocks.groupby("stage").coverage.mean().round(3).tolist()
-        hooks.log(f"{loaded.name} ({loaded.weights}): mean coverage per stage {summary}")
+        hooks.log(f"{loaded.name} ({weights_tag(loaded.weights)}): mean coverage per stage {summary}")
     if not results:
         raise ValueError("none of the models has MetaFormer token mixers to measure; nothing written")
     result = CoverageResult.concat(results)

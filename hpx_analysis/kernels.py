@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .models import long_conv_mixers
+from .plotting.labels import stage_label, weights_tag
 from .settings import Hooks, RunContext, Settings
 
 __all__ = [
@@ -407,10 +408,11 @@ def kernels_job(
             result.save(run.out_dir)
             save_kernel_figure(result, run.out_dir)
         picks = ", ".join(
-            f"S{sk.stage + 1}: block {sk.block} channel {sk.channel}{' (top energy)' if sk.channel_auto else ''}"
+            f"{stage_label(sk.stage, short=True)}: block {sk.block} channel {sk.channel}"
+            + (" (top energy)" if sk.channel_auto else "")
             for sk in result.stages
         )
-        hooks.log(f"{result.model} ({result.weights}): {picks}")
+        hooks.log(f"{result.model} ({weights_tag(result.weights)}): {picks}")
         if settings.at is not None and all(sk.kernel_ndim == 2 for sk in result.stages):
             hooks.log(
                 f"note: {result.model} has 2D kernels (H_px) only; the position {tuple(settings.at)} "

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..plotting.labels import short_weights
 from .metrics import R50_PX, R90_PX, erf_metrics
 
 __all__ = ["ErfResult", "ErfComparison", "METRICS_FILE"]
@@ -301,7 +302,7 @@ class ErfComparison:
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.to_frame().to_csv(out_dir / METRICS_FILE, index=False)
+        short_weights(self.to_frame()).to_csv(out_dir / METRICS_FILE, index=False)
         return out_dir
 
     @classmethod

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ..plotting.labels import short_weights, weights_tag
 from ..settings import Hooks, RunContext, Settings
 from .task import ProbeBatch, ProbeTask
 from .train import ProbeTrainSettings, TrainResult, train_probe
@@ -163,7 +164,8 @@ def probe_eval_job(
         bins[loaded.name] = bin_accuracy(table, distance_bins(task))
         weights[loaded.name] = loaded.weights
         hooks.log(
-            f"{loaded.name} ({loaded.weights}): " + ", ".join(f"{k} px {v:.3f}" for k, v in bins[loaded.name].items())
+            f"{loaded.name} ({weights_tag(loaded.weights)}): "
+            + ", ".join(f"{k} px {v:.3f}" for k, v in bins[loaded.name].items())
         )
     result = ProbeEval(pd.concat(tables, ignore_index=True), bins, weights)
     if run.out_dir is not None and run.is_main:
@@ -171,7 +173,7 @@ def probe_eval_job(
 
         run.out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(run.out_dir / EVAL_TABLE_FILE) as tmp:
-            result.table.to_csv(tmp, index=False)
+            short_weights(result.table).to_csv(tmp, index=False)
         rf_px = {"conv_probe": conv_probe_reach_px(ProbeTask())} if settings.mark_conv_reach else None
         save_probe_figure(result.table, run.out_dir, rf_px=rf_px)
     return result
