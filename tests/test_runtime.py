@@ -110,28 +110,11 @@ def test_forward_timing_excludes_filter_generation(monkeypatch):
         return original(self)
 
     monkeypatch.setattr(ImplicitFilter1d, "untruncated_kernel", counting)
-    rt.measure_mixer_runtime(
-        mixers=("hb",),
-        resolutions=(32,),
-        mode="forward",
-        device="cpu",
-        warmup=1,
-        repeats=3,
-        max_repeats=3,
-        num_threads=1,
-    )
+    hb_32 = dict(mixers=("hb",), resolutions=(32,), device="cpu", warmup=1, repeats=3, max_repeats=3, num_threads=1)
+    rt.measure_mixer_runtime(mode="forward", **hb_32)
     assert len(calls) == 1  # generated once, in the untimed priming call, then cached
     calls.clear()
-    rt.measure_mixer_runtime(
-        mixers=("hb",),
-        resolutions=(32,),
-        mode="forward_backward",
-        device="cpu",
-        warmup=1,
-        repeats=3,
-        max_repeats=3,
-        num_threads=1,
-    )
+    rt.measure_mixer_runtime(mode="forward_backward", **hb_32)
     assert len(calls) == 5  # as in training: every call (priming + warm-up + 3 timed)
 
 

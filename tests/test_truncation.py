@@ -257,34 +257,13 @@ def test_other_folders_give_label_free_metrics(tmp_path, model):
     assert math.isnan(res.table[res.table.stage == BASELINE_STAGE].rel_size.iloc[0])
 
 
-def _naive_table(model, x, stages, rels):
-    """``{(stage, rel): (agreement %, mean KL)}`` from one whole forward per setting."""
-    by_stage = {}
-    for s, _, m in long_conv_mixers(model):
-        by_stage.setdefault(s, []).append(m)
-    out = {}
-    with torch.no_grad():
-        ref = model(x)
-        ref_logp = F.log_softmax(ref.double(), -1)
-        for s in stages:
-            for r in rels:
-                for m in by_stage[s]:
-                    m.set_truncation(r)
-                try:
-                    logits = model(x)
-                finally:
-                    for m in by_stage[s]:
-                        m.set_truncation(None)
-                kl = (ref_logp.exp() * (ref_logp - F.log_softmax(logits.double(), -1))).sum(-1).mean().item()
-                out[(s, r)] = (100 * (logits.argmax(-1) == ref.argmax(-1)).double().mean().item(), kl)
-    return out
-
-
 def test_fast_sweep_equals_full_recomputation_per_setting(model, data):
     x = data[0]
     stages, rels = [0, 1, 2, 3], [0.3, 1.0, 1.9, 2.0]  # 1.9 keeps the whole kernel of stage 3 only
     res = truncation_sweep(model, [(x[:4], None), (x[4:], None)], name="m", rel_sizes=rels, stages=stages)
-    naive = _naive_table(model, x, stages, rels)
+    from benchmarks.truncation_benchmark import full_recompute  # one whole forward per setting
+
+    naive = full_recompute(model, [(x, None)], rels, stages)
     for (s, r), (agree, kl) in naive.items():
         assert _value(res.table, s, r, "agreement") == pytest.approx(agree)
         assert _value(res.table, s, r, "kl") == pytest.approx(kl, rel=1e-4, abs=1e-9)
