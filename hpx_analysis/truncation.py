@@ -11,13 +11,19 @@ the untruncated model:
 - ``kl``: mean KL divergence ``KL(p_untruncated || p_truncated)`` in nats;
 - ``top1``, ``top5``: % accuracy, only when the batches carry labels (IN-1k indices).
 
-Stage-prefix reuse: truncating stage ``s`` changes nothing before it, so each batch's
-features entering every swept stage are computed once (one pass through the stages,
-continued from one to the next exactly as ``HyenaMetaFormer.forward_to_stage`` does) and
-every setting of stage ``s`` runs only ``forward_from_stage(features, s)``. Batches are
-grouped into chunks (``chunk_images``) whose features are kept while every setting runs
-over the chunk, so that a setting's truncated kernel and its spectrum are built once per
-chunk, not once per batch.
+Work saved against recomputing the network per setting (same table up to float rounding):
+
+- Whole kernels: a setting whose window keeps every tap of its stage's kernels
+  (:func:`whole_kernel_settings`) gives the untruncated logits bit for bit, so it runs no
+  forward; its row is the untruncated model's.
+- Stage prefixes: truncating stage ``s`` changes nothing before its blocks, so each batch's
+  features entering every swept stage's blocks (after its down-sampling) are computed once,
+  in the same pass that gives the untruncated logits.
+- Shared suffix batches: the untruncated stages after ``s`` run once per batch for all
+  sizes of stage ``s`` together (their stage outputs stacked into one batch).
+- Batches are grouped into chunks (``chunk_images``) whose features are kept while every
+  setting runs over the chunk, so that a setting's truncated kernel and its spectrum are
+  built once per chunk, not once per batch.
 
 Sharding: under ``torchrun`` every process evaluates its own share of the batches and the
 per-setting counts and sums are summed over processes (see :mod:`.sharding`); every
