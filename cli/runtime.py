@@ -53,7 +53,6 @@ def _table(df, title: str) -> Table:
         ("px", "right"),
         ("map", "right"),
         ("p10 ms", "right"),
-        ("median ms", "right"),
         ("spread", "right"),
         ("calls", "right"),
         ("status", "left"),
@@ -67,8 +66,7 @@ def _table(df, title: str) -> Table:
             str(row.resolution),
             f"{row.feature_size}x{row.feature_size}",
             fmt(row.p10_ms),
-            fmt(row.median_ms),
-            "-" if math.isnan(row.spread) else f"{row.spread:.2f}x",
+            "-" if math.isnan(row.spread) else f"{row.spread:.3g}x",
             str(row.repeats),
             row.status,
         )
@@ -133,7 +131,7 @@ TimeBudgetOption = Annotated[
     typer.Option(
         "--time-budget",
         help="Seconds of timed calls after which a measurement stops once it has --repeats calls, stable or not "
-        f"(default {rt.DEFAULT_BUDGET_S['cpu']:g} s).",
+        f"(default {rt.DEFAULT_BUDGET_S['cpu']:g} s on CPU, {rt.DEFAULT_BUDGET_S['cuda']:g} s on CUDA).",
     ),
 ]
 

@@ -128,7 +128,7 @@ CPU_MEMORY_BUDGET_GIB = 4.0
 DEFAULT_WARMUP = {"cpu": 1, "cuda": 5}
 DEFAULT_REPEATS = {"cpu": 5, "cuda": 20}  # fewest timed calls
 DEFAULT_MAX_REPEATS = {"cpu": 100, "cuda": 200}
-DEFAULT_BUDGET_S = {"cpu": 1.0, "cuda": 1.0}  # timed seconds per measurement before it stops early
+DEFAULT_BUDGET_S = {"cpu": 2.0, "cuda": 1.0}  # timed seconds per measurement before it stops early
 LOW_PERCENTILE = 10.0  # the estimate: other work on the machine only adds time
 STABLE_TOLERANCE = 0.02  # the estimate moved by less than this over the last `repeats` calls: stop
 SPREAD_WARNING = 1.5  # p90 / p10 above this: the sweep warns that the machine was busy
@@ -655,8 +655,8 @@ def _warn(df: pd.DataFrame, hooks: Hooks) -> None:
         hooks.log(
             f"warning: {len(noisy)} of {int((df['status'] == 'ok').sum())} timings varied by more than "
             f"{SPREAD_WARNING:g}x between calls (p90/p10; worst {worst['mixer']} {worst['mode']} "
-            f"{worst['resolution']} px: {worst['spread']:.2g}x over {worst['repeats']} calls): the machine was "
-            "busy; the 10th percentile (p10_ms) is reported"
+            f"{worst['resolution']} px: {worst['spread']:.3g}x over {worst['repeats']} calls): the machine was "
+            "busy; the 10th percentile (p10_ms) is reported, an idle machine gives steadier figures"
         )
     violations = monotonicity_violations(df)
     if violations:

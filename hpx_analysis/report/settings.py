@@ -63,7 +63,7 @@ QUICK = ReportSettings(
         "every machine (CI checks the committed figures/ against a fresh run)",
         "ERF: 3 images at 256 px; truncation: 4 images at the model's 224 px evaluation size, "
         "relative sizes 0.25, 0.5, 1, 2; runtime: 112 and 224 px, 1 warm-up call, then 5 to 100 timed "
-        "calls per measurement (their 10th percentile)",
+        "calls per measurement (their 10th percentile; at most 2 s of calls once 5 are done)",
     ),
 )
 FULL = ReportSettings(
