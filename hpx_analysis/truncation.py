@@ -496,11 +496,7 @@ def truncation_sweep(
     """Sweep ``settings.rel_sizes`` for each of ``settings.stages`` (default: all stages with
     long kernels).
 
-    Work saved against recomputing the network per setting (the table is the same up to float
-    rounding): settings whose window keeps a stage's whole kernel run no forward at all (their
-    logits are the untruncated ones); each batch's features entering every swept stage's blocks
-    are computed once; and the untruncated stages after the truncated one run once per batch
-    for all sizes of that stage together.
+    The module docstring says which work it saves against recomputing the network per setting.
 
     Args:
         model: a HyenaPixel-family model (left as found).
