@@ -273,6 +273,8 @@ def test_cli_writes_csv_png_and_json(tmp_path):
         (["--resolutions", "30"], "multiple of the patch size"),
         (["--resolutions", "32,abc"], "whole numbers of pixels"),
         (["--mixers", "conv"], "unknown mixer"),
+        (["--time-budget", "0"], "budget_s must be a positive"),
+        (["--repeats", "5", "--max-repeats", "3"], "max_repeats (3) must be at least repeats (5)"),
     ],
 )
 def test_cli_rejects_bad_input_without_traceback(tmp_path, args, message):
