@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/mixer_runtime.py                 # default CPU sweep
     .venv/bin/python benchmarks/mixer_runtime.py --device cuda   # 224..2240 px on a GPU
 
-Prints the device, the load of the machine and the median runtime (ms) of one token-mixer
+Prints the device, the load of the machine and the runtime (ms, the 10th percentile of
+5-100 timed calls; see :func:`hpx_analysis.runtime.adaptive_times`) of one token-mixer
 layer (64 channels, batch 1, patch size 4) per mixer, mode and resolution, with the
-status where a resolution was not measured. ``--csv`` also keeps the raw rows.
+status where a resolution was not measured, the largest spread between calls and any
+contradiction of the computation. ``--csv`` also keeps the raw rows.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from hpx_analysis import runtime as rt
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mixer x mode rows, resolution columns: median ms, or the status where not measured."""
+    """Mixer x mode rows, resolution columns: p10 ms, or the status where not measured."""
 
     def cell(row) -> str:
         if row.status == "ok":
-            return f"{row.median_ms:.3g}" if row.median_ms < 100 else f"{row.median_ms:.0f}"
+            return f"{row.p10_ms:.3g}" if row.p10_ms < 100 else f"{row.p10_ms:.0f}"
         return "OOM" if row.status.startswith("oom") else "skipped"
 
     table = df.assign(
@@ -51,8 +53,9 @@ def main() -> None:
     print(f"device: {rt.device_description(df['device'].iloc[0], args.threads)}")
     print(f"1-min load average before / after the sweep: {load_before} / {_load()}")
     print(
-        f"one mixer layer, 64 channels, batch 1, patch size 4; median of "
-        f"{int(df['repeats'].max())} timed calls (ms); sweep took {elapsed:.0f} s"
+        f"one mixer layer, 64 channels, batch 1, patch size 4; 10th percentile of "
+        f"{int(df['repeats'].min())}-{int(df['repeats'].max())} timed calls (ms); sweep took {elapsed:.0f} s; "
+        f"largest spread (p90/p10) {df['spread'].max():.2f}x"
     )
     print(summary_table(df).to_string())
     notes = sorted({s for s in df["status"] if s != "ok"})
@@ -63,6 +66,8 @@ def main() -> None:
             for m, md, r in zip(rows["mixer"], rows["mode"], rows["resolution"])
         )
         print(f"- {note}: {where}")
+    for line in rt.monotonicity_violations(df):
+        print(f"- contradicts the computation: {line}")
     if args.csv:
         df.to_csv(args.csv, index=False)
 

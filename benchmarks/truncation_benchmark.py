@@ -2,15 +2,22 @@
 for every setting, on one model and a few random images (checks both give the same table).
 
 usage: python benchmarks/truncation_benchmark.py [--model hpx_former_s4] [--images 8]
-       [--size 64] [--rel-sizes 0.3,1] [--batch-size 2] [--threads N]
+       [--size 64] [--rel-sizes 0.3,1] [--batch-size 2] [--threads N] [--before FILE]
+
+``--before FILE`` also times the sweep of another version of ``hpx_analysis/truncation.py``
+(``git show REV:hpx_analysis/truncation.py > FILE``), in the same process right before the
+current one, for a paired before/after comparison on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
 
 import numpy as np
+import pandas as pd
 import timm
 import torch
 import torch.nn.functional as F
@@ -49,6 +56,22 @@ def full_recompute(model, batches, rel_sizes, stages):
     return {key: (100.0 * a / n, k / n) for key, (a, k) in sums.items()}
 
 
+def sweep_from_file(path: str):
+    """``truncation_sweep`` of the module in ``path``, imported inside the ``hpx_analysis`` package."""
+    spec = importlib.util.spec_from_file_location("hpx_analysis._truncation_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # the dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.truncation_sweep
+
+
+def timed_sweep(sweep, model, batches, name, rel_sizes, stages):
+    """``(seconds, result)`` of one sweep."""
+    t0 = time.perf_counter()
+    res = sweep(model, batches, name=name, rel_sizes=rel_sizes, stages=stages)
+    return time.perf_counter() - t0, res
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="hpx_former_s4")
@@ -57,6 +80,8 @@ def main() -> None:
     p.add_argument("--rel-sizes", default="0.3,1")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--before", default=None, help="another version of hpx_analysis/truncation.py to time as well")
+    p.add_argument("--skip-full", action="store_true", help="with --before: time only the two sweeps")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,9 +99,16 @@ def main() -> None:
 
     with torch.no_grad():  # warm-up (first-call allocations)
         model(x[:1])
-    t0 = time.perf_counter()
-    res = truncation_sweep(model, batches, name=args.model, rel_sizes=rel_sizes, stages=stages)
-    t_reuse = time.perf_counter() - t0
+    # untimed: one image through every setting (probes the fast paths once, fills the kernel caches the
+    # same way for whichever sweep comes next)
+    truncation_sweep(model, [(x[:1], None)], rel_sizes=rel_sizes, stages=stages)
+    if args.before:
+        t_before, res_before = timed_sweep(sweep_from_file(args.before), model, batches, args.model, rel_sizes, stages)
+    t_reuse, res = timed_sweep(truncation_sweep, model, batches, args.model, rel_sizes, stages)
+    if args.before and args.skip_full:
+        pd.testing.assert_frame_equal(res.table, res_before.table, rtol=1e-4, atol=1e-9)
+        print(f"before: {t_before:7.2f} s; current: {t_reuse:7.2f} s = {t_reuse / t_before:.2f}x before (same table)")
+        return
     t0 = time.perf_counter()
     naive = full_recompute(model, batches, rel_sizes, stages)
     t_full = time.perf_counter() - t0
@@ -84,8 +116,12 @@ def main() -> None:
     table = res.table.set_index(["stage", "rel_size", "metric"]).value
     worst = max(abs(table[(s, r, "kl")] - naive[(s, r)][1]) for (s, r) in naive)
     same_agree = all(np.isclose(table[(s, r, "agreement")], naive[(s, r)][0]) for (s, r) in naive)
-    print(f"prefix reuse:         {t_reuse:7.2f} s")
-    print(f"full recomputation:   {t_full:7.2f} s   ({t_full / t_reuse:.2f}x the prefix-reuse time)")
+    if args.before:
+        print(f"before ({args.before}): {t_before:7.2f} s = {t_before / t_full:.2f}x the full recomputation")
+        pd.testing.assert_frame_equal(res.table, res_before.table, rtol=1e-4, atol=1e-9)
+        print("before and current give the same table (to 1e-4)")
+    print(f"current sweep:        {t_reuse:7.2f} s = {t_reuse / t_full:.2f}x the full recomputation")
+    print(f"full recomputation:   {t_full:7.2f} s")
     print(f"same agreement: {same_agree}; largest KL difference: {worst:.2e}")
 
 

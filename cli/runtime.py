@@ -27,6 +27,7 @@ from .common import (
     command_line,
     default_out,
     output_folder,
+    print_note,
     progress,
     split_list,
     user_errors,
@@ -51,8 +52,9 @@ def _table(df, title: str) -> Table:
         ("mode", "left"),
         ("px", "right"),
         ("map", "right"),
-        ("median ms", "right"),
-        ("min ms", "right"),
+        ("p10 ms", "right"),
+        ("spread", "right"),
+        ("calls", "right"),
         ("status", "left"),
     ):
         table.add_column(col, justify=justify, no_wrap=col != "status", min_width=24 if col == "status" else None)
@@ -63,8 +65,9 @@ def _table(df, title: str) -> Table:
             modes.get(row.mode, row.mode),
             str(row.resolution),
             f"{row.feature_size}x{row.feature_size}",
-            fmt(row.median_ms),
-            fmt(row.min_ms),
+            fmt(row.p10_ms),
+            "-" if math.isnan(row.spread) else f"{row.spread:.3g}x",
+            str(row.repeats),
             row.status,
         )
     return table
@@ -106,9 +109,29 @@ RepeatsOption = Annotated[
     typer.Option(
         "--repeats",
         min=1,
-        help="Timed calls per measurement; the median is reported "
+        help="Fewest timed calls per measurement; more follow until the 10th percentile, which the figure "
+        "shows, is stable (see --max-repeats, --time-budget) "
         f"(default {rt.DEFAULT_REPEATS['cpu']} on CPU, "
         f"{rt.DEFAULT_REPEATS['cuda']} on CUDA).",
+    ),
+]
+
+MaxRepeatsOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-repeats",
+        min=1,
+        help="Most timed calls per measurement "
+        f"(default {rt.DEFAULT_MAX_REPEATS['cpu']} on CPU, {rt.DEFAULT_MAX_REPEATS['cuda']} on CUDA).",
+    ),
+]
+
+TimeBudgetOption = Annotated[
+    Optional[float],
+    typer.Option(
+        "--time-budget",
+        help="Seconds of timed calls after which a measurement stops once it has --repeats calls, stable or not "
+        f"(default {rt.DEFAULT_BUDGET_S['cpu']:g} s on CPU, {rt.DEFAULT_BUDGET_S['cuda']:g} s on CUDA).",
     ),
 ]
 
@@ -154,6 +177,8 @@ def runtime(
     mode: ModeOption = Mode.both,
     device: DeviceOption = "auto",
     repeats: RepeatsOption = None,
+    max_repeats: MaxRepeatsOption = None,
+    time_budget: TimeBudgetOption = None,
     warmup: WarmupOption = None,
     memory_budget_gb: MemoryBudgetGbOption = None,
     max_call_seconds: MaxCallSecondsOption = None,
@@ -175,6 +200,8 @@ def runtime(
             batch=batch,
             warmup=warmup,
             repeats=repeats,
+            max_repeats=max_repeats,
+            budget_s=time_budget,
             memory_budget_gib=memory_budget_gb,
             max_call_s=max_call_seconds,
             num_threads=threads,
@@ -192,6 +219,7 @@ def runtime(
             progress=lambda n: bar.advance(task, n),
             on_start=lambda _, todo: bar.update(task, total=todo),
             on_batch=show,
+            log=print_note,
         )
         result = rt.runtime_job(settings, run, hooks)
     Console().print(_table(result.to_frame(), f"Token mixer runtime ({result.settings['device_description']})"))

@@ -17,8 +17,18 @@ What is timed:
   as in training.
 
 Every (mixer, mode, resolution) gets one untimed priming call, ``warmup`` further
-untimed calls, then ``repeats`` timed calls; the median and the minimum are reported.
+untimed calls, then timed calls until the estimate is stable: at least ``repeats`` and at
+most ``max_repeats`` calls, stopping early once the 10th percentile of the times so far has
+moved by less than 2 % over the last ``repeats`` calls or the calls have used ``budget_s``
+seconds (:func:`adaptive_times`). On a busy machine other work only ever adds time to a call,
+so the figure and the checks use that low percentile (``p10_ms``); the median, minimum,
+90th percentile, their ratio (``spread = p90 / p10``) and the number of calls are recorded
+too, and a sweep with a spread above :data:`SPREAD_WARNING` says so in one line.
 On CUDA each call is timed with CUDA events around a synchronised launch.
+
+:func:`monotonicity_violations` lists where a table contradicts what the computation
+implies (a forward slower than forward + backward, a mixer faster at a larger resolution);
+``runtime.json`` holds that list.
 
 Memory: a real out-of-memory error is recorded as status ``"oom"`` and the sweep goes
 on. With a memory budget (always on CPU, default :data:`CPU_MEMORY_BUDGET_GIB`), the
@@ -34,12 +44,14 @@ import contextlib
 import gc
 import json
 import math
-import statistics
+import numbers
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -67,10 +79,17 @@ __all__ = [
     "CPU_MEMORY_BUDGET_GIB",
     "DEFAULT_WARMUP",
     "DEFAULT_REPEATS",
+    "DEFAULT_MAX_REPEATS",
+    "DEFAULT_BUDGET_S",
     "feature_size_for",
     "build_mixer",
     "attention_score_bytes",
     "time_calls",
+    "adaptive_times",
+    "summarize_times",
+    "monotonicity_violations",
+    "LOW_PERCENTILE",
+    "SPREAD_WARNING",
     "device_description",
     "measure_mixer_runtime",
 ]
@@ -88,13 +107,31 @@ MODES = ("forward", "forward_backward")
 # what the commands call the mode choices
 MODE_CHOICES = {"forward": ("forward",), "backward": ("forward_backward",), "both": MODES}
 TABLE_FILE, RECORD_FILE = "runtime.csv", "runtime.json"
-COLUMNS = ["mixer", "resolution", "feature_size", "mode", "device", "median_ms", "min_ms", "repeats", "status"]
+COLUMNS = [
+    "mixer",
+    "resolution",
+    "feature_size",
+    "mode",
+    "device",
+    "median_ms",
+    "min_ms",
+    "repeats",
+    "status",
+    "p10_ms",
+    "p90_ms",
+    "spread",
+]
 
 CPU_RESOLUTIONS = (224, 448, 672, 896)
 CUDA_RESOLUTIONS = tuple(224 * i for i in range(1, 11))  # 224 .. 2240
 CPU_MEMORY_BUDGET_GIB = 4.0
 DEFAULT_WARMUP = {"cpu": 1, "cuda": 5}
-DEFAULT_REPEATS = {"cpu": 3, "cuda": 20}
+DEFAULT_REPEATS = {"cpu": 5, "cuda": 20}  # fewest timed calls
+DEFAULT_MAX_REPEATS = {"cpu": 100, "cuda": 200}
+DEFAULT_BUDGET_S = {"cpu": 2.0, "cuda": 1.0}  # timed seconds per measurement before it stops early
+LOW_PERCENTILE = 10.0  # the estimate: other work on the machine only adds time
+STABLE_TOLERANCE = 0.02  # the estimate moved by less than this over the last `repeats` calls: stop
+SPREAD_WARNING = 1.5  # p90 / p10 above this: the sweep warns that the machine was busy
 
 # first-stage settings of the S18 models (paper Sec. 4: K = 16 -> 2K + 1 embedding
 # channels and 4K filter channels for H_b; H_px stage 1 uses 32 embedding channels)
@@ -167,6 +204,121 @@ def time_calls(
     return times
 
 
+def adaptive_times(
+    time_one: Callable[[], float], min_repeats: int, max_repeats: int, budget_s: float | None = None
+) -> list[float]:
+    """Time calls until the low-percentile estimate is stable.
+
+    Takes at least ``min_repeats`` and at most ``max_repeats`` times; in between it stops once
+    the :data:`LOW_PERCENTILE` of the times so far has stayed within :data:`STABLE_TOLERANCE`
+    (relative) over the last ``min_repeats`` calls (at least 3), or once the times add up to
+    ``budget_s`` seconds.
+
+    Args:
+        time_one: makes one timed call and returns its milliseconds.
+        min_repeats: fewest calls (>= 1).
+        max_repeats: most calls (>= ``min_repeats``).
+        budget_s: seconds of timed calls after which no further call is made once
+            ``min_repeats`` are done (None: no budget).
+
+    Returns:
+        list[float]: the milliseconds of every call, in order.
+    """
+    if not 1 <= min_repeats <= max_repeats:
+        raise ValueError(f"need 1 <= min_repeats <= max_repeats, got {min_repeats} and {max_repeats}")
+    window = max(3, min_repeats)
+    times: list[float] = []
+    estimates: list[float] = []
+    while len(times) < max_repeats:
+        times.append(float(time_one()))
+        estimates.append(float(np.percentile(times, LOW_PERCENTILE)))
+        if len(times) < min_repeats:
+            continue
+        recent = estimates[-window:]
+        if len(recent) == window and max(recent) <= min(recent) * (1 + STABLE_TOLERANCE):
+            break
+        if budget_s is not None and sum(times) >= budget_s * 1e3:
+            break
+    return times
+
+
+def summarize_times(times: list[float]) -> dict:
+    """The columns of one measured row.
+
+    Args:
+        times: milliseconds of the timed calls (at least one).
+
+    Returns:
+        dict: ``p10_ms`` (the estimate, :data:`LOW_PERCENTILE`), ``median_ms``, ``min_ms``,
+        ``p90_ms``, ``spread`` (``p90 / p10``) and ``repeats`` (the number of calls).
+    """
+    t = np.asarray(times, dtype=np.float64)
+    p10, median, p90 = np.percentile(t, [LOW_PERCENTILE, 50.0, 100.0 - LOW_PERCENTILE])
+    return dict(
+        p10_ms=float(p10),
+        median_ms=float(median),
+        min_ms=float(t.min()),
+        p90_ms=float(p90),
+        spread=float(p90 / p10) if p10 > 0 else math.nan,
+        repeats=len(t),
+    )
+
+
+def monotonicity_violations(table: pd.DataFrame, rel_tol: float = 0.1, abs_ms: float = 0.05) -> list[str]:
+    """Where a runtime table contradicts the computation beyond noise.
+
+    Two rules on the measured rows (``status == "ok"``), each on the low-percentile estimate
+    (``p10_ms``; ``min_ms`` in tables without it): a forward may not take longer than forward
+    + backward of the same mixer and resolution, and each (mixer, mode) may not get faster at
+    a larger resolution. ``a`` counts as larger than ``b`` when ``a > b * (1 + rel_tol) + abs_ms``.
+
+    Args:
+        table: a runtime table (:data:`COLUMNS`).
+        rel_tol: relative noise allowance.
+        abs_ms: absolute noise allowance in milliseconds (for the tiny timings).
+
+    Returns:
+        list[str]: one line per violation (empty: consistent).
+    """
+    column = "p10_ms" if "p10_ms" in table.columns else "min_ms"
+    ok = table[table["status"] == "ok"]
+    beyond = lambda a, b: a > b * (1 + rel_tol) + abs_ms  # noqa: E731
+    out = []
+    for (mixer, r), rows in ok.groupby(["mixer", "resolution"], sort=False):
+        ms = dict(zip(rows["mode"], rows[column]))
+        if {"forward", "forward_backward"} <= ms.keys() and beyond(ms["forward"], ms["forward_backward"]):
+            out.append(
+                f"{mixer} at {r} px: forward {ms['forward']:.3g} ms > forward+backward {ms['forward_backward']:.3g} ms"
+            )
+    for (mixer, mode), rows in ok.groupby(["mixer", "mode"], sort=False):
+        rows = rows.sort_values("resolution")
+        pairs = zip(rows["resolution"], rows[column])
+        for (r0, t0), (r1, t1) in zip(pairs, list(zip(rows["resolution"], rows[column]))[1:]):
+            if beyond(t0, t1):
+                out.append(f"{mixer} {mode}: {r1} px {t1:.3g} ms < {r0} px {t0:.3g} ms")
+    return out
+
+
+def _whole(value, name: str, least: int) -> int:
+    """``value`` as an int when it is a whole number (not a bool) of at least ``least``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be whole numbers, got {value!r} ({type(value).__name__})")
+    value = operator.index(value)
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value}")
+    return value
+
+
+def _positive(value, name: str) -> None:
+    """Raise unless ``value`` is None or a finite real number > 0 (not a bool)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+
+
 def _as_tuple(value, name: str) -> tuple:
     if isinstance(value, str):
         value = (value,)
@@ -177,20 +329,13 @@ def _as_tuple(value, name: str) -> tuple:
 
 
 def _measure_one(
-    name: str,
-    resolution: int,
-    mode: str,
-    device: torch.device,
-    dim: int,
-    batch: int,
-    warmup: int,
-    repeats: int,
-    seed: int,
+    name: str, resolution: int, mode: str, device: torch.device, settings: RuntimeSettings, seed: int
 ) -> list[float]:
-    f = feature_size_for(resolution)
+    """Milliseconds of the timed calls of one (mixer, mode, resolution) with resolved ``settings``."""
+    f, dim = feature_size_for(resolution), settings.dim
     torch.manual_seed(seed)
     module = build_mixer(name, resolution, dim).to(device)
-    x = torch.randn(batch, f, f, dim, device=device)
+    x = torch.randn(settings.batch, f, f, dim, device=device)
     try:
         if mode == "forward":
             module.eval()
@@ -203,7 +348,7 @@ def _measure_one(
         else:
             module.train()
             x.requires_grad_(True)
-            grad_out = torch.randn(batch, f, f, dim, device=device)
+            grad_out = torch.randn(settings.batch, f, f, dim, device=device)
             params = list(module.parameters())
 
             def call():
@@ -216,12 +361,17 @@ def _measure_one(
 
         # forward: the fast paths of frozen models (cached kernel spectra); training: the plain layers
         with fast_paths(module) if mode == "forward" else contextlib.nullcontext():
-            for _ in range(1 + warmup):  # priming call (lazy init, kernel cache) + warm-up
+            for _ in range(1 + settings.warmup):  # priming call (lazy init, kernel cache) + warm-up
                 if before is not None:
                     before()
                 call()
             _synchronize(device)
-            return time_calls(call, repeats, device, before)
+            return adaptive_times(
+                lambda: time_calls(call, 1, device, before)[0],
+                settings.repeats,
+                settings.max_repeats,
+                settings.budget_s,
+            )
     finally:
         module = x = None  # drop the layer and its input now (a traceback would keep this frame)
 
@@ -246,10 +396,14 @@ class RuntimeSettings(Settings):
         batch: batch size.
         warmup: untimed warm-up calls (None: 1 on CPU, 5 on CUDA); one more untimed priming
             call always comes first.
-        repeats: timed calls (None: 3 on CPU, 20 on CUDA).
+        repeats: fewest timed calls per measurement (None: :data:`DEFAULT_REPEATS`).
+        max_repeats: most timed calls per measurement (None: :data:`DEFAULT_MAX_REPEATS`,
+            at least ``repeats``).
+        budget_s: seconds of timed calls after which a measurement stops once it has
+            ``repeats`` calls, stable or not (None: :data:`DEFAULT_BUDGET_S`).
         memory_budget_gib: skip attention where its score matrix alone would exceed this;
             None: :data:`CPU_MEMORY_BUDGET_GIB` on CPU, none on CUDA (real OOMs are caught).
-        max_call_s: once a (mixer, mode) takes longer than this per call (median), its
+        max_call_s: once a (mixer, mode) takes longer than this per call (``p10_ms``), its
             larger resolutions are skipped (status ``"skipped: ..."``); None: no limit.
         num_threads: CPU threads for the sweep (``torch.set_num_threads``, restored
             afterwards); None: leave torch's setting.
@@ -262,6 +416,8 @@ class RuntimeSettings(Settings):
     batch: int = 1
     warmup: int | None = None
     repeats: int | None = None
+    max_repeats: int | None = None
+    budget_s: float | None = None
     memory_budget_gib: float | None = None
     max_call_s: float | None = None
     num_threads: int | None = None
@@ -270,7 +426,8 @@ class RuntimeSettings(Settings):
         object.__setattr__(self, "mixers", _as_tuple(self.mixers, "mixers"))
         object.__setattr__(self, "mode", _as_tuple(self.mode, "mode"))
         if self.resolutions is not None:
-            resolutions = tuple(sorted({int(r) for r in _as_tuple(self.resolutions, "resolutions")}))
+            rs = _as_tuple(self.resolutions, "resolutions")
+            resolutions = tuple(sorted({_whole(r, "resolutions (px)", PATCH_SIZE) for r in rs}))
             object.__setattr__(self, "resolutions", resolutions)
         self._check()
 
@@ -283,20 +440,15 @@ class RuntimeSettings(Settings):
                 raise ValueError(f"unknown mode {m!r}; choose from {', '.join(MODES)}")
         for r in self.resolutions or ():
             feature_size_for(r)
-        checks = [
-            (self.warmup is None or self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}"),
-            (self.repeats is None or self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}"),
-            (self.dim >= 1 and self.batch >= 1, "dim and batch must be positive"),
-            (
-                self.memory_budget_gib is None or self.memory_budget_gib > 0,
-                f"memory budget must be positive, got {self.memory_budget_gib}",
-            ),
-            (self.max_call_s is None or self.max_call_s > 0, f"max_call_s must be positive, got {self.max_call_s}"),
-            (self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1, got {self.num_threads}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        wholes = (("dim", 1), ("batch", 1), ("warmup", 0), ("repeats", 1), ("max_repeats", 1), ("num_threads", 1))
+        for name, least in wholes:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _whole(value, name, least))
+        for name in ("budget_s", "memory_budget_gib", "max_call_s"):
+            _positive(getattr(self, name), name)
+        if self.repeats is not None and self.max_repeats is not None and self.max_repeats < self.repeats:
+            raise ValueError(f"max_repeats ({self.max_repeats}) must be at least repeats ({self.repeats})")
 
     def resolved(self, device: torch.device) -> RuntimeSettings:
         """These settings with the device's defaults filled in (resolutions, warm-up,
@@ -310,10 +462,15 @@ class RuntimeSettings(Settings):
             memory budget on CUDA).
         """
         kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+        repeats = DEFAULT_REPEATS[kind] if self.repeats is None else self.repeats
+        if self.max_repeats is not None:
+            repeats = min(repeats, self.max_repeats)
         return self.replace(
             resolutions=self.resolutions or (CUDA_RESOLUTIONS if kind == "cuda" else CPU_RESOLUTIONS),
             warmup=DEFAULT_WARMUP[kind] if self.warmup is None else int(self.warmup),
-            repeats=DEFAULT_REPEATS[kind] if self.repeats is None else int(self.repeats),
+            repeats=repeats,
+            max_repeats=max(repeats, DEFAULT_MAX_REPEATS[kind]) if self.max_repeats is None else self.max_repeats,
+            budget_s=DEFAULT_BUDGET_S[kind] if self.budget_s is None else self.budget_s,
             memory_budget_gib=self.memory_budget_gib
             if self.memory_budget_gib is not None or kind == "cuda"
             else CPU_MEMORY_BUDGET_GIB,
@@ -337,8 +494,8 @@ def measure_mixer_runtime(*args, **kwargs) -> pd.DataFrame:
         **kwargs: as :func:`runtime_sweep`.
 
     Returns:
-        DataFrame with :data:`COLUMNS`; ``median_ms``/``min_ms`` are NaN and ``repeats`` 0
-        where the row was not measured (``status`` says why).
+        DataFrame with :data:`COLUMNS`; the timings are NaN and ``repeats`` 0 where the row
+        was not measured (``status`` says why).
     """
     return runtime_sweep(*args, **kwargs).table
 
@@ -363,8 +520,8 @@ def _sweep(settings: RuntimeSettings, dev: torch.device, seed: int, hooks: Hooks
             too_slow = None  # (resolution, seconds) that crossed max_call_s
             for r in settings.resolutions:
                 row = _row(name, r, m, dev, settings, seed, too_slow)
-                if settings.max_call_s is not None and row["median_ms"] / 1e3 > settings.max_call_s:
-                    too_slow = (r, row["median_ms"] / 1e3)
+                if settings.max_call_s is not None and row["p10_ms"] / 1e3 > settings.max_call_s:
+                    too_slow = (r, row["p10_ms"] / 1e3)
                 rows.append(row)
                 hooks.on_batch(row)
                 hooks.progress(1)
@@ -383,6 +540,9 @@ def _row(name: str, r: int, mode: str, dev: torch.device, settings: RuntimeSetti
         min_ms=math.nan,
         repeats=0,
         status="ok",
+        p10_ms=math.nan,
+        p90_ms=math.nan,
+        spread=math.nan,
     )
     budget = settings.memory_budget_gib
     need = attention_score_bytes(r, settings.dim, settings.batch) / 2**30 if name == "attention" else 0.0
@@ -397,9 +557,7 @@ def _row(name: str, r: int, mode: str, dev: torch.device, settings: RuntimeSetti
         return row
     failed = False
     try:
-        s = settings
-        times = _measure_one(name, r, mode, dev, s.dim, s.batch, s.warmup, s.repeats, seed)
-        row.update(median_ms=statistics.median(times), min_ms=min(times), repeats=len(times))
+        row.update(summarize_times(_measure_one(name, r, mode, dev, settings, seed)))
     except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded
         failed = True
         if not is_out_of_memory(err):
@@ -449,7 +607,8 @@ def runtime_sweep(
     Args:
         settings: what is timed (default :class:`RuntimeSettings`).
         run: the device and seed.
-        hooks: ``on_batch(row)`` and ``progress(1)`` after each finished row.
+        hooks: ``on_batch(row)`` and ``progress(1)`` after each finished row; ``log`` warns
+            (one line each) of a large spread and of contradictions (:func:`monotonicity_violations`).
         device: shortcut for ``run``'s device; default auto.
         seed: shortcut for ``run``'s seed; default 0.
         **overrides: settings fields replacing those of ``settings`` (e.g. ``mode="forward"``).
@@ -463,8 +622,10 @@ def runtime_sweep(
     run = _run_of(run, device, seed)
     dev = torch.device(resolve_device(run.device))
     start = time.perf_counter()
-    df = _timed_rows(settings, dev, run.seed, hooks or Hooks())
+    hooks = hooks or Hooks()
+    df = _timed_rows(settings, dev, run.seed, hooks)
     elapsed = time.perf_counter() - start
+    _warn(df, hooks)
     used = settings.resolved(dev)
     record = {
         "mixers": list(used.mixers),
@@ -472,7 +633,10 @@ def runtime_sweep(
         "modes": list(used.mode),
         "device": str(dev),
         "device_description": device_description(dev, used.num_threads),
-        **{key: getattr(used, key) for key in ("dim", "batch", "warmup", "repeats", "memory_budget_gib")},
+        **{key: getattr(used, key) for key in ("dim", "batch", "warmup", "repeats", "max_repeats", "budget_s")},
+        "memory_budget_gib": used.memory_budget_gib,
+        "estimator": f"{LOW_PERCENTILE:g}th percentile of the timed calls (p10_ms)",
+        "monotonicity_violations": monotonicity_violations(df),
         "max_call_seconds": used.max_call_s,
         "threads": used.num_threads or torch.get_num_threads(),
         "seed": run.seed,
@@ -481,6 +645,25 @@ def runtime_sweep(
         "versions": versions(),
     }
     return RuntimeResult(df, {**record, **record_header(settings)})
+
+
+def _warn(df: pd.DataFrame, hooks: Hooks) -> None:
+    """One line each, through ``hooks.log``: measurements with a large spread, and contradictions."""
+    noisy = df[df["spread"] > SPREAD_WARNING]
+    if len(noisy):
+        worst = noisy.loc[noisy["spread"].idxmax()]
+        hooks.log(
+            f"warning: {len(noisy)} of {int((df['status'] == 'ok').sum())} timings varied by more than "
+            f"{SPREAD_WARNING:g}x between calls (p90/p10; worst {worst['mixer']} {worst['mode']} "
+            f"{worst['resolution']} px: {worst['spread']:.3g}x over {worst['repeats']} calls): the machine was "
+            "busy; the 10th percentile (p10_ms) is reported, an idle machine gives steadier figures"
+        )
+    violations = monotonicity_violations(df)
+    if violations:
+        hooks.log(
+            f"warning: {len(violations)} timing(s) contradict the computation beyond noise "
+            f"(runtime.json 'monotonicity_violations'), e.g. {violations[0]}"
+        )
 
 
 def runtime_job(

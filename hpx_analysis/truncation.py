@@ -11,13 +11,19 @@ the untruncated model:
 - ``kl``: mean KL divergence ``KL(p_untruncated || p_truncated)`` in nats;
 - ``top1``, ``top5``: % accuracy, only when the batches carry labels (IN-1k indices).
 
-Stage-prefix reuse: truncating stage ``s`` changes nothing before it, so each batch's
-features entering every swept stage are computed once (one pass through the stages,
-continued from one to the next exactly as ``HyenaMetaFormer.forward_to_stage`` does) and
-every setting of stage ``s`` runs only ``forward_from_stage(features, s)``. Batches are
-grouped into chunks (``chunk_images``) whose features are kept while every setting runs
-over the chunk, so that a setting's truncated kernel and its spectrum are built once per
-chunk, not once per batch.
+Work saved against recomputing the network per setting (same table up to float rounding):
+
+- Whole kernels: a setting whose window keeps every tap of its stage's kernels
+  (:func:`whole_kernel_settings`) gives the untruncated logits bit for bit, so it runs no
+  forward; its row is the untruncated model's.
+- Stage prefixes: truncating stage ``s`` changes nothing before its blocks, so each batch's
+  features entering every swept stage's blocks (after its down-sampling) are computed once,
+  in the same pass that gives the untruncated logits.
+- Shared suffix batches: the untruncated stages after ``s`` run once per batch for all
+  sizes of stage ``s`` together (their stage outputs stacked into one batch).
+- Batches are grouped into chunks (``chunk_images``) whose features are kept while every
+  setting runs over the chunk, so that a setting's truncated kernel and its spectrum are
+  built once per chunk, not once per batch.
 
 Sharding: under ``torchrun`` every process evaluates its own share of the batches and the
 per-setting counts and sums are summed over processes (see :mod:`.sharding`); every
@@ -63,6 +69,7 @@ __all__ = [
     "swept_stages",
     "restore_truncations",
     "stage_prefixes",
+    "whole_kernel_settings",
     "BASELINE_STAGE",
 ]
 
@@ -395,6 +402,86 @@ def _accumulate(
         acc[row, _TOP5] += (top5 == labels[:, None]).any(-1).sum().item()
 
 
+def _keeps_whole_kernel(mixer: nn.Module, rel_size: float, shape: str) -> bool:
+    """Whether a window of ``rel_size`` keeps every tap of ``mixer``'s kernel (its output is then
+    the untruncated one, bit for bit)."""
+    saved = mixer.truncation
+    mixer.set_truncation(rel_size, shape)
+    try:
+        mask = mixer._long_filter().truncation_mask()
+    finally:
+        mixer.set_truncation(None if saved is None else saved.rel_size, "square" if saved is None else saved.shape)
+    return mask is None or bool(mask.all())
+
+
+def whole_kernel_settings(model: nn.Module, pairs: Sequence[tuple[int, float]], shape: str = "square") -> set:
+    """The settings whose window keeps the whole kernel of every long mixer of their stage.
+
+    Args:
+        model: a HyenaPixel-family model.
+        pairs: ``(stage, rel_size)`` settings.
+        shape: the window's shape.
+
+    Returns:
+        set[tuple[int, float]]: those of ``pairs`` that change nothing (no forward needed:
+        their logits are the untruncated model's).
+    """
+    by_stage = _check_model(model, "")
+    return {(s, r) for s, r in pairs if all(_keeps_whole_kernel(m, r, shape) for m in by_stage[s])}
+
+
+def _stage_inputs(model: nn.Module, x: torch.Tensor, stages: Sequence[int]) -> tuple[dict, torch.Tensor]:
+    """Features entering the blocks of each of ``stages`` (after its down-sampling), and the
+    untruncated logits, in one pass."""
+    out, h = {}, x
+    for i in range(model.num_stages):
+        h = model.downsample_layers[i](h)
+        if i in stages:
+            out[i] = h
+        h = model.stages[i](h)
+    return out, model.forward_head(h.permute(0, 3, 1, 2))
+
+
+def _suffix(model: nn.Module, h: torch.Tensor, stage: int) -> torch.Tensor:
+    """Logits from the output of stage ``stage``'s blocks (the untruncated rest of the network)."""
+    for i in range(stage + 1, model.num_stages):
+        h = model.stages[i](model.downsample_layers[i](h))
+    return model.forward_head(h.permute(0, 3, 1, 2))
+
+
+@dataclass
+class _Batch:
+    """One batch of a chunk: the features entering each swept stage's blocks, the untruncated
+    log-probabilities and top-1 classes, the labels and the number of images."""
+
+    inputs: dict[int, torch.Tensor]
+    ref_logp: torch.Tensor
+    ref_top1: torch.Tensor
+    labels: torch.Tensor | None
+    n: int
+
+
+def _run_stage(model: nn.Module, chunk: list[_Batch], stage: int, rows: list, mixers: list, shape: str, acc) -> None:
+    """Every truncated size (``rows``: ``(accumulator row, rel_size)``) of one stage over a chunk.
+
+    Each size's truncated kernel (and its cached spectrum) is set once and runs the stage's
+    blocks over every batch of the chunk; the untruncated rest of the network then runs once
+    per batch for all sizes together (their outputs stacked into one batch)."""
+    outputs = []
+    for _, r in rows:
+        try:
+            for m in mixers:
+                m.set_truncation(r, shape)
+            outputs.append([model.stages[stage](b.inputs[stage]) for b in chunk])
+        finally:
+            for m in mixers:
+                m.set_truncation(None)
+    for i, b in enumerate(chunk):
+        logits = _suffix(model, torch.cat([out[i] for out in outputs]), stage)
+        for (row, _), part in zip(rows, logits.split(b.n)):
+            _accumulate(acc, row, part, b.ref_logp, b.ref_top1, b.labels)
+
+
 def truncation_sweep(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
@@ -409,6 +496,8 @@ def truncation_sweep(
     """Sweep ``settings.rel_sizes`` for each of ``settings.stages`` (default: all stages with
     long kernels).
 
+    The module docstring says which work it saves against recomputing the network per setting.
+
     Args:
         model: a HyenaPixel-family model (left as found).
         batches: yields ``(images, labels)``: images already transformed ``(B, 3, H, W)`` on
@@ -422,7 +511,7 @@ def truncation_sweep(
         chunk_images: the features entering the swept stages are kept for about this many
             images at a time, so that each setting's truncated kernel and its FFT spectrum are
             computed once per chunk rather than once per batch (memory: roughly 2 MB per
-            224 px image for an S18 model).
+            224 px image for an S18 model, plus each stage's output per truncated size).
         **overrides: settings fields replacing those of ``settings``.
 
     Returns:
@@ -436,41 +525,38 @@ def truncation_sweep(
         raise ValueError(f"chunk_images must be at least 1, got {chunk_images}")
     pairs = [(s, r) for s in stage_ids for r in settings.rel_sizes]
     acc = torch.zeros(len(pairs) + 1, 6, dtype=torch.float64)
-    last = max(stage_ids)
-
-    def run_chunk(chunk):
-        # chunk: [(prefixes, ref_logp, ref_top1, labels, batch size)]; each setting's kernel
-        # (and its FFT spectrum, cached by the filter) is computed once per chunk
-        for row, (s, r) in enumerate(pairs, start=1):
-            try:
-                for m in by_stage[s]:
-                    m.set_truncation(r, settings.shape)
-                for prefixes, ref_logp, ref_top1, labels, _ in chunk:
-                    logits = model.forward_from_stage(prefixes[s], s)
-                    _accumulate(acc, row, logits, ref_logp, ref_top1, labels)
-            finally:
-                for m in by_stage[s]:
-                    m.set_truncation(None)
-        for *_, n in chunk:
-            hooks.progress(n)
 
     with restore_truncations(model), fast_paths(model), torch.no_grad():
+        unchanged = whole_kernel_settings(model, pairs, settings.shape)
+        todo = {
+            s: [(row, r) for row, (t, r) in enumerate(pairs, 1) if t == s and (t, r) not in unchanged]
+            for s in stage_ids
+        }
+
+        def run_chunk(chunk):
+            for s in stage_ids:
+                if todo[s]:
+                    _run_stage(model, chunk, s, todo[s], by_stage[s], settings.shape, acc)
+            for b in chunk:
+                hooks.progress(b.n)
+
         chunk, in_chunk = [], 0
         for x, labels in batches:
             if labels is not None:
                 labels = labels.to(x.device)
-            prefixes = stage_prefixes(model, x, stage_ids)
-            ref = model.forward_from_stage(prefixes[last], last)
+            inputs, ref = _stage_inputs(model, x, stage_ids)
             ref_logp = F.log_softmax(ref.double(), dim=-1)
-            ref_top1 = ref.argmax(-1)
-            _accumulate(acc, 0, ref, ref_logp, ref_top1, labels)
-            chunk.append((prefixes, ref_logp, ref_top1, labels, x.shape[0]))
+            _accumulate(acc, 0, ref, ref_logp, ref.argmax(-1), labels)
+            chunk.append(_Batch(inputs, ref_logp, ref.argmax(-1), labels, x.shape[0]))
             in_chunk += x.shape[0]
             if in_chunk >= chunk_images:
                 run_chunk(chunk)
                 chunk, in_chunk = [], 0
         if chunk:
             run_chunk(chunk)
+    for row, pair in enumerate(pairs, 1):
+        if pair in unchanged:  # the untruncated logits: what the baseline row accumulated
+            acc[row] = acc[0]
     full = {s: v for s, v in full_rel_sizes(model).items() if s in stage_ids}
     return _result(reduce(acc), pairs, name, full)
 
@@ -521,11 +607,23 @@ def truncation_for_model(
         TruncationResult: with the model's record, the images skipped and the seconds taken.
 
     Raises:
+        TypeError: ``loaded`` is not a LoadedModel (a bare module, for instance).
         NoLongKernelsError: the model has no long kernels (before any image is read).
     """
     from .io.batches import ImageBatches
     from .io.images import labels_available, model_eval_transform
+    from .io.weights import LoadedModel
 
+    if not isinstance(loaded, LoadedModel):
+        hint = (
+            "; for a bare nn.Module call truncation_sweep(module, batches, name=...) with batches of tensors"
+            if isinstance(loaded, nn.Module)
+            else ""
+        )
+        raise TypeError(
+            "truncation_for_model expects a LoadedModel (hpx_analysis.load_model('hpx_former_s18') gives one), "
+            f"got {type(loaded).__name__}{hint}"
+        )
     settings = TruncationSettings.from_overrides(settings, **overrides)
     run = run or RunContext()
     swept_stages(loaded.model, settings.stages, loaded.name)

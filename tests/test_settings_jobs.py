@@ -26,7 +26,7 @@ from hpx_analysis.report import QUICK, build_report, sections
 from hpx_analysis.settings import Hooks, RunContext, Settings
 from hpx_analysis.truncation import TruncationSettings, truncation_job, truncation_sweep
 
-RUNTIME_TINY = dict(mixers=("hpx", "attention"), resolutions=(32,), mode="forward", warmup=0, repeats=1)
+RUNTIME_TINY = dict(mixers=("hpx", "attention"), resolutions=(32,), mode="forward", warmup=0, repeats=1, max_repeats=1)
 
 
 @pytest.fixture

@@ -255,3 +255,52 @@ def test_other_folders_give_label_free_metrics(tmp_path, model):
     assert set(res.table.metric) == {"agreement", "kl"} and "no labels" in res.notes[0]
     assert res.n_images == 2 and len(batches.skipped) == 1 and "broken.png" in batches.skipped[0][0]
     assert math.isnan(res.table[res.table.stage == BASELINE_STAGE].rel_size.iloc[0])
+
+
+def test_fast_sweep_equals_full_recomputation_per_setting(model, data):
+    x = data[0]
+    stages, rels = [0, 1, 2, 3], [0.3, 1.0, 1.9, 2.0]  # 1.9 keeps the whole kernel of stage 3 only
+    res = truncation_sweep(model, [(x[:4], None), (x[4:], None)], name="m", rel_sizes=rels, stages=stages)
+    from benchmarks.truncation_benchmark import full_recompute  # one whole forward per setting
+
+    naive = full_recompute(model, [(x, None)], rels, stages)
+    for (s, r), (agree, kl) in naive.items():
+        assert _value(res.table, s, r, "agreement") == pytest.approx(agree)
+        assert _value(res.table, s, r, "kl") == pytest.approx(kl, rel=1e-4, abs=1e-9)
+    assert naive[(0, 0.3)][1] > 1e-3  # the comparison is not between unchanged models
+
+
+def test_settings_that_keep_the_whole_kernel_run_no_forward(model, data):
+    from hpx_analysis.truncation import whole_kernel_settings
+
+    x = data[0]
+    # 13 / 7 = 1.857 <= 1.9 keeps stage 3's whole 13-tap kernel; stage 0's 111 taps on 56 need 1.98
+    assert whole_kernel_settings(model, [(0, 1.9), (3, 1.9), (3, 1.8), (0, 2.0)]) == {(3, 1.9), (0, 2.0)}
+    images_through = {i: 0 for i in range(4)}
+    head_images = []
+    handles = [
+        model.stages[i].register_forward_hook(
+            lambda mod, inp, out, i=i: images_through.__setitem__(i, images_through[i] + inp[0].shape[0])
+        )
+        for i in range(4)
+    ]
+    handles.append(model.head.register_forward_hook(lambda mod, inp, out: head_images.append(inp[0].shape[0])))
+    try:
+        truncation_sweep(model, [(x[:4], None), (x[4:], None)], rel_sizes=[0.5, 1.9, 2.0], stages=[0, 3])
+    finally:
+        for h in handles:
+            h.remove()
+    n = x.shape[0]
+    # the untruncated pass (every stage once), stage 0 at 0.5 and 1.9 (stages 0-3 and the head for
+    # each) and stage 3 at 0.5 (stage 3 and the head); 2.0 (both stages) and stage 3 at 1.9 run nothing
+    assert images_through == {0: 3 * n, 1: 3 * n, 2: 3 * n, 3: 4 * n}
+    assert sum(head_images) == 4 * n
+
+
+def test_truncation_for_model_wants_a_loaded_model(model):
+    from hpx_analysis.truncation import truncation_for_model
+
+    with pytest.raises(TypeError, match="expects a LoadedModel.*got HyenaMetaFormer.*truncation_sweep"):
+        truncation_for_model(model, [])
+    with pytest.raises(TypeError, match="expects a LoadedModel.*got str"):
+        truncation_for_model("hpx_former_s4", [])

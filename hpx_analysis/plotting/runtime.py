@@ -17,11 +17,13 @@ MODE_LABELS = {"forward": "forward", "forward_backward": "forward + backward"}
 
 
 def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
-    """Draw median runtime (ms) against resolution (px) for each mixer and mode.
+    """Draw runtime (ms) against resolution (px) for each mixer and mode.
 
-    One colour per mixer, solid for forward and dashed for forward + backward; rows whose
-    status starts with ``"oom"`` are marked with an ``x`` at the top edge of the axes at
-    their resolution. Returns the figure.
+    The lines are the low-percentile estimate ``p10_ms`` (``median_ms`` in tables written
+    before it existed), with a light band up to ``p90_ms`` where the table has it: the spread
+    between calls. One colour per mixer, solid for forward and dashed for forward + backward;
+    rows whose status starts with ``"oom"`` are marked with an ``x`` at the top edge of the
+    axes at their resolution. Returns the figure.
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(8.0, 4.8))
@@ -33,11 +35,12 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
     colours = {m: f"C{i}" for i, m in enumerate(names)}
     top = ax.get_xaxis_transform()  # x in data, y in axes fraction
     ok = df[df["status"] == "ok"]
+    y = "p10_ms" if "p10_ms" in df.columns else "median_ms"
     if not ok.empty:
         sns.lineplot(
             data=ok,
             x="resolution",
-            y="median_ms",
+            y=y,
             hue="mixer",
             hue_order=[n for n in names if n in set(ok["mixer"])],
             palette=colours,
@@ -50,16 +53,19 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
             legend=False,
             ax=ax,
         )
+    if "p90_ms" in ok.columns:
+        for (name, _), rows in ok.sort_values("resolution").groupby(["mixer", "mode"], sort=False):
+            ax.fill_between(rows["resolution"], rows[y], rows["p90_ms"], color=colours[name], alpha=0.12, lw=0)
     oom = df[df["status"].str.startswith("oom")]
     any_oom = not oom.empty
     for (name, mode), rows in oom.groupby(["mixer", "mode"], sort=False):
-        y = 0.96 if mode == "forward" else 0.91
+        mark = 0.96 if mode == "forward" else 0.91
         ax.scatter(
-            rows["resolution"], [y] * len(rows), marker="x", s=30, color=colours[name], transform=top, clip_on=False
+            rows["resolution"], [mark] * len(rows), marker="x", s=30, color=colours[name], transform=top, clip_on=False
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    measured = df.loc[df["status"] == "ok", "median_ms"]
+    measured = df.loc[df["status"] == "ok", y]
     if any_oom and len(measured):  # headroom so that the OOM marks sit above every line
         low, high = measured.min(), measured.max()
         ax.set_ylim(low / 1.5, high * 4)
@@ -69,7 +75,7 @@ def plot_runtime(df: pd.DataFrame, ax=None, title: str | None = None):
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.tick_params(axis="x", labelrotation=45 if len(resolutions) > 6 else 0)
     ax.set_xlabel("input resolution (px, patch size 4)")
-    ax.set_ylabel("median runtime per layer (ms)")
+    ax.set_ylabel("ms per layer (10th percentile; band to the 90th)" if y == "p10_ms" else "median ms per layer")
     ax.grid(True, which="both", alpha=0.3)
     if title is None:
         devices = ", ".join(sorted(set(df["device"].astype(str))))

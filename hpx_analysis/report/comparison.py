@@ -35,10 +35,11 @@ VOLATILE_KEYS = frozenset(
         "images",
         "created",
         "fast_paths",  # which fast paths ran depends on the machine (CPU features, CUDA)
+        "monotonicity_violations",  # found in the timings, which depend on the machine
     }
 )
 # runtime.csv columns that hold timings: compared for presence only.
-TIMING_COLUMNS = frozenset({"median_ms", "min_ms"})
+TIMING_COLUMNS = frozenset({"median_ms", "min_ms", "p10_ms", "p90_ms", "spread", "repeats"})
 DATA_SUFFIXES = (".csv", ".json", ".npy", ".npz")
 
 

@@ -88,15 +88,21 @@ def runtime_markdown(result) -> tuple[str, str]:
         tuple[str, str]: how it was made, and its markdown tables.
     """
     df, info = result.to_frame(), result.settings
-    ok = df.assign(value=[f"{v:.3g}" if s == "ok" else s.split(" (")[0] for v, s in zip(df["median_ms"], df["status"])])
+    ok = df.assign(value=[f"{v:.3g}" if s == "ok" else s.split(" (")[0] for v, s in zip(df["p10_ms"], df["status"])])
     table = ok.pivot_table(index=["mixer", "mode"], columns="resolution", values="value", aggfunc="first", sort=False)
     table.columns = [f"{c} px (ms)" for c in table.columns]
     how = (
         f"One mixer layer ({info['dim']} channels, batch {info['batch']}, seeded random init) on "
-        f"{info['device_description']}; median of {info['repeats']} timed calls after "
-        f"{info['warmup']} warm-up call(s); resolutions {', '.join(map(str, info['resolutions']))} px "
-        f"(patch size {info['patch_size']}). Timings depend on the machine."
+        f"{info['device_description']}; the 10th percentile of {info['repeats']} to {info['max_repeats']} timed "
+        f"calls (until it is stable) after {info['warmup']} warm-up call(s); resolutions "
+        f"{', '.join(map(str, info['resolutions']))} px (patch size {info['patch_size']}). Timings depend on "
+        "the machine and its load; runtime.csv has the median, the 90th percentile and the spread."
     )
+    violations = info.get("monotonicity_violations") or []
+    if violations:
+        how += " Not monotone where the computation is (a busy machine): " + "; ".join(map(str, violations)) + "."
+    else:
+        how += " Forward is at most forward + backward and each mixer's time grows with the resolution."
     return how, markdown_table(table.reset_index())
 
 
