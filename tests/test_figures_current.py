@@ -9,7 +9,8 @@ compares it with the committed figures/ (:func:`hpx_analysis.report.compare_repo
   bits between CPUs and thread counts), arrays with atol at least 1e-4 of their largest
   magnitude (the raw ERF matrices' near-zero tail moves by a few 1e-6 of the maximum between
   1 and 2 threads), text exactly (model names, weights, statuses);
-- runtime timings (``median_ms``, ``min_ms``, ``p10_ms``, ``p90_ms``, ``spread``, ``repeats``) and everything about the run rather than the
+- runtime timings (``median_ms``, ``min_ms``, ``p10_ms``, ``p90_ms``, ``spread``, ``repeats``) and
+  everything about the run rather than the
   analysis (seconds, versions, command line, thread count, CPU name, image paths) only for
   their presence, since they depend on the machine.
 
