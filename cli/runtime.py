@@ -13,7 +13,6 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from hpx_analysis import runtime as rt
@@ -30,6 +29,7 @@ from .common import (
     print_note,
     progress,
     split_list,
+    stdout_console,
     user_errors,
 )
 
@@ -222,5 +222,5 @@ def runtime(
             log=print_note,
         )
         result = rt.runtime_job(settings, run, hooks)
-    Console().print(_table(result.to_frame(), f"Token mixer runtime ({result.settings['device_description']})"))
-    Console().print(f"wrote {out_dir / 'runtime.csv'}, {out_dir / 'runtime.png'}, {out_dir / 'runtime.json'}")
+    stdout_console.print(_table(result.to_frame(), f"Token mixer runtime ({result.settings['device_description']})"))
+    stdout_console.print(f"wrote {out_dir / 'runtime.csv'}, {out_dir / 'runtime.png'}, {out_dir / 'runtime.json'}")

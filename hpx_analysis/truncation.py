@@ -53,6 +53,7 @@ from .execution.distributed import all_reduce_sum
 from .kernels import NoLongKernelsError
 from .models import long_conv_mixers
 from .models.fast import fast_path_record, fast_paths
+from .plotting.labels import short_weights
 from .settings import Hooks, RunContext, Settings
 
 __all__ = [
@@ -241,7 +242,7 @@ class TruncationComparison:
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.to_frame().to_csv(out_dir / TABLE_FILE, index=False)
+        short_weights(self.to_frame()).to_csv(out_dir / TABLE_FILE, index=False)
         record = {
             "settings": self.settings,
             "models": [r.record() for r in self.results],
@@ -249,7 +250,7 @@ class TruncationComparison:
         }
         (out_dir / RECORD_FILE).write_text(json.dumps(record, indent=1))
         if self.by_distance is not None:
-            self.by_distance.to_csv(out_dir / PROBE_TABLE_FILE, index=False)
+            short_weights(self.by_distance).to_csv(out_dir / PROBE_TABLE_FILE, index=False)
         return out_dir
 
     @classmethod
