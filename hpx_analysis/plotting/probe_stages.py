@@ -34,7 +34,8 @@ def plot_accuracy_with_reach(table: pd.DataFrame, reach: dict | None = None, ax=
     reach = {m: r for m, r in (reach or {}).items() if not math.isnan(r["reach_px"])}
     fig = plot_probe_accuracy(table, ax, chance, rf_px={m: r["reach_px"] for m, r in reach.items()})
     ax = ax if ax is not None else fig.axes[0]
-    lines = {line.get_label(): line for line in ax.lines}
+    # plot_probe_accuracy labels each line "model [weights tag]"
+    lines = {line.get_label().split(" [")[0]: line for line in ax.lines}
     for model, sub in table.groupby("model", sort=False):
         sub, colour = sub.sort_values("distance_px"), lines[model].get_color()
         ax.fill_between(sub.distance_px, 100 * sub.ci_low, 100 * sub.ci_high, color=colour, alpha=0.15, lw=0)
