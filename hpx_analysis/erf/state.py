@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..io.output import atomic_write
 
 __all__ = ["ErfAccumulator", "ErfStateError"]
 
@@ -198,16 +199,7 @@ class ErfAccumulator:
         }
         meta["checksum"] = _checksum(total, meta)
         meta_bytes = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, total=total, meta=meta_bytes)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda fh: np.savez(fh, total=total, meta=meta_bytes))
         return path
 
     @classmethod

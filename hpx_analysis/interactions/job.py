@@ -14,11 +14,12 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ..io.output import atomic_write
 from ..jobs import loaded_models, record_header
 from ..probe.analysis import images_for_model
 from ..settings import Hooks, RunContext, json_ready
 from .maps import interaction_maps
-from .result import InteractionResult, atomic_write, interactions_frame
+from .result import InteractionResult, interactions_frame
 from .settings import InteractionSettings
 
 __all__ = ["run_interactions", "run_labels", "write_interactions", "RECORD_FILE", "TABLE_FILE"]

@@ -10,15 +10,15 @@ reads it back.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["BlockInteractions", "InteractionResult", "interactions_frame", "atomic_write", "FRAME_COLUMNS"]
+from ..io.output import atomic_write
+
+__all__ = ["BlockInteractions", "InteractionResult", "interactions_frame", "FRAME_COLUMNS"]
 
 FRAME_COLUMNS = (
     "model",
@@ -32,32 +32,6 @@ FRAME_COLUMNS = (
     "queries",
 )
 _ARRAYS = ("maps", "first_maps")
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Write ``path`` through ``write(file object)`` under a temporary name in its folder,
-    then rename it over ``path``; on any error the temporary file is removed.
-
-    Args:
-        path: the file to write.
-        write: called with a binary file object.
-
-    Returns:
-        Path: ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass

@@ -226,6 +226,24 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     _sync_folder(target.parent)
 
 
+def atomic_write(path: str | os.PathLike, write: Callable) -> Path:
+    """Write ``path`` all at once through ``write(binary file object)`` (:func:`atomic_file`);
+    its folder is created if needed.
+
+    Args:
+        path: the file to write.
+        write: called with the temporary file opened for binary writing.
+
+    Returns:
+        Path: ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+    return path
+
+
 def _finish_commit(out: Path, replaces: Callable[[str], bool], marker: str) -> None:
     """Move a complete run's files from ``out/.hpx-commit`` into ``out``: first the old
     marker goes, then the previous run's other files (``replaces(name)``) that the new run

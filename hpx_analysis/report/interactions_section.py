@@ -163,8 +163,8 @@ def run_interaction_section(
         InteractionSectionResult: the results and the border table.
     """
     from ..interactions import InteractionSettings, run_interactions
-    from ..interactions.result import atomic_write
     from ..io.images import list_images
+    from ..io.output import atomic_write
 
     settings, run = settings or InteractionSectionSettings(), run or RunContext()
     analysis = InteractionSettings(size=settings.size, maps=settings.maps(), queries_sampled=settings.queries_sampled)

@@ -108,7 +108,7 @@ def write_probe_interactions(result: ProbeInteractions, out_dir: str | Path) -> 
     """
     import matplotlib.pyplot as plt
 
-    from ..interactions.result import atomic_write
+    from ..io.output import atomic_write
     from ..plotting.probe_interactions import plot_probe_interactions
 
     out = Path(out_dir)
