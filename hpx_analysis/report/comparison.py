@@ -41,6 +41,8 @@ VOLATILE_KEYS = frozenset(
 # runtime.csv columns that hold timings: compared for presence only.
 TIMING_COLUMNS = frozenset({"median_ms", "min_ms", "p10_ms", "p90_ms", "spread", "repeats"})
 DATA_SUFFIXES = (".csv", ".json", ".npy", ".npz")
+# an npz member holding a JSON record as uint8 bytes: compared as JSON (volatile keys skipped)
+JSON_ARRAY = "meta"
 
 
 def _close(a, b, rtol: float, atol: float) -> bool:
@@ -142,5 +144,9 @@ def compare_reports(committed: Path, fresh: Path, rtol: float = RTOL, atol: floa
             if set(za.files) != set(zb.files):
                 out.append(f"{name}: arrays differ (committed {sorted(za.files)}, new {sorted(zb.files)})")
             for key in sorted(set(za.files) & set(zb.files)):
-                _compare_arrays(za[key], zb[key], f"{name}[{key}]", rtol, atol, out)
+                if key == JSON_ARRAY and za[key].dtype == np.uint8:  # a JSON record stored as bytes
+                    record_a, record_b = (json.loads(z[key].tobytes()) for z in (za, zb))
+                    _compare_json(record_a, record_b, f"{name}[{key}]", rtol, atol, out)
+                else:
+                    _compare_arrays(za[key], zb[key], f"{name}[{key}]", rtol, atol, out)
     return out
