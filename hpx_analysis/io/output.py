@@ -16,6 +16,7 @@ the marker holds no finished run, and a move cut short is finished by the next r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -193,9 +194,10 @@ def _sync_folder(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        # some file systems refuse fsync on a folder (EINVAL); the renames are done either way,
+        # only their durability across a power cut is then the file system's own
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
