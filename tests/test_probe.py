@@ -206,3 +206,33 @@ def test_recorded_accuracies_meet_the_issue_targets():
     far, near = list(hpx)[-1], list(hpx)[0]
     assert hpx[far] >= 0.9 and hpx[far] - conv[far] >= 0.2
     assert hpx[near] >= 0.9 and conv[near] >= 0.9
+
+
+def test_conv_probe_reach_is_its_receptive_radius_by_hand():
+    """conv_probe: the 7x7 stride-4 stem reads +-3 px, its one SepConv 7x7 block +-3 tokens of
+    4 px: 3 + 12 = 15 px, plus half the 5 px square."""
+    from hpx_analysis.probe.jobs import conv_probe_reach_px
+    from hpx_analysis.probe.task import ProbeTask
+
+    assert conv_probe_reach_px(ProbeTask()) == 3 + 3 * 4 + 5 // 2
+
+
+def test_truncation_drops_use_the_reach_rule_of_the_intervals():
+    """A hand-built per-distance table: accuracy 1.0 up to d = 10, then chance; the measured
+    reach of the truncated setting is 10 (above 62.5 % up to there), the far-bin drop 75 points."""
+    from hpx_analysis.probe.evaluate import distance_bins
+    from hpx_analysis.probe.task import ProbeTask
+    from hpx_analysis.report.probe_section import truncation_drops
+
+    task = ProbeTask()
+    d = np.arange(task.d_min, task.d_max + 1)
+    rows = []
+    for stage, acc in ((-1, np.ones(len(d))), (0, np.where(d <= 10, 1.0, 0.25))):
+        for di, a in zip(d, acc):
+            rows.append(dict(model="m", stage=stage, rel_size=np.nan if stage < 0 else 0.25, distance_px=di,
+                             accuracy=a, n=16, ci_low=a - 0.01, ci_high=min(a + 0.01, 1.0),
+                             predicted_reach_px=np.nan if stage < 0 else 12.0))  # fmt: skip
+    drops = truncation_drops(pd.DataFrame(rows), task)
+    assert drops.measured_reach_px.tolist() == [10]
+    lo, hi = distance_bins(task)[-1]
+    assert lo > 10 and drops.far_drop_points.iloc[0] == pytest.approx(75.0)

@@ -85,15 +85,21 @@ def is_probe_train_file(name: str) -> bool:
 
 
 def conv_probe_reach_px(task) -> int:
-    """The largest distance ``conv_probe`` (SepConv 7x7) can see.
+    """The largest distance ``conv_probe`` (SepConv 7x7) can see: the receptive radius of its
+    registered architecture (:func:`~hpx_analysis.probe.analysis.receptive_radius_px`) plus
+    half the square's side.
 
     Args:
         task: the probe task.
 
     Returns:
-        int: 15 px plus half the square's side.
+        int: the distance in px (17 for the 64 px task: 3 + 3 x 4 + 2).
     """
-    return 15 + task.square // 2
+    import timm
+
+    from .analysis import receptive_radius_px
+
+    return int(receptive_radius_px(timm.create_model("conv_probe"))) + task.square // 2
 
 
 @dataclass(frozen=True)

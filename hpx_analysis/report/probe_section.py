@@ -147,9 +147,11 @@ def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
         DataFrame: one row per model, stage and relative size.
     """
     from ..probe.evaluate import distance_bins
+    from ..probe.intervals import measured_reach, reach_level
     from ..probe.task import ProbeTask
 
     task = task or ProbeTask()
+    level = reach_level(task.num_classes)
     lo, hi = distance_bins(task)[-1]
     far = by_d[(by_d.distance_px >= lo) & (by_d.distance_px <= hi)]
     rows = []
@@ -169,7 +171,7 @@ def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
                     stage=int(stage),
                     rel_size=r,
                     predicted_reach_px=reach,
-                    measured_reach_px=measured_reach_px(allg),
+                    measured_reach_px=measured_reach(allg, level)["reach_px"],
                     all_accuracy=100 * all_acc,
                     all_drop_points=100 * (all_base_acc - all_acc),
                     far_accuracy=100 * acc,
@@ -177,23 +179,6 @@ def truncation_drops(by_d: pd.DataFrame, task=None) -> pd.DataFrame:
                 )
             )
     return pd.DataFrame(rows)
-
-
-def measured_reach_px(table: pd.DataFrame, level: float = 0.9) -> int:
-    """The largest ``d`` up to which accuracy stays at least ``level`` at every distance.
-
-    Args:
-        table: accuracy per ``distance_px`` of one setting.
-        level: the accuracy to stay at.
-
-    Returns:
-        int: that distance (``d_min - 1`` when the accuracy is below at the first).
-    """
-    t = table.sort_values("distance_px")
-    below = t[t.accuracy < level]
-    if below.empty:
-        return int(t.distance_px.max())
-    return int(below.distance_px.iloc[0]) - 1
 
 
 def probe_markdown(result: ProbeSectionResult) -> tuple[str, str]:
@@ -206,6 +191,7 @@ def probe_markdown(result: ProbeSectionResult) -> tuple[str, str]:
         tuple[str, str]: how it was made, and its markdown tables.
     """
     from ..probe.evaluate import distance_bins
+    from ..probe.intervals import reach_level
     from ..probe.jobs import conv_probe_reach_px
     from ..probe.task import ProbeTask
 
@@ -229,7 +215,8 @@ def probe_markdown(result: ProbeSectionResult) -> tuple[str, str]:
         f"labels (top-1 = probe accuracy). Predicted reach: the largest d the truncated kernel can "
         f"still carry to the readout (kept taps x stride 4 + the 5x5 depthwise conv + the stem + half the "
         f"square; 1D H_b kernels: not predicted); measured reach: the largest d up to which accuracy stays "
-        f">= 90 % at every distance. Far bin: {lo}-{hi} px."
+        f"above {100 * reach_level(task.num_classes):.1f} % (halfway between chance and 100 %) at every distance. "
+        f"Far bin: {lo}-{hi} px."
     )
     table = (
         "Test accuracy (%) per distance bin:\n\n"
